@@ -72,7 +72,7 @@ mirror() {
   # one-line format: deb URI bookworm main
   [[ -z "$m" ]] && m="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
         awk -v s="$SUITE" '$1=="deb" { u=""; for (i=2;i<=NF;i++) { if ($i ~ /^\[/) continue; if (u=="") {u=$i; continue} if ($i==s) {print u; exit} break } }')"
-  echo "${m:-http://deb.debian.org/debian}"
+  echo "$m"   # empty: debootstrap uses its own default mirror
 }
 
 RECIPE=2   # bump when the root recipe below changes, so an old cached tarball is not reused
@@ -92,7 +92,7 @@ else
   }
   M="$(mirror)"
   log "debootstrap --variant=minbase $SUITE (packages: $PACKAGES)"
-  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$WORK/root" "$M" >"$WORK/debootstrap.log" 2>&1 \
+  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$WORK/root" ${M:+"$M"} >"$WORK/debootstrap.log" 2>&1 \
     || { tail -n 30 "$WORK/debootstrap.log" >&2; exit 1; }
   chroot "$WORK/root" apt-get clean
   # documentation and message catalogues are not needed by .NET (saves ~50 MB)
