@@ -1,0 +1,91 @@
+namespace Callback.Ami
+
+open System.Threading
+open System.Threading.Tasks
+
+/// The AMI password. It prints as `***`, so a log line, an exception or a debugger view cannot leak it.
+[<Sealed>]
+type Secret(value: string) =
+    /// The clear text, for the one place that needs it: the Login action.
+    member _.Reveal() = value
+    override _.ToString() = "***"
+
+/// Why an action got no usable Response.
+type ActionError =
+    /// The action could not be encoded; nothing was sent.
+    | Unencodable of EncodeError
+    /// `Response: Error`, with Asterisk's `Message:` text.
+    | Rejected of message: string
+    /// No Response with our ActionID before the deadline.
+    | NoResponse
+    | LinkFailed of LinkError
+
+/// The actions this program sends, in AMI's own words.
+[<RequireQualifiedAccess>]
+module Actions =
+
+    /// A fresh ActionID: a version-7 GUID, unique across threads, processes and restarts.
+    let newActionId () = System.Guid.CreateVersion7().ToString "N"
+
+    /// Login for a short-lived session: `Events: off`, so no event can delay the responses we wait for.
+    let login (username: string) (secret: Secret) =
+        { Name = "Login"
+          ActionId = newActionId ()
+          Headers = [ "Username", username; "Secret", secret.Reveal(); "Events", "off" ] }
+
+    let logoff () =
+        { Name = "Logoff"
+          ActionId = newActionId ()
+          Headers = [] }
+
+/// Sends actions on an open connection and matches their responses by ActionID.
+[<RequireQualifiedAccess>]
+module Client =
+
+    let private isResponseTo (actionId: string) (message: Message) =
+        Message.kind message = Response && Message.actionId message = Some actionId
+
+    /// Reads until the Response carrying `actionId`. Events and other responses are skipped: this session
+    /// sends one action at a time, so no one else is waiting for them. An event that carries our
+    /// ActionID (OriginateResponse) is still an event and is skipped too.
+    let private awaitResponse (connection: Connection) actionId ct =
+        task {
+            let mutable answer = None
+
+            while answer.IsNone do
+                match! connection.Receive ct with
+                | Ok message when not (isResponseTo actionId message) -> ()
+                | received -> answer <- Some received
+
+            return answer.Value
+        }
+
+    let private judge (response: Message) =
+        match Message.tryFind "Response" response with
+        | Some r when System.String.Equals(r, "Error", System.StringComparison.OrdinalIgnoreCase) ->
+            Error(Rejected(Message.tryFind "Message" response |> Option.defaultValue ""))
+        | _ -> Ok response
+
+    /// Sends `action` and returns its Response (Success, Goodbye, …) or why there is none, all within
+    /// `timeout`. Never retries: an action that may have reached Asterisk is not sent twice.
+    let send (connection: Connection) (timeout: System.TimeSpan) (action: Action) (ct: CancellationToken) =
+        task {
+            match Action.encode action with
+            | Error e -> return Error(Unencodable e)
+            | Ok bytes ->
+                use deadline = CancellationTokenSource.CreateLinkedTokenSource ct
+                deadline.CancelAfter timeout
+
+                let! sent = connection.Send(bytes, deadline.Token)
+
+                let! answer =
+                    match sent with
+                    | Ok() -> awaitResponse connection action.ActionId deadline.Token
+                    | Error e -> Task.FromResult(Error e)
+
+                return
+                    match answer with
+                    | Ok response -> judge response
+                    | Error Cancelled -> Error NoResponse
+                    | Error e -> Error(LinkFailed e)
+        }

@@ -1,0 +1,148 @@
+namespace Callback
+
+open System
+open System.IO
+open System.Security.Cryptography.X509Certificates
+open Microsoft.Extensions.Configuration
+open FsToolkit.ErrorHandling
+open Callback.Ami
+
+/// How to reach and log in to Asterisk's manager interface.
+type AmiSettings =
+    { Endpoint: Endpoint
+      Username: string
+      Secret: Secret
+      ResponseTimeout: TimeSpan }
+
+/// The fixed parts of every Originate. `Channel` holds `{number}` and `Context` may hold `{language}`.
+type OriginateSettings =
+    { Channel: string
+      Context: string
+      Exten: string
+      Priority: int
+      CallerId: string option
+      Timeout: TimeSpan }
+
+/// Everything the sidecar reads from configuration, checked once at start-up.
+type Settings =
+    { Ami: AmiSettings
+      Originate: OriginateSettings
+      DemoEnabled: bool }
+
+[<RequireQualifiedAccess>]
+module Settings =
+
+    /// Configuration keys as environment variables name them, so messages point at what to set.
+    let private envName (key: string) = key.Replace(":", "__")
+
+    let private text (config: IConfiguration) key =
+        match config[key] with
+        | null
+        | "" -> None
+        | v -> Some v
+
+    let private required config key =
+        text config key |> Result.requireSome $"{envName key} is required."
+
+    let private safeText config key fallback =
+        let value = text config key |> Option.defaultValue fallback
+
+        if value.IndexOfAny [| '\r'; '\n'; '\000' |] >= 0 then
+            Error $"{envName key} must be a single line."
+        else
+            Ok value
+
+    let private number config key fallback (low: int) (high: int) =
+        match text config key with
+        | None -> Ok fallback
+        | Some v ->
+            match Int32.TryParse v with
+            | true, n when n >= low && n <= high -> Ok n
+            | _ -> Error $"{envName key} must be a whole number from {low} to {high} (got '{v}')."
+
+    let private flag config key fallback =
+        match text config key with
+        | None -> Ok fallback
+        | Some v ->
+            match Boolean.TryParse v with
+            | true, b -> Ok b
+            | _ -> Error $"{envName key} must be true or false (got '{v}')."
+
+    let private milliseconds config key fallback low high =
+        number config key fallback low high |> Result.map (float >> TimeSpan.FromMilliseconds)
+
+    let private caCertificate config =
+        match text config "Ami:CaCertificate" with
+        | None -> Ok None
+        | Some path ->
+            try
+                Ok(Some(X509Certificate2.CreateFromPem(File.ReadAllText path)))
+            with e ->
+                Error $"Ami__CaCertificate: cannot read a PEM certificate from '{path}' ({e.GetType().Name})."
+
+    let private channel config =
+        required config "Originate:Channel"
+        |> Result.bind (fun c ->
+            if c.Contains "{number}" then Ok c
+            else Error "Originate__Channel must contain {number}, e.g. PJSIP/{number}@trunk.")
+
+    let private endpoint config =
+        validation {
+            let! host = required config "Ami:Host"
+            and! port = number config "Ami:Port" 5039 1 65535
+            and! useTls = flag config "Ami:UseTls" true
+            and! ca = caCertificate config
+            and! connectTimeout = milliseconds config "Ami:ConnectTimeout" 5000 100 60000
+
+            return
+                { Host = host
+                  Port = port
+                  Transport = if useTls then Tls ca else PlainTcp
+                  ConnectTimeout = connectTimeout }
+        }
+
+    let private ami config =
+        validation {
+            let! endpoint = endpoint config
+            and! username = required config "Ami:Username"
+            and! secret = required config "Ami:Secret"
+            and! responseTimeout = milliseconds config "Ami:ResponseTimeout" 5000 100 60000
+
+            return
+                { Endpoint = endpoint
+                  Username = username
+                  Secret = Secret secret
+                  ResponseTimeout = responseTimeout }
+        }
+
+    let private originate config =
+        validation {
+            let! channel = channel config
+            and! context = safeText config "Originate:Context" "callback-{language}"
+            and! exten = safeText config "Originate:Exten" "s"
+            and! priority = number config "Originate:Priority" 1 1 Int32.MaxValue
+            and! callerId = safeText config "Originate:CallerId" ""
+            and! timeout = milliseconds config "Originate:Timeout" 30000 1000 600000
+
+            return
+                { Channel = channel
+                  Context = context
+                  Exten = exten
+                  Priority = priority
+                  CallerId = if callerId = "" then None else Some callerId
+                  Timeout = timeout }
+        }
+
+    /// Reads and checks every setting, reporting all problems at once. Messages name the environment
+    /// variable to set and never repeat the secret.
+    let read (config: IConfiguration) : Result<Settings, string list> =
+        validation {
+            let! ami = ami config
+            and! originate = originate config
+            and! demo = flag config "Demo:Enabled" false
+
+            return
+                { Ami = ami
+                  Originate = originate
+                  DemoEnabled = demo }
+        }

@@ -1,0 +1,130 @@
+namespace Callback.Domain
+
+/// Why a visitor's input is not a number we will ring.
+type PhoneNumberError =
+    | Missing
+    | TooLong
+    | ControlCharacter
+    | NonAsciiDigit
+    | InvalidCharacter of char
+    | MisplacedPlus
+    | WrongLength of digits: int
+    | ServiceCode of string
+    | PremiumRate
+    | NotUsOrCanada
+
+/// A North American number we are willing to call back: exactly 11 ASCII digits, the first one `1`,
+/// a valid US or Canadian number according to libphonenumber, neither premium-rate nor an N11 service
+/// code. The only way to get one is `PhoneNumber.tryParse`, so nothing downstream checks it again.
+[<Struct; CustomEquality; NoComparison>]
+type PhoneNumber =
+    private
+    | PhoneNumber of string
+
+    /// The 11-digit dial string, e.g. `15145550123`.
+    member this.Digits =
+        let (PhoneNumber digits) = this
+        digits
+
+    override this.Equals other =
+        match other with
+        | :? PhoneNumber as p -> p.Digits = this.Digits
+        | _ -> false
+
+    override this.GetHashCode() = this.Digits.GetHashCode()
+    override this.ToString() = this.Digits
+
+[<RequireQualifiedAccess>]
+module PhoneNumber =
+    open System
+
+    /// Longer input is refused before any work is done on it: no real number needs it.
+    [<Literal>]
+    let MaxInputLength = 40
+
+    let private util = PhoneNumbers.PhoneNumberUtil.GetInstance()
+
+    let private isFormatting c =
+        c = ' ' || c = '-' || c = '.' || c = '(' || c = ')'
+
+    /// The ASCII digits of the input, or why the input is not just digits and formatting.
+    let private digitsOf (input: string) : Result<string, PhoneNumberError> =
+        let digits = Text.StringBuilder(11)
+        let mutable error = None
+        let mutable i = 0
+
+        while error.IsNone && i < input.Length do
+            let c = input[i]
+
+            if Char.IsAsciiDigit c then digits.Append c |> ignore
+            elif c = '+' then (if digits.Length > 0 || input.IndexOf('+') <> i then error <- Some MisplacedPlus)
+            elif isFormatting c then ()
+            elif Char.IsControl c then error <- Some ControlCharacter
+            elif Char.IsDigit c || Char.IsNumber c then error <- Some NonAsciiDigit
+            else error <- Some(InvalidCharacter c)
+
+            i <- i + 1
+
+        match error with
+        | Some e -> Error e
+        | None -> Ok(digits.ToString())
+
+    /// Ten digits get the leading 1; eleven are kept only when they start with 1.
+    let private toNanp (digits: string) =
+        match digits.Length with
+        | 0 -> Error Missing
+        | 10 -> Ok("1" + digits)
+        | 11 when digits[0] = '1' -> Ok digits
+        | n -> Error(WrongLength n)
+
+    /// N11 codes (211 … 911) reach emergency and community services, whether dialled as an area code or
+    /// as an exchange; 900 and the 976 exchange are premium-rate. None of them is ever originated.
+    let private checkReserved (nanp: string) =
+        let area = nanp.Substring(1, 3)
+        let exchange = nanp.Substring(4, 3)
+        let isN11 (code: string) = code[1] = '1' && code[2] = '1'
+
+        if isN11 area then Error(ServiceCode area)
+        elif isN11 exchange then Error(ServiceCode exchange)
+        elif area = "900" || exchange = "976" then Error PremiumRate
+        else Ok nanp
+
+    let private checkWithLibphonenumber (nanp: string) =
+        try
+            let parsed = util.Parse("+" + nanp, "US")
+
+            match util.GetRegionCodeForNumber parsed with
+            | "US"
+            | "CA" when util.IsValidNumber parsed ->
+                if util.GetNumberType parsed = PhoneNumbers.PhoneNumberType.PREMIUM_RATE then
+                    Error PremiumRate
+                else
+                    Ok nanp
+            | _ -> Error NotUsOrCanada
+        with :? PhoneNumbers.NumberParseException ->
+            Error NotUsOrCanada
+
+    /// Parses what a visitor typed: digits with spaces, `-`, `.`, `(`, `)` and one leading `+`.
+    let tryParse (input: string) : Result<PhoneNumber, PhoneNumberError> =
+        if String.IsNullOrWhiteSpace input then Error Missing
+        elif input.Length > MaxInputLength then Error TooLong
+        else
+            digitsOf input
+            |> Result.bind toNanp
+            |> Result.bind checkReserved
+            |> Result.bind checkWithLibphonenumber
+            |> Result.map PhoneNumber
+
+    /// A sentence for the visitor, in the words of the form.
+    let describe (error: PhoneNumberError) =
+        match error with
+        | Missing -> "Enter a phone number."
+        | TooLong -> $"A phone number has at most {MaxInputLength} characters."
+        | ControlCharacter -> "Line breaks and control characters are not allowed."
+        | NonAsciiDigit -> "Use the digits 0-9 only."
+        | InvalidCharacter _ -> "Only digits, spaces, '-', '.', '(', ')' and a leading '+' are allowed."
+        | MisplacedPlus -> "A '+' may appear only once, before the digits."
+        | WrongLength n -> $"A North American number has 10 digits, or 11 starting with 1 (got {n})."
+        | ServiceCode code -> $"Service codes such as {code} cannot be called back."
+        | PremiumRate -> "Premium-rate numbers cannot be called back."
+        | NotUsOrCanada -> "This is not a valid US or Canadian phone number."

@@ -1,0 +1,51 @@
+namespace Callback.Http
+
+open System.Threading.Tasks
+open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.Http
+open Microsoft.Extensions.Logging
+open Callback
+open Callback.Domain
+
+/// The routes, each a handler chain turned into an ASP.NET Core endpoint.
+[<RequireQualifiedAccess>]
+module Endpoints =
+
+    let private toDelegate (handler: HttpHandler) =
+        RequestDelegate(fun ctx -> handler finish ctx :> Task)
+
+    /// Enough of the number to recognise a call in the log, not enough to call the visitor from it.
+    let private masked (number: PhoneNumber) =
+        let digits = number.Digits
+        digits.Substring(0, 4) + "*****" + digits.Substring(9)
+
+    let private report (logger: ILogger) (request: CallbackRequest) (outcome: CallbackOutcome) =
+        let s = outcome.Stages
+
+        match outcome.Failure with
+        | None ->
+            logger.LogInformation(
+                "Callback {CallId} to {Number} ({Language}) spooled",
+                Option.toObj outcome.CallId,
+                masked request.PhoneNumber,
+                Language.code request.Language
+            )
+        | Some failure ->
+            logger.LogWarning(
+                "Callback to {Number} ({Language}): socket={Socket} amiLogin={AmiLogin} amiOrig={AmiOrig} amiLogoff={AmiLogoff} callSpooled={CallSpooled}, failed: {Failure}",
+                masked request.PhoneNumber,
+                Language.code request.Language,
+                s.Socket,
+                s.AmiLogin,
+                s.AmiOrig,
+                s.AmiLogoff,
+                s.CallSpooled,
+                sprintf "%A" failure
+            )
+
+    /// `POST /callback` and `GET /healthz` (liveness only: it never touches AMI).
+    let map (app: WebApplication) (settings: Settings) =
+        let logger = app.Logger
+        let callback = Handlers.callback (Pipeline.run settings) (report logger)
+        app.MapPost("/callback", toDelegate callback) |> ignore
+        app.MapHealthChecks "/healthz" |> ignore

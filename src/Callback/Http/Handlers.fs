@@ -1,0 +1,173 @@
+namespace Callback.Http
+
+open System
+open System.Buffers
+open System.IO.Pipelines
+open System.Text
+open System.Text.Json
+open System.Threading
+open System.Threading.Tasks
+open Microsoft.AspNetCore.Http
+open Microsoft.AspNetCore.WebUtilities
+open Callback
+open Callback.Domain
+
+/// The rest of the request's handling, or `None` when a handler already answered: Giraffe's shape,
+/// rebuilt on plain ASP.NET Core because Giraffe is not on our package feed.
+type HttpFunc = HttpContext -> Task<HttpContext option>
+
+/// A step of request handling that may answer, or hand on to `next`.
+type HttpHandler = HttpFunc -> HttpFunc
+
+[<AutoOpen>]
+module Core =
+
+    /// Runs `first`, then `second`.
+    let (>=>) (first: HttpHandler) (second: HttpHandler) : HttpHandler = fun next -> first (second next)
+
+    /// The end of every chain: the response is complete.
+    let finish: HttpFunc = fun ctx -> Task.FromResult(Some ctx)
+
+    let setStatusCode (code: int) : HttpHandler =
+        fun next ctx ->
+            ctx.Response.StatusCode <- code
+            next ctx
+
+    /// Writes `value` as the `application/json` body.
+    let json (value: JsonValue) : HttpHandler =
+        fun next ctx ->
+            task {
+                ctx.Response.ContentType <- "application/json; charset=utf-8"
+                use writer = new Utf8JsonWriter(ctx.Response.BodyWriter)
+                value writer
+                do! writer.FlushAsync()
+                return! next ctx
+            }
+
+    /// Answers with a status and the five false booleans plus `errors`: nothing reached Asterisk.
+    let refuse (code: int) (errors: FieldError list) : HttpHandler =
+        setStatusCode code >=> json (CallbackJson.refused errors)
+
+    let bodyError message = [ { Field = "body"; Message = message } ]
+
+    /// Hands the whole body to `next` when it is at most `limit` bytes; 413 otherwise, read no further.
+    let readBody (limit: int) (next: byte[] -> HttpHandler) : HttpHandler =
+        fun after ctx ->
+            task {
+                let tooLarge () =
+                    refuse 413 (bodyError $"The body must be at most {limit} bytes.") after ctx
+
+                match ctx.Request.ContentLength with
+                | length when length.HasValue && length.Value > int64 limit -> return! tooLarge ()
+                | _ ->
+                    let reader = ctx.Request.BodyReader
+                    let mutable result = Unchecked.defaultof<ReadResult>
+                    let mutable reading = true
+
+                    while reading do
+                        let! r = reader.ReadAsync ctx.RequestAborted
+                        result <- r
+                        reading <- not r.IsCompleted && r.Buffer.Length <= int64 limit
+
+                        if reading then
+                            reader.AdvanceTo(r.Buffer.Start, r.Buffer.End)
+
+                    let body =
+                        if result.Buffer.Length > int64 limit then None else Some(result.Buffer.ToArray())
+
+                    reader.AdvanceTo result.Buffer.End
+
+                    match body with
+                    | None -> return! tooLarge ()
+                    | Some body -> return! next body after ctx
+            }
+
+[<RequireQualifiedAccess>]
+module Handlers =
+
+    /// The largest body `POST /callback` reads.
+    [<Literal>]
+    let MaxBodyBytes = 8192
+
+    let private mediaType (ctx: HttpContext) =
+        match ctx.Request.ContentType with
+        | null -> ""
+        | ct -> ct.Split(';').[0].Trim().ToLowerInvariant()
+
+    let private fromForm (body: byte[]) =
+        use reader = new FormReader(Encoding.UTF8.GetString body)
+        let fields = reader.ReadForm()
+
+        let field name : Result<string option, FieldError> =
+            match fields.TryGetValue name with
+            | true, values when values.Count > 1 -> Error { Field = name; Message = "Give this field once." }
+            | true, values -> Ok(Some(values.ToString()))
+            | false, _ -> Ok None
+
+        match field CallbackRequest.PhoneNumberField, field CallbackRequest.LanguageField with
+        | Ok phone, Ok lang -> Ok({ PhoneNumber = phone; Language = lang }: UnvalidatedCallback)
+        | phone, lang ->
+            Error(
+                [ phone; lang ]
+                |> List.choose (function
+                    | Error e -> Some e
+                    | Ok _ -> None)
+            )
+
+    /// Reads the form, as JSON or URL-encoded, into its unchecked fields: 415 for another content type,
+    /// 400 when the body does not parse, 422 when a JSON field has the wrong type.
+    let bindCallback (next: UnvalidatedCallback -> HttpHandler) : HttpHandler =
+        fun after ctx ->
+            let decoded decode = readBody MaxBodyBytes decode after ctx
+
+            match mediaType ctx with
+            | "application/json" ->
+                decoded (fun body ->
+                    match (try Ok(JsonDocument.Parse(ReadOnlyMemory body)) with :? JsonException -> Error()) with
+                    | Error() -> refuse 400 (bodyError "The body is not valid JSON.")
+                    | Ok document ->
+                        use document = document
+
+                        match CallbackJson.decode document.RootElement with
+                        | Ok fields -> next fields
+                        | Error errors -> refuse 422 errors)
+            | "application/x-www-form-urlencoded" ->
+                decoded (fun body ->
+                    match (try Ok(fromForm body) with :? System.IO.InvalidDataException | :? DecoderFallbackException -> Error()) with
+                    | Error() -> refuse 400 (bodyError "The body is not a valid URL-encoded form.")
+                    | Ok(Ok fields) -> next fields
+                    | Ok(Error errors) -> refuse 422 errors)
+            | _ ->
+                refuse 415 (bodyError "Send application/json or application/x-www-form-urlencoded.") after ctx
+
+    /// Checks the fields; 422 with every error at once, before any AMI traffic.
+    let validateCallback (next: CallbackRequest -> HttpHandler) (fields: UnvalidatedCallback) : HttpHandler =
+        match CallbackRequest.validate fields with
+        | Ok request -> next request
+        | Error errors -> refuse 422 errors
+
+    /// 200 once Asterisk accepted the Originate (even if Logoff then failed); 503 when Asterisk could not
+    /// be reached at all; 502 when it was reached but a later stage failed.
+    let statusOf (outcome: CallbackOutcome) =
+        if outcome.Stages.CallSpooled then 200
+        elif not outcome.Stages.Socket then 503
+        else 502
+
+    /// Runs the AMI pipeline for a valid request and answers with its outcome.
+    let placeCallback
+        (run: CallbackRequest -> CancellationToken -> Task<CallbackOutcome>)
+        (report: CallbackRequest -> CallbackOutcome -> unit)
+        (request: CallbackRequest)
+        : HttpHandler =
+        fun next ctx ->
+            task {
+                // The call is placed even if the visitor's browser gives up: an Originate half-sent
+                // and then abandoned would leave us not knowing whether it rings.
+                let! outcome = run request CancellationToken.None
+                report request outcome
+                return! (setStatusCode (statusOf outcome) >=> json (CallbackJson.outcome outcome)) next ctx
+            }
+
+    /// `POST /callback`: bind → validate → place → answer.
+    let callback run report : HttpHandler =
+        bindCallback (validateCallback (placeCallback run report))

@@ -1,0 +1,61 @@
+module Callback.Program
+
+open System
+open System.Net.Http
+open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.Hosting
+open Microsoft.Extensions.DependencyInjection
+open Microsoft.Extensions.Hosting
+open Microsoft.Extensions.Logging
+open Callback.Ami
+open Callback.Http
+
+/// Builds the web application from configuration; every invalid setting is reported, none is guessed.
+/// `configure` lets tests (and the demo) add configuration sources or a test server before the build.
+let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Result<WebApplication, string list> =
+    let builder = WebApplication.CreateBuilder args
+    configure builder
+
+    match Settings.read builder.Configuration with
+    | Error errors -> Error errors
+    | Ok settings ->
+        builder.WebHost.ConfigureKestrel(fun kestrel -> kestrel.AddServerHeader <- false) |> ignore
+        builder.Services.AddHealthChecks() |> ignore
+        let app = builder.Build()
+
+        if settings.Ami.Endpoint.Transport = PlainTcp then
+            app.Logger.LogWarning "Ami__UseTls is false: the AMI secret crosses the network in clear text."
+
+        Endpoints.map app settings
+        Ok app
+
+/// `--health-check`: the container's HEALTHCHECK, so the image needs no curl. Exit 0 when `/healthz`
+/// answers 200 on the port the app listens on.
+let private healthCheck () =
+    let port =
+        match Environment.GetEnvironmentVariable "ASPNETCORE_HTTP_PORTS" with
+        | null
+        | "" -> "8080"
+        | ports -> ports.Split([| ';'; ',' |]).[0]
+
+    use client = new HttpClient(Timeout = TimeSpan.FromSeconds 3.0)
+
+    try
+        let response = client.GetAsync($"http://127.0.0.1:{port}/healthz").Result
+        if response.IsSuccessStatusCode then 0 else 1
+    with _ ->
+        1
+
+[<EntryPoint>]
+let main args =
+    if Array.contains "--health-check" args then
+        healthCheck ()
+    else
+        match createApp args ignore with
+        | Ok app ->
+            app.Run()
+            0
+        | Error errors ->
+            eprintfn "The callback sidecar cannot start; fix these settings:"
+            errors |> List.iter (eprintfn "  - %s")
+            2
