@@ -1,0 +1,206 @@
+/// An AMI server that misbehaves on purpose: a greeting and an answer per action chosen by each test,
+/// over plain TCP or real TLS, recording every byte it receives. It shares no code with the client, so
+/// it cannot hide the client's mistakes.
+module Callback.Tests.FakeAmi
+
+open System
+open System.IO
+open System.Net
+open System.Net.Security
+open System.Net.Sockets
+open System.Security.Cryptography
+open System.Security.Cryptography.X509Certificates
+open System.Text
+open System.Threading
+open System.Threading.Tasks
+
+/// An action as the fake server saw it: its lines in order.
+type ReceivedAction =
+    { Lines: (string * string) list }
+
+    member this.Get key =
+        this.Lines |> List.tryFind (fun (k, _) -> k = key) |> Option.map snd |> Option.defaultValue ""
+
+    member this.Name = this.Get "Action"
+    member this.ActionId = this.Get "ActionID"
+
+/// What the server does with one action.
+type Reply =
+    /// Writes these bytes (any number of messages, events included), then waits for the next action.
+    | Send of string
+    /// Writes these bytes, then closes the connection.
+    | SendThenClose of string
+    /// Says nothing and keeps the connection open.
+    | Silent
+    /// Closes the connection at once.
+    | Close
+
+type Script =
+    { Greeting: string option
+      Answer: ReceivedAction -> Reply }
+
+let response kind (actionId: string) message =
+    $"Response: {kind}\r\nActionID: {actionId}\r\nMessage: {message}\r\n\r\n"
+
+/// What Asterisk 22 answers to a well-behaved session (see tests/fixtures for the real transcripts).
+let asterisk (action: ReceivedAction) =
+    match action.Name with
+    | "Login" -> Send(response "Success" action.ActionId "Authentication accepted")
+    | "Originate" -> Send(response "Success" action.ActionId "Originate successfully queued")
+    | "Logoff" -> SendThenClose(response "Goodbye" action.ActionId "Thanks for all the fish.")
+    | _ -> Send(response "Error" action.ActionId "Invalid/unknown command")
+
+let greeting = "Asterisk Call Manager/11.0.0\r\n"
+
+let script answer = { Greeting = Some greeting; Answer = answer }
+
+/// A test certificate authority and a server certificate it signed for `localhost` and 127.0.0.1.
+type TestPki =
+    { Ca: X509Certificate2
+      Server: X509Certificate2 }
+
+    /// Writes the CA certificate as PEM, as a user would give it in `Ami__CaCertificate`.
+    member this.WriteCaPem() =
+        let path = Path.Combine(Path.GetTempPath(), $"fake-ami-ca-{Guid.NewGuid():N}.pem")
+        File.WriteAllText(path, this.Ca.ExportCertificatePem())
+        path
+
+let makePki () =
+    let now = DateTimeOffset.UtcNow
+    use caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256)
+    let caRequest = CertificateRequest("CN=Fake AMI test CA", caKey, HashAlgorithmName.SHA256)
+    caRequest.CertificateExtensions.Add(X509BasicConstraintsExtension(true, false, 0, true))
+    caRequest.CertificateExtensions.Add(X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true))
+    let ca = caRequest.CreateSelfSigned(now.AddMinutes -5.0, now.AddDays 1.0)
+
+    use serverKey = ECDsa.Create(ECCurve.NamedCurves.nistP256)
+    let serverRequest = CertificateRequest("CN=localhost", serverKey, HashAlgorithmName.SHA256)
+    let san = SubjectAlternativeNameBuilder()
+    san.AddDnsName "localhost"
+    san.AddIpAddress IPAddress.Loopback
+    serverRequest.CertificateExtensions.Add(san.Build())
+    serverRequest.CertificateExtensions.Add(X509BasicConstraintsExtension(false, false, 0, false))
+
+    serverRequest.CertificateExtensions.Add(
+        X509EnhancedKeyUsageExtension(OidCollection(Oid "1.3.6.1.5.5.7.3.1"), false)
+    )
+
+    use signed =
+        serverRequest.Create(ca, now.AddMinutes -5.0, now.AddDays 1.0, RandomNumberGenerator.GetBytes 8)
+
+    use withKey = signed.CopyWithPrivateKey serverKey
+    // A PKCS#12 round trip gives the platform a key it can use in a TLS server on every OS.
+    let server = X509CertificateLoader.LoadPkcs12(withKey.Export X509ContentType.Pkcs12, null)
+    { Ca = X509CertificateLoader.LoadCertificate(ca.RawData); Server = server }
+
+/// One fake server on 127.0.0.1 and a free port, serving any number of sessions until disposed.
+type Server(script: Script, tls: X509Certificate2 option) =
+    let listener = new TcpListener(IPAddress.Loopback, 0)
+    let received = MemoryStream()
+    let actions = Collections.Concurrent.ConcurrentQueue<ReceivedAction>()
+    let stop = new CancellationTokenSource()
+    let mutable sessions = 0
+
+    let record (bytes: ReadOnlySpan<byte>) =
+        lock received (fun () -> received.Write bytes)
+
+    let parse (block: string) =
+        { Lines =
+            block.Split("\r\n", StringSplitOptions.RemoveEmptyEntries)
+            |> Array.map (fun line ->
+                match line.IndexOf ": " with
+                | -1 -> line, ""
+                | i -> line.Substring(0, i), line.Substring(i + 2))
+            |> List.ofArray }
+
+    let serve (client: TcpClient) =
+        task {
+            use client = client
+            let network = client.GetStream()
+
+            let! (stream: Stream) =
+                match tls with
+                | None -> Task.FromResult(network :> Stream)
+                | Some certificate ->
+                    task {
+                        let ssl = new SslStream(network)
+                        do! ssl.AuthenticateAsServerAsync(certificate)
+                        return ssl :> Stream
+                    }
+
+            use stream = stream
+            let write (text: string) = stream.WriteAsync(Encoding.UTF8.GetBytes text, stop.Token).AsTask()
+
+            match script.Greeting with
+            | Some g -> do! write g
+            | None -> ()
+
+            let buffer = Array.zeroCreate<byte> 4096
+            let pending = StringBuilder()
+            let mutable openSession = true
+
+            while openSession do
+                let! n = stream.ReadAsync(buffer, stop.Token)
+
+                if n = 0 then
+                    openSession <- false
+                else
+                    record (ReadOnlySpan(buffer, 0, n))
+                    pending.Append(Encoding.UTF8.GetString(buffer, 0, n)) |> ignore
+                    let mutable text = pending.ToString()
+                    let mutable cut = text.IndexOf "\r\n\r\n"
+
+                    while openSession && cut >= 0 do
+                        let action = parse (text.Substring(0, cut))
+                        actions.Enqueue action
+                        text <- text.Substring(cut + 4)
+                        pending.Clear().Append(text) |> ignore
+                        cut <- text.IndexOf "\r\n\r\n"
+
+                        match script.Answer action with
+                        | Send bytes -> do! write bytes
+                        | SendThenClose bytes ->
+                            do! write bytes
+                            openSession <- false
+                        | Silent -> ()
+                        | Close -> openSession <- false
+        }
+
+    let accept =
+        task {
+            try
+                while not stop.IsCancellationRequested do
+                    let! client = listener.AcceptTcpClientAsync stop.Token
+                    Interlocked.Increment &sessions |> ignore
+                    // Sessions run concurrently; a failed one (a client that rejects our TLS) ends alone.
+                    serve client |> ignore
+            with _ ->
+                ()
+        }
+
+    do listener.Start()
+
+    new(script) = new Server(script, None)
+
+    member _.Port = (listener.LocalEndpoint :?> IPEndPoint).Port
+    /// Every byte any client sent, decoded as UTF-8.
+    member _.Received = lock received (fun () -> Encoding.UTF8.GetString(received.ToArray()))
+    member _.ReceivedByteCount = lock received (fun () -> received.Length)
+    member _.Actions = List.ofSeq actions
+    member _.ActionNames = actions |> Seq.map _.Name |> List.ofSeq
+    /// How many TCP connections were accepted.
+    member _.Sessions = sessions
+
+    interface IDisposable with
+        member _.Dispose() =
+            stop.Cancel()
+            listener.Stop()
+            accept.Wait(TimeSpan.FromSeconds 2.0) |> ignore
+
+/// A port on 127.0.0.1 where nothing listens: bound, then released.
+let closedPort () =
+    let probe = new TcpListener(IPAddress.Loopback, 0)
+    probe.Start()
+    let port = (probe.LocalEndpoint :?> IPEndPoint).Port
+    probe.Stop()
+    port

@@ -1,0 +1,21 @@
+module Callback.Tests.Main
+
+open Expecto
+open Expecto.Impl
+
+/// Expecto's own summary, then the plain closing line CI reads: `N passed, N failed, N skipped`
+/// (errored tests count as failed).
+let private withClosingLine (printer: TestPrinters) =
+    { printer with
+        summary =
+            fun config summary ->
+                async {
+                    do! printer.summary config summary
+                    let failed = summary.failed.Length + summary.errored.Length
+                    printfn "%d passed, %d failed, %d skipped" summary.passed.Length failed summary.ignored.Length
+                }
+    }
+
+[<EntryPoint>]
+let main argv =
+    runTestsInAssemblyWithCLIArgs [ Printer(withClosingLine defaultConfig.printer) ] argv
