@@ -81,9 +81,9 @@ let makePki () =
     serverRequest.CertificateExtensions.Add(san.Build())
     serverRequest.CertificateExtensions.Add(X509BasicConstraintsExtension(false, false, 0, false))
 
-    serverRequest.CertificateExtensions.Add(
-        X509EnhancedKeyUsageExtension(OidCollection(Oid "1.3.6.1.5.5.7.3.1"), false)
-    )
+    let serverAuth = OidCollection()
+    serverAuth.Add(Oid "1.3.6.1.5.5.7.3.1") |> ignore
+    serverRequest.CertificateExtensions.Add(X509EnhancedKeyUsageExtension(serverAuth, false))
 
     use signed =
         serverRequest.Create(ca, now.AddMinutes -5.0, now.AddDays 1.0, RandomNumberGenerator.GetBytes 8)
@@ -96,13 +96,13 @@ let makePki () =
 /// One fake server on 127.0.0.1 and a free port, serving any number of sessions until disposed.
 type Server(script: Script, tls: X509Certificate2 option) =
     let listener = new TcpListener(IPAddress.Loopback, 0)
-    let received = MemoryStream()
+    let received = new MemoryStream()
     let actions = Collections.Concurrent.ConcurrentQueue<ReceivedAction>()
     let stop = new CancellationTokenSource()
     let mutable sessions = 0
 
-    let record (bytes: ReadOnlySpan<byte>) =
-        lock received (fun () -> received.Write bytes)
+    let record (bytes: byte[]) count =
+        lock received (fun () -> received.Write(bytes, 0, count))
 
     let parse (block: string) =
         { Lines =
@@ -145,7 +145,7 @@ type Server(script: Script, tls: X509Certificate2 option) =
                 if n = 0 then
                     openSession <- false
                 else
-                    record (ReadOnlySpan(buffer, 0, n))
+                    record buffer n
                     pending.Append(Encoding.UTF8.GetString(buffer, 0, n)) |> ignore
                     let mutable text = pending.ToString()
                     let mutable cut = text.IndexOf "\r\n\r\n"
@@ -166,6 +166,8 @@ type Server(script: Script, tls: X509Certificate2 option) =
                         | Close -> openSession <- false
         }
 
+    do listener.Start()
+
     let accept =
         task {
             try
@@ -177,8 +179,6 @@ type Server(script: Script, tls: X509Certificate2 option) =
             with _ ->
                 ()
         }
-
-    do listener.Start()
 
     new(script) = new Server(script, None)
 

@@ -12,10 +12,11 @@ let private withClosingLine (printer: TestPrinters) =
                 async {
                     do! printer.summary config summary
                     let failed = summary.failed.Length + summary.errored.Length
-                    printfn "%d passed, %d failed, %d skipped" summary.passed.Length failed summary.ignored.Length
+                    // On a line of its own, whatever colour codes the console logger left on the last one.
+                    printfn "\n%d passed, %d failed, %d skipped" summary.passed.Length failed summary.ignored.Length
                 }
     }
 
 [<EntryPoint>]
 let main argv =
-    runTestsInAssemblyWithCLIArgs [ Printer(withClosingLine defaultConfig.printer) ] argv
+    runTestsInAssemblyWithCLIArgs [ No_Spinner; Printer(withClosingLine defaultConfig.printer) ] argv

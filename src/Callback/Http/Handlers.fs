@@ -94,8 +94,11 @@ module Handlers =
         | null -> ""
         | ct -> ct.Split(';').[0].Trim().ToLowerInvariant()
 
+    /// Throws on bytes that are not UTF-8 instead of quietly turning them into U+FFFD.
+    let private strictUtf8 = UTF8Encoding(false, true)
+
     let private fromForm (body: byte[]) =
-        use reader = new FormReader(Encoding.UTF8.GetString body)
+        use reader = new FormReader(strictUtf8.GetString body)
         let fields = reader.ReadForm()
 
         let field name : Result<string option, FieldError> =
