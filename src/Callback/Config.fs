@@ -8,26 +8,29 @@ open FsToolkit.ErrorHandling
 open Callback.Ami
 
 /// How to reach and log in to Asterisk's manager interface.
-type AmiSettings =
-    { Endpoint: Endpoint
-      Username: string
-      Secret: Secret
-      ResponseTimeout: TimeSpan }
+type AmiSettings = {
+    Endpoint: Endpoint
+    Username: string
+    Secret: Secret
+    ResponseTimeout: TimeSpan
+}
 
 /// The fixed parts of every Originate. `Channel` holds `{number}` and `Context` may hold `{language}`.
-type OriginateSettings =
-    { Channel: string
-      Context: string
-      Exten: string
-      Priority: int
-      CallerId: string option
-      Timeout: TimeSpan }
+type OriginateSettings = {
+    Channel: string
+    Context: string
+    Exten: string
+    Priority: int
+    CallerId: string option
+    Timeout: TimeSpan
+}
 
 /// Everything the sidecar reads from configuration, checked once at start-up.
-type Settings =
-    { Ami: AmiSettings
-      Originate: OriginateSettings
-      DemoEnabled: bool }
+type Settings = {
+    Ami: AmiSettings
+    Originate: OriginateSettings
+    DemoEnabled: bool
+}
 
 [<RequireQualifiedAccess>]
 module Settings =
@@ -69,7 +72,8 @@ module Settings =
             | _ -> Error $"{envName key} must be true or false (got '{v}')."
 
     let private milliseconds config key fallback low high =
-        number config key fallback low high |> Result.map (float >> TimeSpan.FromMilliseconds)
+        number config key fallback low high
+        |> Result.map (float >> TimeSpan.FromMilliseconds)
 
     let private caCertificate config =
         match text config "Ami:CaCertificate" with
@@ -83,8 +87,10 @@ module Settings =
     let private channel config =
         required config "Originate:Channel"
         |> Result.bind (fun c ->
-            if c.Contains "{number}" then Ok c
-            else Error "Originate__Channel must contain {number}, e.g. PJSIP/{number}@trunk.")
+            if c.Contains "{number}" then
+                Ok c
+            else
+                Error "Originate__Channel must contain {number}, e.g. PJSIP/{number}@trunk.")
 
     let private endpoint config =
         validation {
@@ -94,11 +100,12 @@ module Settings =
             and! ca = caCertificate config
             and! connectTimeout = milliseconds config "Ami:ConnectTimeout" 5000 100 60000
 
-            return
-                { Host = host
-                  Port = port
-                  Transport = if useTls then Tls ca else PlainTcp
-                  ConnectTimeout = connectTimeout }
+            return {
+                Host = host
+                Port = port
+                Transport = if useTls then Tls ca else PlainTcp
+                ConnectTimeout = connectTimeout
+            }
         }
 
     let private ami config =
@@ -108,11 +115,12 @@ module Settings =
             and! secret = required config "Ami:Secret"
             and! responseTimeout = milliseconds config "Ami:ResponseTimeout" 5000 100 60000
 
-            return
-                { Endpoint = endpoint
-                  Username = username
-                  Secret = Secret secret
-                  ResponseTimeout = responseTimeout }
+            return {
+                Endpoint = endpoint
+                Username = username
+                Secret = Secret secret
+                ResponseTimeout = responseTimeout
+            }
         }
 
     let private originate config =
@@ -124,13 +132,14 @@ module Settings =
             and! callerId = safeText config "Originate:CallerId" ""
             and! timeout = milliseconds config "Originate:Timeout" 30000 1000 600000
 
-            return
-                { Channel = channel
-                  Context = context
-                  Exten = exten
-                  Priority = priority
-                  CallerId = if callerId = "" then None else Some callerId
-                  Timeout = timeout }
+            return {
+                Channel = channel
+                Context = context
+                Exten = exten
+                Priority = priority
+                CallerId = if callerId = "" then None else Some callerId
+                Timeout = timeout
+            }
         }
 
     /// Reads and checks every setting, reporting all problems at once. Messages name the environment
@@ -141,8 +150,9 @@ module Settings =
             and! originate = originate config
             and! demo = flag config "Demo:Enabled" false
 
-            return
-                { Ami = ami
-                  Originate = originate
-                  DemoEnabled = demo }
+            return {
+                Ami = ami
+                Originate = originate
+                DemoEnabled = demo
+            }
         }

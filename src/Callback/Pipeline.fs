@@ -6,19 +6,21 @@ open Callback.Ami
 open Callback.Domain
 
 /// The answer's five booleans, set one by one as the train passes each stage.
-type StageResults =
-    { Socket: bool
-      AmiLogin: bool
-      AmiOrig: bool
-      AmiLogoff: bool
-      CallSpooled: bool }
+type StageResults = {
+    Socket: bool
+    AmiLogin: bool
+    AmiOrig: bool
+    AmiLogoff: bool
+    CallSpooled: bool
+} with
 
-    static member None =
-        { Socket = false
-          AmiLogin = false
-          AmiOrig = false
-          AmiLogoff = false
-          CallSpooled = false }
+    static member None = {
+        Socket = false
+        AmiLogin = false
+        AmiOrig = false
+        AmiLogoff = false
+        CallSpooled = false
+    }
 
 /// Where the train left the rails, and why.
 type StageFailure =
@@ -29,19 +31,21 @@ type StageFailure =
 
 /// What happened to one callback: the booleans, the Originate's ActionID once it was accepted, and the
 /// first failure if any.
-type CallbackOutcome =
-    { Stages: StageResults
-      CallId: string option
-      Failure: StageFailure option }
+type CallbackOutcome = {
+    Stages: StageResults
+    CallId: string option
+    Failure: StageFailure option
+}
 
 /// socket → Login → Originate → Logoff. A failed stage stops the ones after it, except that a session
 /// that logged in always sends Logoff, whatever happened to the Originate.
 [<RequireQualifiedAccess>]
 module Pipeline =
 
-    type private Progress =
-        { Stages: StageResults
-          CallId: string option }
+    type private Progress = {
+        Stages: StageResults
+        CallId: string option
+    }
 
     /// A stage's result: the progress so far, or the failure with the progress it had reached.
     type private StageResult = Result<Progress, StageFailure * Progress>
@@ -51,19 +55,22 @@ module Pipeline =
     let originateAction (settings: OriginateSettings) (request: CallbackRequest) =
         let lang = Language.code request.Language
 
-        { Name = "Originate"
-          ActionId = Actions.newActionId ()
-          Headers =
-            [ yield "Channel", settings.Channel.Replace("{number}", request.PhoneNumber.Digits)
-              yield "Context", settings.Context.Replace("{language}", lang)
-              yield "Exten", settings.Exten
-              yield "Priority", string settings.Priority
-              match settings.CallerId with
-              | Some callerId -> yield "CallerID", callerId
-              | None -> ()
-              yield "Timeout", string (int settings.Timeout.TotalMilliseconds)
-              yield "Async", "true"
-              yield "Variable", $"CALLBACK_LANGUAGE={lang}" ] }
+        {
+            Name = "Originate"
+            ActionId = Actions.newActionId ()
+            Headers = [
+                yield "Channel", settings.Channel.Replace("{number}", request.PhoneNumber.Digits)
+                yield "Context", settings.Context.Replace("{language}", lang)
+                yield "Exten", settings.Exten
+                yield "Priority", string settings.Priority
+                match settings.CallerId with
+                | Some callerId -> yield "CallerID", callerId
+                | None -> ()
+                yield "Timeout", string (int settings.Timeout.TotalMilliseconds)
+                yield "Async", "true"
+                yield "Variable", $"CALLBACK_LANGUAGE={lang}"
+            ]
+        }
 
     let private stage send (onFailure: ActionError -> StageFailure) mark (progress: Progress) : Task<StageResult> =
         task {
@@ -84,16 +91,21 @@ module Pipeline =
         stage
             (fun () -> Client.send connection settings.Ami.ResponseTimeout action ct)
             OriginateFailed
-            (fun p ->
-                { Stages = { p.Stages with AmiOrig = true; CallSpooled = true }
-                  CallId = Some action.ActionId })
+            (fun p -> {
+                Stages = {
+                    p.Stages with
+                        AmiOrig = true
+                        CallSpooled = true
+                }
+                CallId = Some action.ActionId
+            })
             progress
 
     let private logoff (ami: AmiSettings) connection ct =
-        stage
-            (fun () -> Client.send connection ami.ResponseTimeout (Actions.logoff ()) ct)
-            LogoffFailed
-            (fun p -> { p with Stages.AmiLogoff = true })
+        stage (fun () -> Client.send connection ami.ResponseTimeout (Actions.logoff ()) ct) LogoffFailed (fun p -> {
+            p with
+                Stages.AmiLogoff = true
+        })
 
     let private progressOf (result: StageResult) =
         match result with
@@ -103,13 +115,15 @@ module Pipeline =
     let private outcome (first: StageResult) (last: StageResult) =
         let p = progressOf last
 
-        { Stages = p.Stages
-          CallId = p.CallId
-          Failure =
-            match first, last with
-            | Error(f, _), _
-            | _, Error(f, _) -> Some f
-            | _ -> None }
+        {
+            Stages = p.Stages
+            CallId = p.CallId
+            Failure =
+                match first, last with
+                | Error(f, _), _
+                | _, Error(f, _) -> Some f
+                | _ -> None
+        }
 
     /// Once logged in: Originate, then Logoff whatever the Originate's fate. The first failure is kept.
     let private originateThenLogoff settings connection request ct progress =
@@ -125,16 +139,18 @@ module Pipeline =
         task {
             match! Connection.Open(settings.Ami.Endpoint, ct) with
             | Error e ->
-                return
-                    { Stages = StageResults.None
-                      CallId = None
-                      Failure = Some(SocketFailed e) }
+                return {
+                    Stages = StageResults.None
+                    CallId = None
+                    Failure = Some(SocketFailed e)
+                }
             | Ok connection ->
                 use connection = connection
 
-                let start =
-                    { Stages = { StageResults.None with Socket = true }
-                      CallId = None }
+                let start = {
+                    Stages = { StageResults.None with Socket = true }
+                    CallId = None
+                }
 
                 match! login settings.Ami connection ct start with
                 | Error _ as failed -> return outcome failed failed

@@ -19,7 +19,9 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
     match Settings.read builder.Configuration with
     | Error errors -> Error errors
     | Ok settings ->
-        builder.WebHost.ConfigureKestrel(fun kestrel -> kestrel.AddServerHeader <- false) |> ignore
+        builder.WebHost.ConfigureKestrel(fun kestrel -> kestrel.AddServerHeader <- false)
+        |> ignore
+
         builder.Services.AddHealthChecks() |> ignore
         let app = builder.Build()
 

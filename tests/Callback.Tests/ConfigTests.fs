@@ -12,11 +12,12 @@ let private configOf (pairs: (string * string) list) =
     let lastWins = pairs |> List.rev |> List.distinctBy fst |> List.map KeyValuePair
     ConfigurationBuilder().AddInMemoryCollection(lastWins).Build() :> IConfiguration
 
-let private minimal =
-    [ "Ami:Host", "asterisk.example"
-      "Ami:Username", "callback"
-      "Ami:Secret", "very-secret-1"
-      "Originate:Channel", "PJSIP/{number}@trunk" ]
+let private minimal = [
+    "Ami:Host", "asterisk.example"
+    "Ami:Username", "callback"
+    "Ami:Secret", "very-secret-1"
+    "Originate:Channel", "PJSIP/{number}@trunk"
+]
 
 let private errorsOf pairs =
     match Settings.read (configOf pairs) with
@@ -25,71 +26,79 @@ let private errorsOf pairs =
 
 [<Tests>]
 let tests =
-    testList
-        "Settings"
-        [ test "the four required settings are named by their environment variable" {
-              Expect.equal
-                  (errorsOf [])
-                  [ "Ami__Host is required."
+    testList "Settings" [
+        test "the four required settings are named by their environment variable" {
+            Expect.equal
+                (errorsOf [])
+                [
+                    "Ami__Host is required."
                     "Ami__Username is required."
                     "Ami__Secret is required."
-                    "Originate__Channel is required." ]
-                  "all four at once"
-          }
+                    "Originate__Channel is required."
+                ]
+                "all four at once"
+        }
 
-          test "defaults: TLS on 5039, 5 s deadlines, callback-{language} at s,1 with a 30 s ring" {
-              match Settings.read (configOf minimal) with
-              | Error e -> failtestf "%A" e
-              | Ok s ->
-                  Expect.equal s.Ami.Endpoint.Port 5039 "port"
-                  Expect.equal s.Ami.Endpoint.Transport (Tls None) "TLS with the system's roots"
-                  Expect.equal s.Ami.Endpoint.ConnectTimeout (TimeSpan.FromSeconds 5.0) "connect"
-                  Expect.equal s.Ami.ResponseTimeout (TimeSpan.FromSeconds 5.0) "response"
-                  Expect.equal s.Originate.Context "callback-{language}" "context"
-                  Expect.equal s.Originate.Exten "s" "exten"
-                  Expect.equal s.Originate.Priority 1 "priority"
-                  Expect.equal s.Originate.Timeout (TimeSpan.FromSeconds 30.0) "ring time"
-                  Expect.isNone s.Originate.CallerId "caller id"
-                  Expect.isFalse s.DemoEnabled "demo off"
-          }
+        test "defaults: TLS on 5039, 5 s deadlines, callback-{language} at s,1 with a 30 s ring" {
+            match Settings.read (configOf minimal) with
+            | Error e -> failtestf "%A" e
+            | Ok s ->
+                Expect.equal s.Ami.Endpoint.Port 5039 "port"
+                Expect.equal s.Ami.Endpoint.Transport (Tls None) "TLS with the system's roots"
+                Expect.equal s.Ami.Endpoint.ConnectTimeout (TimeSpan.FromSeconds 5.0) "connect"
+                Expect.equal s.Ami.ResponseTimeout (TimeSpan.FromSeconds 5.0) "response"
+                Expect.equal s.Originate.Context "callback-{language}" "context"
+                Expect.equal s.Originate.Exten "s" "exten"
+                Expect.equal s.Originate.Priority 1 "priority"
+                Expect.equal s.Originate.Timeout (TimeSpan.FromSeconds 30.0) "ring time"
+                Expect.isNone s.Originate.CallerId "caller id"
+                Expect.isFalse s.DemoEnabled "demo off"
+        }
 
-          test "plain TCP only when Ami__UseTls is false" {
-              match Settings.read (configOf (("Ami:UseTls", "false") :: minimal)) with
-              | Ok s -> Expect.equal s.Ami.Endpoint.Transport PlainTcp "plain"
-              | Error e -> failtestf "%A" e
-          }
+        test "plain TCP only when Ami__UseTls is false" {
+            match Settings.read (configOf (("Ami:UseTls", "false") :: minimal)) with
+            | Ok s -> Expect.equal s.Ami.Endpoint.Transport PlainTcp "plain"
+            | Error e -> failtestf "%A" e
+        }
 
-          test "out-of-range numbers and bad flags are each reported" {
-              let errors =
-                  errorsOf (
-                      minimal
-                      @ [ "Ami:Port", "70000"
-                          "Ami:UseTls", "maybe"
-                          "Ami:ConnectTimeout", "-1"
-                          "Originate:Priority", "zero" ]
-                  )
+        test "out-of-range numbers and bad flags are each reported" {
+            let errors =
+                errorsOf (
+                    minimal
+                    @ [
+                        "Ami:Port", "70000"
+                        "Ami:UseTls", "maybe"
+                        "Ami:ConnectTimeout", "-1"
+                        "Originate:Priority", "zero"
+                    ]
+                )
 
-              Expect.equal errors.Length 4 "four errors"
-              Expect.stringStarts errors[0] "Ami__Port" "port named"
-          }
+            Expect.equal errors.Length 4 "four errors"
+            Expect.stringStarts errors[0] "Ami__Port" "port named"
+        }
 
-          test "a channel without {number} is refused" {
-              let errors = errorsOf (minimal @ [ "Originate:Channel", "PJSIP/owner" ])
-              Expect.equal errors [ "Originate__Channel must contain {number}, e.g. PJSIP/{number}@trunk." ] "named"
-          }
+        test "a channel without {number} is refused" {
+            let errors = errorsOf (minimal @ [ "Originate:Channel", "PJSIP/owner" ])
+            Expect.equal errors [ "Originate__Channel must contain {number}, e.g. PJSIP/{number}@trunk." ] "named"
+        }
 
-          test "a CR or LF in an Originate setting is refused" {
-              let errors = errorsOf (minimal @ [ "Originate:Context", "callback\r\nAction: Command" ])
-              Expect.equal errors [ "Originate__Context must be a single line." ] "named"
-          }
+        test "a CR or LF in an Originate setting is refused" {
+            let errors =
+                errorsOf (minimal @ [ "Originate:Context", "callback\r\nAction: Command" ])
 
-          test "an unreadable CA certificate is named, and no message repeats the secret" {
-              let errors = errorsOf (minimal @ [ "Ami:CaCertificate", "/nonexistent/ca.pem"; "Ami:Port", "x" ])
-              Expect.equal errors.Length 2 "two errors"
-              Expect.all errors (fun e -> not (e.Contains "very-secret-1")) "secret never shown"
-          }
+            Expect.equal errors [ "Originate__Context must be a single line." ] "named"
+        }
 
-          test "the secret prints as stars" {
-              Expect.equal (string (Secret "very-secret-1")) "***" "ToString"
-              Expect.isFalse ((sprintf "%A" (Secret "very-secret-1")).Contains "very-secret-1") "%A"
-          } ]
+        test "an unreadable CA certificate is named, and no message repeats the secret" {
+            let errors =
+                errorsOf (minimal @ [ "Ami:CaCertificate", "/nonexistent/ca.pem"; "Ami:Port", "x" ])
+
+            Expect.equal errors.Length 2 "two errors"
+            Expect.all errors (fun e -> not (e.Contains "very-secret-1")) "secret never shown"
+        }
+
+        test "the secret prints as stars" {
+            Expect.equal (string (Secret "very-secret-1")) "***" "ToString"
+            Expect.isFalse ((sprintf "%A" (Secret "very-secret-1")).Contains "very-secret-1") "%A"
+        }
+    ]

@@ -15,11 +15,15 @@ open System.Threading
 open System.Threading.Tasks
 
 /// An action as the fake server saw it: its lines in order.
-type ReceivedAction =
-    { Lines: (string * string) list }
+type ReceivedAction = {
+    Lines: (string * string) list
+} with
 
     member this.Get key =
-        this.Lines |> List.tryFind (fun (k, _) -> k = key) |> Option.map snd |> Option.defaultValue ""
+        this.Lines
+        |> List.tryFind (fun (k, _) -> k = key)
+        |> Option.map snd
+        |> Option.defaultValue ""
 
     member this.Name = this.Get "Action"
     member this.ActionId = this.Get "ActionID"
@@ -35,9 +39,10 @@ type Reply =
     /// Closes the connection at once.
     | Close
 
-type Script =
-    { Greeting: string option
-      Answer: ReceivedAction -> Reply }
+type Script = {
+    Greeting: string option
+    Answer: ReceivedAction -> Reply
+}
 
 let response kind (actionId: string) message =
     $"Response: {kind}\r\nActionID: {actionId}\r\nMessage: {message}\r\n\r\n"
@@ -52,12 +57,16 @@ let asterisk (action: ReceivedAction) =
 
 let greeting = "Asterisk Call Manager/11.0.0\r\n"
 
-let script answer = { Greeting = Some greeting; Answer = answer }
+let script answer = {
+    Greeting = Some greeting
+    Answer = answer
+}
 
 /// A test certificate authority and a server certificate it signed for `localhost` and 127.0.0.1.
-type TestPki =
-    { Ca: X509Certificate2
-      Server: X509Certificate2 }
+type TestPki = {
+    Ca: X509Certificate2
+    Server: X509Certificate2
+} with
 
     /// Writes the CA certificate as PEM, as a user would give it in `Ami__CaCertificate`.
     member this.WriteCaPem() =
@@ -68,13 +77,19 @@ type TestPki =
 let makePki () =
     let now = DateTimeOffset.UtcNow
     use caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256)
-    let caRequest = CertificateRequest("CN=Fake AMI test CA", caKey, HashAlgorithmName.SHA256)
+
+    let caRequest =
+        CertificateRequest("CN=Fake AMI test CA", caKey, HashAlgorithmName.SHA256)
+
     caRequest.CertificateExtensions.Add(X509BasicConstraintsExtension(true, false, 0, true))
     caRequest.CertificateExtensions.Add(X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true))
     let ca = caRequest.CreateSelfSigned(now.AddMinutes -5.0, now.AddDays 1.0)
 
     use serverKey = ECDsa.Create(ECCurve.NamedCurves.nistP256)
-    let serverRequest = CertificateRequest("CN=localhost", serverKey, HashAlgorithmName.SHA256)
+
+    let serverRequest =
+        CertificateRequest("CN=localhost", serverKey, HashAlgorithmName.SHA256)
+
     let san = SubjectAlternativeNameBuilder()
     san.AddDnsName "localhost"
     san.AddIpAddress IPAddress.Loopback
@@ -90,8 +105,13 @@ let makePki () =
 
     use withKey = signed.CopyWithPrivateKey serverKey
     // A PKCS#12 round trip gives the platform a key it can use in a TLS server on every OS.
-    let server = X509CertificateLoader.LoadPkcs12(withKey.Export X509ContentType.Pkcs12, null)
-    { Ca = X509CertificateLoader.LoadCertificate(ca.RawData); Server = server }
+    let server =
+        X509CertificateLoader.LoadPkcs12(withKey.Export X509ContentType.Pkcs12, null)
+
+    {
+        Ca = X509CertificateLoader.LoadCertificate(ca.RawData)
+        Server = server
+    }
 
 /// One fake server on 127.0.0.1 and a free port, serving any number of sessions until disposed.
 type Server(script: Script, tls: X509Certificate2 option) =
@@ -104,14 +124,15 @@ type Server(script: Script, tls: X509Certificate2 option) =
     let record (bytes: byte[]) count =
         lock received (fun () -> received.Write(bytes, 0, count))
 
-    let parse (block: string) =
-        { Lines =
+    let parse (block: string) = {
+        Lines =
             block.Split("\r\n", StringSplitOptions.RemoveEmptyEntries)
             |> Array.map (fun line ->
                 match line.IndexOf ": " with
                 | -1 -> line, ""
                 | i -> line.Substring(0, i), line.Substring(i + 2))
-            |> List.ofArray }
+            |> List.ofArray
+    }
 
     let serve (client: TcpClient) =
         task {
@@ -129,7 +150,9 @@ type Server(script: Script, tls: X509Certificate2 option) =
                     }
 
             use stream = stream
-            let write (text: string) = stream.WriteAsync(Encoding.UTF8.GetBytes text, stop.Token).AsTask()
+
+            let write (text: string) =
+                stream.WriteAsync(Encoding.UTF8.GetBytes text, stop.Token).AsTask()
 
             match script.Greeting with
             | Some g -> do! write g
@@ -183,8 +206,11 @@ type Server(script: Script, tls: X509Certificate2 option) =
     new(script) = new Server(script, None)
 
     member _.Port = (listener.LocalEndpoint :?> IPEndPoint).Port
+
     /// Every byte any client sent, decoded as UTF-8.
-    member _.Received = lock received (fun () -> Encoding.UTF8.GetString(received.ToArray()))
+    member _.Received =
+        lock received (fun () -> Encoding.UTF8.GetString(received.ToArray()))
+
     member _.ReceivedByteCount = lock received (fun () -> received.Length)
     member _.Actions = List.ofSeq actions
     member _.ActionNames = actions |> Seq.map _.Name |> List.ofSeq

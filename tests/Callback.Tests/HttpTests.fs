@@ -22,13 +22,14 @@ type CapturedLog() =
     member _.Lines = List.ofSeq lines
 
     interface ILoggerProvider with
-        member _.CreateLogger category =
-            { new ILogger with
+        member _.CreateLogger category = {
+            new ILogger with
                 member _.BeginScope _ = null
                 member _.IsEnabled _ = true
 
                 member _.Log(level, _, state, error, format) =
-                    lines.Enqueue($"{level} {category}: {format.Invoke(state, error)} {error}") }
+                    lines.Enqueue($"{level} {category}: {format.Invoke(state, error)} {error}")
+        }
 
         member _.Dispose() = ()
 
@@ -37,14 +38,16 @@ type Sidecar(port: int) =
     let log = new CapturedLog()
 
     let settings =
-        [ "Ami:Host", "127.0.0.1"
-          "Ami:Port", string port
-          "Ami:UseTls", "true"
-          "Ami:CaCertificate", PipelineTests.pki.Value.WriteCaPem()
-          "Ami:Username", "callback"
-          "Ami:Secret", secret
-          "Ami:ResponseTimeout", "400"
-          "Originate:Channel", "PJSIP/{number}@trunk" ]
+        [
+            "Ami:Host", "127.0.0.1"
+            "Ami:Port", string port
+            "Ami:UseTls", "true"
+            "Ami:CaCertificate", PipelineTests.pki.Value.WriteCaPem()
+            "Ami:Username", "callback"
+            "Ami:Secret", secret
+            "Ami:ResponseTimeout", "400"
+            "Originate:Channel", "PJSIP/{number}@trunk"
+        ]
         |> List.map KeyValuePair
 
     let app =
@@ -86,7 +89,9 @@ let private stages (body: string) =
 let private errorFields (body: string) =
     use doc = JsonDocument.Parse body
 
-    [ for e in doc.RootElement.GetProperty("errors").EnumerateArray() -> e.GetProperty("field").GetString() ]
+    [
+        for e in doc.RootElement.GetProperty("errors").EnumerateArray() -> e.GetProperty("field").GetString()
+    ]
 
 let private hasProperty (name: string) (body: string) =
     use doc = JsonDocument.Parse body
@@ -103,163 +108,176 @@ let private allTrue = [ true; true; true; true; true ]
 
 [<Tests>]
 let statuses =
-    testList
-        "POST /callback"
-        [ test "a form that Asterisk spools answers 200, five true booleans and the call id" {
-              withSidecar asterisk (fun server sidecar ->
-                  let status, body = sidecar.Post(form valid)
-                  Expect.equal status HttpStatusCode.OK "200"
-                  Expect.equal (stages body) allTrue "booleans"
-                  Expect.isTrue (hasProperty "callId" body) "callId"
-                  Expect.stringContains server.Received "Channel: PJSIP/15145550123@trunk\r\n" "number normalised"
-                  Expect.stringContains server.Received "Context: callback-en\r\n" "language context")
-          }
+    testList "POST /callback" [
+        test "a form that Asterisk spools answers 200, five true booleans and the call id" {
+            withSidecar asterisk (fun server sidecar ->
+                let status, body = sidecar.Post(form valid)
+                Expect.equal status HttpStatusCode.OK "200"
+                Expect.equal (stages body) allTrue "booleans"
+                Expect.isTrue (hasProperty "callId" body) "callId"
+                Expect.stringContains server.Received "Channel: PJSIP/15145550123@trunk\r\n" "number normalised"
+                Expect.stringContains server.Received "Context: callback-en\r\n" "language context")
+        }
 
-          test "a JSON body works like the form" {
-              withSidecar asterisk (fun _ sidecar ->
-                  let status, body = sidecar.Post(jsonBody """{"phoneNumber":"5145550123","language":"fr"}""")
-                  Expect.equal status HttpStatusCode.OK "200"
-                  Expect.equal (stages body) allTrue "booleans")
-          }
+        test "a JSON body works like the form" {
+            withSidecar asterisk (fun _ sidecar ->
+                let status, body =
+                    sidecar.Post(jsonBody """{"phoneNumber":"5145550123","language":"fr"}""")
 
-          test "an unreachable Asterisk answers 503 with socket false" {
-              use sidecar = new Sidecar(closedPort ())
-              let status, body = sidecar.Post(form valid)
-              Expect.equal status HttpStatusCode.ServiceUnavailable "503"
-              Expect.equal (stages body) [ false; false; false; false; false ] "booleans"
-              Expect.isFalse (hasProperty "callId" body) "no callId"
-          }
+                Expect.equal status HttpStatusCode.OK "200"
+                Expect.equal (stages body) allTrue "booleans")
+        }
 
-          test "a refused Login answers 502 with amiLogin false, and the secret is in no log line" {
-              withSidecar
-                  (fun a ->
-                      if a.Name = "Login" then Send(response "Error" a.ActionId "Authentication failed")
-                      else asterisk a)
-                  (fun _ sidecar ->
-                      let status, body = sidecar.Post(form valid)
-                      Expect.equal status HttpStatusCode.BadGateway "502"
-                      Expect.equal (stages body) [ true; false; false; false; false ] "booleans"
-                      Expect.isNonEmpty sidecar.Log "the failure is logged"
-                      Expect.all sidecar.Log (fun line -> not (line.Contains secret)) "secret never logged"
-                      Expect.all sidecar.Log (fun line -> not (line.Contains "5145550123")) "number masked")
-          }
+        test "an unreachable Asterisk answers 503 with socket false" {
+            use sidecar = new Sidecar(closedPort ())
+            let status, body = sidecar.Post(form valid)
+            Expect.equal status HttpStatusCode.ServiceUnavailable "503"
+            Expect.equal (stages body) [ false; false; false; false; false ] "booleans"
+            Expect.isFalse (hasProperty "callId" body) "no callId"
+        }
 
-          test "a refused Originate answers 502 with Logoff still true" {
-              withSidecar
-                  (fun a ->
-                      if a.Name = "Originate" then Send(response "Error" a.ActionId "Originate failed")
-                      else asterisk a)
-                  (fun _ sidecar ->
-                      let status, body = sidecar.Post(form valid)
-                      Expect.equal status HttpStatusCode.BadGateway "502"
-                      Expect.equal (stages body) [ true; true; false; true; false ] "booleans")
-          }
+        test "a refused Login answers 502 with amiLogin false, and the secret is in no log line" {
+            withSidecar
+                (fun a ->
+                    if a.Name = "Login" then
+                        Send(response "Error" a.ActionId "Authentication failed")
+                    else
+                        asterisk a)
+                (fun _ sidecar ->
+                    let status, body = sidecar.Post(form valid)
+                    Expect.equal status HttpStatusCode.BadGateway "502"
+                    Expect.equal (stages body) [ true; false; false; false; false ] "booleans"
+                    Expect.isNonEmpty sidecar.Log "the failure is logged"
+                    Expect.all sidecar.Log (fun line -> not (line.Contains secret)) "secret never logged"
+                    Expect.all sidecar.Log (fun line -> not (line.Contains "5145550123")) "number masked")
+        }
 
-          test "a failed Logoff after a spooled call still answers 200" {
-              withSidecar
-                  (fun a -> if a.Name = "Logoff" then Close else asterisk a)
-                  (fun _ sidecar ->
-                      let status, body = sidecar.Post(form valid)
-                      Expect.equal status HttpStatusCode.OK "200"
-                      Expect.equal (stages body) [ true; true; true; false; true ] "booleans")
-          }
+        test "a refused Originate answers 502 with Logoff still true" {
+            withSidecar
+                (fun a ->
+                    if a.Name = "Originate" then
+                        Send(response "Error" a.ActionId "Originate failed")
+                    else
+                        asterisk a)
+                (fun _ sidecar ->
+                    let status, body = sidecar.Post(form valid)
+                    Expect.equal status HttpStatusCode.BadGateway "502"
+                    Expect.equal (stages body) [ true; true; false; true; false ] "booleans")
+        }
 
-          test "invalid fields answer 422 with every error and open no AMI connection" {
-              withSidecar asterisk (fun server sidecar ->
-                  let status, body = sidecar.Post(form [ "phoneNumber", "911"; "language", "de" ])
-                  Expect.equal status HttpStatusCode.UnprocessableEntity "422"
-                  Expect.equal (errorFields body) [ "phoneNumber"; "language" ] "both fields reported"
-                  Expect.equal (stages body) [ false; false; false; false; false ] "booleans"
-                  Expect.equal server.Sessions 0 "no connection")
-          }
+        test "a failed Logoff after a spooled call still answers 200" {
+            withSidecar (fun a -> if a.Name = "Logoff" then Close else asterisk a) (fun _ sidecar ->
+                let status, body = sidecar.Post(form valid)
+                Expect.equal status HttpStatusCode.OK "200"
+                Expect.equal (stages body) [ true; true; true; false; true ] "booleans")
+        }
 
-          test "another content type answers 415" {
-              withSidecar asterisk (fun server sidecar ->
-                  let status, _ = sidecar.Post(new StringContent("phoneNumber=5145550123", Encoding.UTF8, "text/plain"))
-                  Expect.equal status HttpStatusCode.UnsupportedMediaType "415"
-                  Expect.equal server.Sessions 0 "no connection")
-          }
+        test "invalid fields answer 422 with every error and open no AMI connection" {
+            withSidecar asterisk (fun server sidecar ->
+                let status, body = sidecar.Post(form [ "phoneNumber", "911"; "language", "de" ])
+                Expect.equal status HttpStatusCode.UnprocessableEntity "422"
+                Expect.equal (errorFields body) [ "phoneNumber"; "language" ] "both fields reported"
+                Expect.equal (stages body) [ false; false; false; false; false ] "booleans"
+                Expect.equal server.Sessions 0 "no connection")
+        }
 
-          test "a body over 8 KiB answers 413, with or without Content-Length" {
-              withSidecar asterisk (fun server sidecar ->
-                  let big = String('1', 9000)
-                  let status, _ = sidecar.Post(form [ "phoneNumber", big; "language", "en" ])
-                  Expect.equal status HttpStatusCode.RequestEntityTooLarge "413 with a length"
+        test "another content type answers 415" {
+            withSidecar asterisk (fun server sidecar ->
+                let status, _ =
+                    sidecar.Post(new StringContent("phoneNumber=5145550123", Encoding.UTF8, "text/plain"))
 
-                  let chunked = new StreamContent(new IO.MemoryStream(Encoding.UTF8.GetBytes("phoneNumber=" + big)))
-                  chunked.Headers.ContentType <- Headers.MediaTypeHeaderValue "application/x-www-form-urlencoded"
-                  let status, _ = sidecar.Post chunked
-                  Expect.equal status HttpStatusCode.RequestEntityTooLarge "413 without a length"
-                  Expect.equal server.Sessions 0 "no connection")
-          }
+                Expect.equal status HttpStatusCode.UnsupportedMediaType "415"
+                Expect.equal server.Sessions 0 "no connection")
+        }
 
-          test "malformed JSON and a form that is not UTF-8 answer 400" {
-              withSidecar asterisk (fun server sidecar ->
-                  let status, _ = sidecar.Post(jsonBody """{"phoneNumber": "5145550123", """)
-                  Expect.equal status HttpStatusCode.BadRequest "broken JSON"
+        test "a body over 8 KiB answers 413, with or without Content-Length" {
+            withSidecar asterisk (fun server sidecar ->
+                let big = String('1', 9000)
+                let status, _ = sidecar.Post(form [ "phoneNumber", big; "language", "en" ])
+                Expect.equal status HttpStatusCode.RequestEntityTooLarge "413 with a length"
 
-                  let notUtf8 = new ByteArrayContent([| yield! Encoding.ASCII.GetBytes "phoneNumber="; 0xFFuy; 0xFEuy |])
-                  notUtf8.Headers.ContentType <- Headers.MediaTypeHeaderValue "application/x-www-form-urlencoded"
-                  let status, _ = sidecar.Post notUtf8
-                  Expect.equal status HttpStatusCode.BadRequest "broken form"
-                  Expect.equal server.Sessions 0 "no connection")
-          }
+                let chunked =
+                    new StreamContent(new IO.MemoryStream(Encoding.UTF8.GetBytes("phoneNumber=" + big)))
 
-          test "GET is not allowed on /callback" {
-              withSidecar asterisk (fun _ sidecar ->
-                  let response = sidecar.Client.GetAsync("/callback").Result
-                  Expect.equal response.StatusCode HttpStatusCode.MethodNotAllowed "405")
-          }
+                chunked.Headers.ContentType <- Headers.MediaTypeHeaderValue "application/x-www-form-urlencoded"
+                let status, _ = sidecar.Post chunked
+                Expect.equal status HttpStatusCode.RequestEntityTooLarge "413 without a length"
+                Expect.equal server.Sessions 0 "no connection")
+        }
 
-          test "/healthz answers 200 without touching AMI" {
-              withSidecar asterisk (fun server sidecar ->
-                  let response = sidecar.Client.GetAsync("/healthz").Result
-                  Expect.equal response.StatusCode HttpStatusCode.OK "200"
-                  Expect.equal server.Sessions 0 "no connection")
-          } ]
+        test "malformed JSON and a form that is not UTF-8 answer 400" {
+            withSidecar asterisk (fun server sidecar ->
+                let status, _ = sidecar.Post(jsonBody """{"phoneNumber": "5145550123", """)
+                Expect.equal status HttpStatusCode.BadRequest "broken JSON"
 
-let private badForms =
-    [ "CR in the number", [ "phoneNumber", "514 555 0123\r"; "language", "fr" ]
-      "LF in the number", [ "phoneNumber", "5145550123\nAction: Originate"; "language", "fr" ]
-      "CR LF in the language", [ "phoneNumber", "5145550123"; "language", "fr\r\nAction: Originate" ]
-      "NUL in the number", [ "phoneNumber", "514555\u00000123"; "language", "en" ]
-      "Arabic-Indic digits", [ "phoneNumber", "٥١٤٥٥٥٠١٢٣"; "language", "en" ]
-      "full-width digits", [ "phoneNumber", "５１４５５５０１２３"; "language", "en" ]
-      "40 digits", [ "phoneNumber", String('5', 40); "language", "en" ]
-      "an empty number", [ "phoneNumber", ""; "language", "en" ]
-      "an empty language", [ "phoneNumber", "5145550123"; "language", "" ]
-      "a language we do not announce in", [ "phoneNumber", "5145550123"; "language", "de" ]
-      "no fields at all", []
-      "an emergency number", [ "phoneNumber", "911"; "language", "en" ]
-      "a premium-rate number", [ "phoneNumber", "1 900 555 0123"; "language", "en" ]
-      "the number given twice", [ "phoneNumber", "5145550123"; "phoneNumber", "5145550124"; "language", "en" ] ]
+                let notUtf8 =
+                    new ByteArrayContent([| yield! Encoding.ASCII.GetBytes "phoneNumber="; 0xFFuy; 0xFEuy |])
 
-let private badJson =
-    [ "a number as a JSON number", """{"phoneNumber": 5145550123, "language": "fr"}"""
-      "a number as an array", """{"phoneNumber": ["5145550123"], "language": "fr"}"""
-      "a language as a boolean", """{"phoneNumber": "5145550123", "language": true}"""
-      "a number as an object", """{"phoneNumber": {"digits": "5145550123"}, "language": "fr"}"""
-      "an array body", """["5145550123", "fr"]"""
-      "a string body", "\"5145550123\""
-      "an escaped CR LF", """{"phoneNumber": "5145550123\r\nAction: Originate", "language": "fr"}""" ]
+                notUtf8.Headers.ContentType <- Headers.MediaTypeHeaderValue "application/x-www-form-urlencoded"
+                let status, _ = sidecar.Post notUtf8
+                Expect.equal status HttpStatusCode.BadRequest "broken form"
+                Expect.equal server.Sessions 0 "no connection")
+        }
+
+        test "GET is not allowed on /callback" {
+            withSidecar asterisk (fun _ sidecar ->
+                let response = sidecar.Client.GetAsync("/callback").Result
+                Expect.equal response.StatusCode HttpStatusCode.MethodNotAllowed "405")
+        }
+
+        test "/healthz answers 200 without touching AMI" {
+            withSidecar asterisk (fun server sidecar ->
+                let response = sidecar.Client.GetAsync("/healthz").Result
+                Expect.equal response.StatusCode HttpStatusCode.OK "200"
+                Expect.equal server.Sessions 0 "no connection")
+        }
+    ]
+
+let private badForms = [
+    "CR in the number", [ "phoneNumber", "514 555 0123\r"; "language", "fr" ]
+    "LF in the number", [ "phoneNumber", "5145550123\nAction: Originate"; "language", "fr" ]
+    "CR LF in the language", [ "phoneNumber", "5145550123"; "language", "fr\r\nAction: Originate" ]
+    "NUL in the number", [ "phoneNumber", "514555\u00000123"; "language", "en" ]
+    "Arabic-Indic digits", [ "phoneNumber", "٥١٤٥٥٥٠١٢٣"; "language", "en" ]
+    "full-width digits", [ "phoneNumber", "５１４５５５０１２３"; "language", "en" ]
+    "40 digits", [ "phoneNumber", String('5', 40); "language", "en" ]
+    "an empty number", [ "phoneNumber", ""; "language", "en" ]
+    "an empty language", [ "phoneNumber", "5145550123"; "language", "" ]
+    "a language we do not announce in", [ "phoneNumber", "5145550123"; "language", "de" ]
+    "no fields at all", []
+    "an emergency number", [ "phoneNumber", "911"; "language", "en" ]
+    "a premium-rate number", [ "phoneNumber", "1 900 555 0123"; "language", "en" ]
+    "the number given twice", [ "phoneNumber", "5145550123"; "phoneNumber", "5145550124"; "language", "en" ]
+]
+
+let private badJson = [
+    "a number as a JSON number", """{"phoneNumber": 5145550123, "language": "fr"}"""
+    "a number as an array", """{"phoneNumber": ["5145550123"], "language": "fr"}"""
+    "a language as a boolean", """{"phoneNumber": "5145550123", "language": true}"""
+    "a number as an object", """{"phoneNumber": {"digits": "5145550123"}, "language": "fr"}"""
+    "an array body", """["5145550123", "fr"]"""
+    "a string body", "\"5145550123\""
+    "an escaped CR LF", """{"phoneNumber": "5145550123\r\nAction: Originate", "language": "fr"}"""
+]
 
 [<Tests>]
 let badInput =
     testSequenced
-    <| testList
-        "bad input gets a 4xx and no AMI traffic"
-        [ let cases =
-              [ for name, fields in badForms -> $"form: {name}", (fun () -> form fields)
-                for name, text in badJson -> $"JSON: {name}", (fun () -> jsonBody text) ]
+    <| testList "bad input gets a 4xx and no AMI traffic" [
+        let cases = [
+            for name, fields in badForms -> $"form: {name}", (fun () -> form fields)
+            for name, text in badJson -> $"JSON: {name}", (fun () -> jsonBody text)
+        ]
 
-          for name, content in cases ->
-              test name {
-                  withSidecar asterisk (fun server sidecar ->
-                      let status, body = sidecar.Post(content ())
-                      Expect.isGreaterThanOrEqual (int status) 400 "4xx"
-                      Expect.isLessThan (int status) 500 "4xx"
-                      Expect.equal (stages body) [ false; false; false; false; false ] "five false booleans"
-                      Expect.isNonEmpty (errorFields body) "an error says why"
-                      Expect.equal server.ReceivedByteCount 0L "zero AMI bytes"
-                      Expect.equal server.Sessions 0 "no AMI connection")
-              } ]
+        for name, content in cases ->
+            test name {
+                withSidecar asterisk (fun server sidecar ->
+                    let status, body = sidecar.Post(content ())
+                    Expect.isGreaterThanOrEqual (int status) 400 "4xx"
+                    Expect.isLessThan (int status) 500 "4xx"
+                    Expect.equal (stages body) [ false; false; false; false; false ] "five false booleans"
+                    Expect.isNonEmpty (errorFields body) "an error says why"
+                    Expect.equal server.ReceivedByteCount 0L "zero AMI bytes"
+                    Expect.equal server.Sessions 0 "no AMI connection")
+            }
+    ]

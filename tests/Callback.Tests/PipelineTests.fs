@@ -11,216 +11,267 @@ open Callback.Tests.FakeAmi
 
 let pki = lazy (makePki ())
 
-let settingsFor (port: int) (transport: Transport) : Settings =
-    { Ami =
-        { Endpoint =
-            { Host = "127.0.0.1"
-              Port = port
-              Transport = transport
-              ConnectTimeout = TimeSpan.FromSeconds 2.0 }
-          Username = "callback"
-          Secret = Secret "s3cret-Value"
-          ResponseTimeout = TimeSpan.FromMilliseconds 400.0 }
-      Originate =
-        { Channel = "PJSIP/{number}@trunk"
-          Context = "callback-{language}"
-          Exten = "s"
-          Priority = 1
-          CallerId = Some "Web callback <5145550000>"
-          Timeout = TimeSpan.FromSeconds 30.0 }
-      DemoEnabled = false }
+let settingsFor (port: int) (transport: Transport) : Settings = {
+    Ami = {
+        Endpoint = {
+            Host = "127.0.0.1"
+            Port = port
+            Transport = transport
+            ConnectTimeout = TimeSpan.FromSeconds 2.0
+        }
+        Username = "callback"
+        Secret = Secret "s3cret-Value"
+        ResponseTimeout = TimeSpan.FromMilliseconds 400.0
+    }
+    Originate = {
+        Channel = "PJSIP/{number}@trunk"
+        Context = "callback-{language}"
+        Exten = "s"
+        Priority = 1
+        CallerId = Some "Web callback <5145550000>"
+        Timeout = TimeSpan.FromSeconds 30.0
+    }
+    DemoEnabled = false
+}
 
-let withEndpoint (change: Endpoint -> Endpoint) (s: Settings) =
-    { s with Ami = { s.Ami with Endpoint = change s.Ami.Endpoint } }
+let withEndpoint (change: Endpoint -> Endpoint) (s: Settings) = {
+    s with
+        Ami = {
+            s.Ami with
+                Endpoint = change s.Ami.Endpoint
+        }
+}
 
 let trustedTls () = Tls(Some pki.Value.Ca)
 
 let frenchCallback =
-    match CallbackRequest.validate { PhoneNumber = Some "(514) 555-0123"; Language = Some "fr" } with
+    match
+        CallbackRequest.validate {
+            PhoneNumber = Some "(514) 555-0123"
+            Language = Some "fr"
+        }
+    with
     | Ok request -> request
     | Error e -> failwithf "test request is invalid: %A" e
 
 /// Runs one callback against a fake server speaking `script` over TLS with a CA the client trusts.
 let runAgainst (script: Script) =
     use server = new Server(script, Some pki.Value.Server)
-    let outcome = Pipeline.run (settingsFor server.Port (trustedTls ())) frenchCallback CancellationToken.None
+
+    let outcome =
+        Pipeline.run (settingsFor server.Port (trustedTls ())) frenchCallback CancellationToken.None
+
     outcome.Result, server.ActionNames, server.Received
 
 let stagesOf (s: bool * bool * bool * bool * bool) =
     let socket, login, orig, logoff, spooled = s
-    { Socket = socket
-      AmiLogin = login
-      AmiOrig = orig
-      AmiLogoff = logoff
-      CallSpooled = spooled }
+
+    {
+        Socket = socket
+        AmiLogin = login
+        AmiOrig = orig
+        AmiLogoff = logoff
+        CallSpooled = spooled
+    }
 
 let answering name (reply: ReceivedAction -> Reply) =
     script (fun action -> if action.Name = name then reply action else asterisk action)
 
 [<Tests>]
 let tests =
-    testList
-        "Pipeline"
-        [ test "a well-behaved Asterisk gets Login, Originate, Logoff and every stage is true" {
-              let outcome, actions, _ = runAgainst (script asterisk)
-              Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "all five stages"
-              Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "the three actions, in order"
-              Expect.isNone outcome.Failure "no failure"
-          }
+    testList "Pipeline" [
+        test "a well-behaved Asterisk gets Login, Originate, Logoff and every stage is true" {
+            let outcome, actions, _ = runAgainst (script asterisk)
+            Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "all five stages"
+            Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "the three actions, in order"
+            Expect.isNone outcome.Failure "no failure"
+        }
 
-          test "the Originate on the wire is exactly the configured call, with one Variable line" {
-              let outcome, _, received = runAgainst (script asterisk)
-              let callId = Expect.wantSome outcome.CallId "the Originate's ActionID is the call id"
+        test "the Originate on the wire is exactly the configured call, with one Variable line" {
+            let outcome, _, received = runAgainst (script asterisk)
 
-              let expected =
-                  $"Action: Originate\r\nActionID: {callId}\r\nChannel: PJSIP/15145550123@trunk\r\n"
-                  + "Context: callback-fr\r\nExten: s\r\nPriority: 1\r\nCallerID: Web callback <5145550000>\r\n"
-                  + "Timeout: 30000\r\nAsync: true\r\nVariable: CALLBACK_LANGUAGE=fr\r\n\r\n"
+            let callId =
+                Expect.wantSome outcome.CallId "the Originate's ActionID is the call id"
 
-              Expect.stringContains received expected "Originate bytes"
-          }
+            let expected =
+                $"Action: Originate\r\nActionID: {callId}\r\nChannel: PJSIP/15145550123@trunk\r\n"
+                + "Context: callback-fr\r\nExten: s\r\nPriority: 1\r\nCallerID: Web callback <5145550000>\r\n"
+                + "Timeout: 30000\r\nAsync: true\r\nVariable: CALLBACK_LANGUAGE=fr\r\n\r\n"
 
-          test "Login asks for no events and carries the secret only inside the TLS session" {
-              let _, _, received = runAgainst (script asterisk)
-              let login = received.Substring(0, received.IndexOf "\r\n\r\n" + 4)
-              Expect.stringStarts login "Action: Login\r\nActionID: " "Login first"
-              Expect.stringContains login "\r\nUsername: callback\r\nSecret: s3cret-Value\r\nEvents: off\r\n" "fields"
-          }
+            Expect.stringContains received expected "Originate bytes"
+        }
 
-          test "every action has its own ActionID" {
-              use server = new Server(script asterisk, Some pki.Value.Server)
-              let settings = settingsFor server.Port (trustedTls ())
+        test "Login asks for no events and carries the secret only inside the TLS session" {
+            let _, _, received = runAgainst (script asterisk)
+            let login = received.Substring(0, received.IndexOf "\r\n\r\n" + 4)
+            Expect.stringStarts login "Action: Login\r\nActionID: " "Login first"
+            Expect.stringContains login "\r\nUsername: callback\r\nSecret: s3cret-Value\r\nEvents: off\r\n" "fields"
+        }
 
-              for _ in 1..3 do
-                  Pipeline.run settings frenchCallback CancellationToken.None |> _.Result |> ignore
+        test "every action has its own ActionID" {
+            use server = new Server(script asterisk, Some pki.Value.Server)
+            let settings = settingsFor server.Port (trustedTls ())
 
-              let ids = server.Actions |> List.map _.ActionId
-              Expect.equal ids.Length 9 "three sessions of three actions"
-              Expect.equal (List.distinct ids).Length 9 "no ActionID repeats"
-          }
+            for _ in 1..3 do
+                Pipeline.run settings frenchCallback CancellationToken.None
+                |> _.Result
+                |> ignore
 
-          test "plain TCP works when TLS is turned off" {
-              use server = new Server(script asterisk)
-              let outcome = (Pipeline.run (settingsFor server.Port PlainTcp) frenchCallback CancellationToken.None).Result
-              Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "all five stages"
-          }
+            let ids = server.Actions |> List.map _.ActionId
+            Expect.equal ids.Length 9 "three sessions of three actions"
+            Expect.equal (List.distinct ids).Length 9 "no ActionID repeats"
+        }
 
-          test "a refused connection fails the socket stage at once" {
-              let watch = Stopwatch.StartNew()
-              let outcome = (Pipeline.run (settingsFor (closedPort ()) (trustedTls ())) frenchCallback CancellationToken.None).Result
-              Expect.equal outcome.Stages StageResults.None "nothing succeeded"
-              Expect.equal outcome.Failure (Some(SocketFailed Refused)) "refused"
-              Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 1.0) "does not wait for the connect timeout"
-          }
+        test "plain TCP works when TLS is turned off" {
+            use server = new Server(script asterisk)
 
-          test "a certificate from an authority the client does not trust fails the socket stage" {
-              use server = new Server(script asterisk, Some pki.Value.Server)
-              let outcome = (Pipeline.run (settingsFor server.Port (Tls None)) frenchCallback CancellationToken.None).Result
-              Expect.equal outcome.Stages StageResults.None "nothing succeeded"
+            let outcome =
+                (Pipeline.run (settingsFor server.Port PlainTcp) frenchCallback CancellationToken.None).Result
 
-              match outcome.Failure with
-              | Some(SocketFailed(TlsRejected _)) -> ()
-              | other -> failtestf "expected a TLS rejection, got %A" other
+            Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "all five stages"
+        }
 
-              Expect.equal server.ReceivedByteCount 0L "no AMI byte was sent"
-          }
+        test "a refused connection fails the socket stage at once" {
+            let watch = Stopwatch.StartNew()
 
-          test "a certificate for another host name fails the socket stage even from a trusted authority" {
-              use server = new Server(script asterisk, Some pki.Value.Server)
+            let outcome =
+                (Pipeline.run (settingsFor (closedPort ()) (trustedTls ())) frenchCallback CancellationToken.None)
+                    .Result
 
-              let settings =
-                  settingsFor server.Port (trustedTls ()) |> withEndpoint (fun e -> { e with Host = "127.0.0.2" })
+            Expect.equal outcome.Stages StageResults.None "nothing succeeded"
+            Expect.equal outcome.Failure (Some(SocketFailed Refused)) "refused"
+            Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 1.0) "does not wait for the connect timeout"
+        }
 
-              let outcome = (Pipeline.run settings frenchCallback CancellationToken.None).Result
-              Expect.isFalse outcome.Stages.Socket "socket stage failed"
-          }
+        test "a certificate from an authority the client does not trust fails the socket stage" {
+            use server = new Server(script asterisk, Some pki.Value.Server)
 
-          test "a server that does not greet as Asterisk fails the socket stage and is sent nothing" {
-              use server = new Server({ Greeting = Some "SSH-2.0-OpenSSH_9.2\r\n"; Answer = asterisk }, Some pki.Value.Server)
-              let outcome = (Pipeline.run (settingsFor server.Port (trustedTls ())) frenchCallback CancellationToken.None).Result
-              Expect.equal outcome.Stages StageResults.None "nothing succeeded"
-              Expect.equal outcome.Failure (Some(SocketFailed(NotAsterisk "SSH-2.0-OpenSSH_9.2"))) "named"
-              Expect.equal server.ReceivedByteCount 0L "nothing sent"
-          }
+            let outcome =
+                (Pipeline.run (settingsFor server.Port (Tls None)) frenchCallback CancellationToken.None).Result
 
-          test "a greeting that never comes fails the socket stage within the connect timeout" {
-              use server = new Server({ Greeting = None; Answer = asterisk }, Some pki.Value.Server)
+            Expect.equal outcome.Stages StageResults.None "nothing succeeded"
 
-              let settings =
-                  settingsFor server.Port (trustedTls ())
-                  |> withEndpoint (fun e -> { e with ConnectTimeout = TimeSpan.FromMilliseconds 300.0 })
+            match outcome.Failure with
+            | Some(SocketFailed(TlsRejected _)) -> ()
+            | other -> failtestf "expected a TLS rejection, got %A" other
 
-              let watch = Stopwatch.StartNew()
-              let outcome = (Pipeline.run settings frenchCallback CancellationToken.None).Result
-              Expect.equal outcome.Failure (Some(SocketFailed ConnectTimedOut)) "timed out"
-              Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 2.0) "bounded by the connect timeout"
-          }
+            Expect.equal server.ReceivedByteCount 0L "no AMI byte was sent"
+        }
 
-          test "a refused Login stops the train: nothing but Login is sent" {
-              let outcome, actions, _ =
-                  runAgainst (answering "Login" (fun a -> Send(response "Error" a.ActionId "Authentication failed")))
+        test "a certificate for another host name fails the socket stage even from a trusted authority" {
+            use server = new Server(script asterisk, Some pki.Value.Server)
 
-              Expect.equal outcome.Stages (stagesOf (true, false, false, false, false)) "socket only"
-              Expect.equal outcome.Failure (Some(LoginFailed(Rejected "Authentication failed"))) "why"
-              Expect.equal actions [ "Login" ] "no Originate, no Logoff"
-          }
+            let settings =
+                settingsFor server.Port (trustedTls ())
+                |> withEndpoint (fun e -> { e with Host = "127.0.0.2" })
 
-          test "a refused Originate still logs off" {
-              let outcome, actions, _ =
-                  runAgainst (answering "Originate" (fun a -> Send(response "Error" a.ActionId "Originate failed")))
+            let outcome = (Pipeline.run settings frenchCallback CancellationToken.None).Result
+            Expect.isFalse outcome.Stages.Socket "socket stage failed"
+        }
 
-              Expect.equal outcome.Stages (stagesOf (true, true, false, true, false)) "Logoff true"
-              Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "Logoff sent"
-              Expect.isNone outcome.CallId "no call id without a spooled call"
-          }
+        test "a server that does not greet as Asterisk fails the socket stage and is sent nothing" {
+            use server =
+                new Server(
+                    {
+                        Greeting = Some "SSH-2.0-OpenSSH_9.2\r\n"
+                        Answer = asterisk
+                    },
+                    Some pki.Value.Server
+                )
 
-          test "a connection closed after Login fails Originate and Logoff, and nothing is retried" {
-              let outcome, actions, _ = runAgainst (answering "Originate" (fun _ -> Close))
-              Expect.equal outcome.Stages (stagesOf (true, true, false, false, false)) "login only"
-              Expect.equal (actions |> List.filter ((=) "Originate")).Length 1 "one Originate"
+            let outcome =
+                (Pipeline.run (settingsFor server.Port (trustedTls ())) frenchCallback CancellationToken.None).Result
 
-              match outcome.Failure with
-              | Some(OriginateFailed(LinkFailed _)) -> ()
-              | other -> failtestf "expected the link to fail at Originate, got %A" other
-          }
+            Expect.equal outcome.Stages StageResults.None "nothing succeeded"
+            Expect.equal outcome.Failure (Some(SocketFailed(NotAsterisk "SSH-2.0-OpenSSH_9.2"))) "named"
+            Expect.equal server.ReceivedByteCount 0L "nothing sent"
+        }
 
-          test "a server silent after Login ends the request within the configured budget" {
-              let watch = Stopwatch.StartNew()
-              let outcome, actions, _ = runAgainst (script (fun a -> if a.Name = "Login" then asterisk a else Silent))
-              // Connecting is instant here; then two response deadlines of 400 ms (Originate, Logoff).
-              Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 1.5) "bounded by the deadlines"
-              Expect.equal outcome.Stages (stagesOf (true, true, false, false, false)) "no answers"
-              Expect.equal outcome.Failure (Some(OriginateFailed NoResponse)) "why"
-              Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "one Originate, then Logoff anyway"
-          }
+        test "a greeting that never comes fails the socket stage within the connect timeout" {
+            use server =
+                new Server({ Greeting = None; Answer = asterisk }, Some pki.Value.Server)
 
-          test "an Originate left unanswered is not retried, and Logoff still goes out" {
-              let outcome, actions, _ = runAgainst (answering "Originate" (fun _ -> Silent))
-              Expect.equal outcome.Stages (stagesOf (true, true, false, true, false)) "Logoff answered"
-              Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "exactly one Originate"
-          }
+            let settings =
+                settingsFor server.Port (trustedTls ())
+                |> withEndpoint (fun e -> {
+                    e with
+                        ConnectTimeout = TimeSpan.FromMilliseconds 300.0
+                })
 
-          test "a Logoff failure alone keeps the call spooled" {
-              let outcome, _, _ = runAgainst (answering "Logoff" (fun _ -> Close))
-              Expect.equal outcome.Stages (stagesOf (true, true, true, false, true)) "spooled, Logoff false"
-              Expect.isSome outcome.CallId "call id"
-          }
+            let watch = Stopwatch.StartNew()
+            let outcome = (Pipeline.run settings frenchCallback CancellationToken.None).Result
+            Expect.equal outcome.Failure (Some(SocketFailed ConnectTimedOut)) "timed out"
+            Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 2.0) "bounded by the connect timeout"
+        }
 
-          test "events before a response, one carrying our ActionID, do not pass for the response" {
-              let eventsThen (a: ReceivedAction) =
-                  "Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n"
-                  + $"Event: OriginateResponse\r\nActionID: {a.ActionId}\r\nResponse: Failure\r\nReason: 0\r\n\r\n"
-                  + response "Success" "someone-else" "Not yours"
-                  + response "Success" a.ActionId "Originate successfully queued"
+        test "a refused Login stops the train: nothing but Login is sent" {
+            let outcome, actions, _ =
+                runAgainst (answering "Login" (fun a -> Send(response "Error" a.ActionId "Authentication failed")))
 
-              let outcome, _, _ = runAgainst (answering "Originate" (eventsThen >> Send))
-              Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "the real response counted"
-          }
+            Expect.equal outcome.Stages (stagesOf (true, false, false, false, false)) "socket only"
+            Expect.equal outcome.Failure (Some(LoginFailed(Rejected "Authentication failed"))) "why"
+            Expect.equal actions [ "Login" ] "no Originate, no Logoff"
+        }
 
-          test "an answer with bare LF line ends is understood" {
-              let bareLf (a: ReceivedAction) =
-                  Send((response "Success" a.ActionId "Authentication accepted").Replace("\r\n", "\n"))
+        test "a refused Originate still logs off" {
+            let outcome, actions, _ =
+                runAgainst (answering "Originate" (fun a -> Send(response "Error" a.ActionId "Originate failed")))
 
-              let outcome, _, _ = runAgainst (answering "Login" bareLf)
-              Expect.isTrue outcome.Stages.AmiLogin "login understood"
-          } ]
+            Expect.equal outcome.Stages (stagesOf (true, true, false, true, false)) "Logoff true"
+            Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "Logoff sent"
+            Expect.isNone outcome.CallId "no call id without a spooled call"
+        }
+
+        test "a connection closed after Login fails Originate and Logoff, and nothing is retried" {
+            let outcome, actions, _ = runAgainst (answering "Originate" (fun _ -> Close))
+            Expect.equal outcome.Stages (stagesOf (true, true, false, false, false)) "login only"
+            Expect.equal (actions |> List.filter ((=) "Originate")).Length 1 "one Originate"
+
+            match outcome.Failure with
+            | Some(OriginateFailed(LinkFailed _)) -> ()
+            | other -> failtestf "expected the link to fail at Originate, got %A" other
+        }
+
+        test "a server silent after Login ends the request within the configured budget" {
+            let watch = Stopwatch.StartNew()
+
+            let outcome, actions, _ =
+                runAgainst (script (fun a -> if a.Name = "Login" then asterisk a else Silent))
+            // Connecting is instant here; then two response deadlines of 400 ms (Originate, Logoff).
+            Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 1.5) "bounded by the deadlines"
+            Expect.equal outcome.Stages (stagesOf (true, true, false, false, false)) "no answers"
+            Expect.equal outcome.Failure (Some(OriginateFailed NoResponse)) "why"
+            Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "one Originate, then Logoff anyway"
+        }
+
+        test "an Originate left unanswered is not retried, and Logoff still goes out" {
+            let outcome, actions, _ = runAgainst (answering "Originate" (fun _ -> Silent))
+            Expect.equal outcome.Stages (stagesOf (true, true, false, true, false)) "Logoff answered"
+            Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "exactly one Originate"
+        }
+
+        test "a Logoff failure alone keeps the call spooled" {
+            let outcome, _, _ = runAgainst (answering "Logoff" (fun _ -> Close))
+            Expect.equal outcome.Stages (stagesOf (true, true, true, false, true)) "spooled, Logoff false"
+            Expect.isSome outcome.CallId "call id"
+        }
+
+        test "events before a response, one carrying our ActionID, do not pass for the response" {
+            let eventsThen (a: ReceivedAction) =
+                "Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n"
+                + $"Event: OriginateResponse\r\nActionID: {a.ActionId}\r\nResponse: Failure\r\nReason: 0\r\n\r\n"
+                + response "Success" "someone-else" "Not yours"
+                + response "Success" a.ActionId "Originate successfully queued"
+
+            let outcome, _, _ = runAgainst (answering "Originate" (eventsThen >> Send))
+            Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "the real response counted"
+        }
+
+        test "an answer with bare LF line ends is understood" {
+            let bareLf (a: ReceivedAction) =
+                Send((response "Success" a.ActionId "Authentication accepted").Replace("\r\n", "\n"))
+
+            let outcome, _, _ = runAgainst (answering "Login" bareLf)
+            Expect.isTrue outcome.Stages.AmiLogin "login understood"
+        }
+    ]

@@ -25,18 +25,21 @@ type ActionError =
 module Actions =
 
     /// A fresh ActionID: a version-7 GUID, unique across threads, processes and restarts.
-    let newActionId () = System.Guid.CreateVersion7().ToString "N"
+    let newActionId () =
+        System.Guid.CreateVersion7().ToString "N"
 
     /// Login for a short-lived session: `Events: off`, so no event can delay the responses we wait for.
-    let login (username: string) (secret: Secret) =
-        { Name = "Login"
-          ActionId = newActionId ()
-          Headers = [ "Username", username; "Secret", secret.Reveal(); "Events", "off" ] }
+    let login (username: string) (secret: Secret) = {
+        Name = "Login"
+        ActionId = newActionId ()
+        Headers = [ "Username", username; "Secret", secret.Reveal(); "Events", "off" ]
+    }
 
-    let logoff () =
-        { Name = "Logoff"
-          ActionId = newActionId ()
-          Headers = [] }
+    let logoff () = {
+        Name = "Logoff"
+        ActionId = newActionId ()
+        Headers = []
+    }
 
 /// Sends actions on an open connection and matches their responses by ActionID.
 [<RequireQualifiedAccess>]

@@ -20,11 +20,12 @@ type Transport =
     | Tls of trustedRoot: X509Certificate2 option
 
 /// Where Asterisk's manager listens and how long connecting (TCP, TLS, greeting) may take.
-type Endpoint =
-    { Host: string
-      Port: int
-      Transport: Transport
-      ConnectTimeout: TimeSpan }
+type Endpoint = {
+    Host: string
+    Port: int
+    Transport: Transport
+    ConnectTimeout: TimeSpan
+}
 
 /// Why no AMI session could be opened.
 type ConnectError =
@@ -64,9 +65,12 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
         | ValueNone ->
             reader.AdvanceTo(result.Buffer.Start, result.Buffer.End)
 
-            if result.IsCompleted then ValueSome(Error Closed)
-            elif result.Buffer.Length > int64 FrameReader.MaxMessageBytes then ValueSome(Error Oversized)
-            else ValueNone
+            if result.IsCompleted then
+                ValueSome(Error Closed)
+            elif result.Buffer.Length > int64 FrameReader.MaxMessageBytes then
+                ValueSome(Error Oversized)
+            else
+                ValueNone
 
     static let readUntil (reader: PipeReader) (ct: CancellationToken) cut =
         task {
@@ -156,7 +160,11 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
                         deadline.Token
                         (Cut(fun buffer ->
                             let mutable line = null
-                            if frames.TryReadLine(&buffer, &line) then ValueSome line else ValueNone))
+
+                            if frames.TryReadLine(&buffer, &line) then
+                                ValueSome line
+                            else
+                                ValueNone))
 
                 match line with
                 | Ok g when g.StartsWith(greetingPrefix, StringComparison.Ordinal) ->
@@ -192,7 +200,11 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             ct
             (Cut(fun buffer ->
                 let mutable message = Unchecked.defaultof<Message>
-                if frames.TryReadMessage(&buffer, &message) then ValueSome message else ValueNone))
+
+                if frames.TryReadMessage(&buffer, &message) then
+                    ValueSome message
+                else
+                    ValueNone))
 
     /// Closes the session's socket; a Logoff, if wanted, is the caller's to send first.
     interface IDisposable with

@@ -36,13 +36,23 @@ type FrameReader() =
 
     let header (line: ReadOnlySpan<byte>) =
         match line.IndexOf ':'B with
-        | -1 -> { Key = Encoding.UTF8.GetString line; Value = "" }
+        | -1 -> {
+            Key = Encoding.UTF8.GetString line
+            Value = ""
+          }
         | colon ->
             let value = line.Slice(colon + 1)
-            let value = if value.Length > 0 && value[0] = ' 'B then value.Slice 1 else value
 
-            { Key = key (line.Slice(0, colon))
-              Value = if value.IsEmpty then "" else Encoding.UTF8.GetString value }
+            let value =
+                if value.Length > 0 && value[0] = ' 'B then
+                    value.Slice 1
+                else
+                    value
+
+            {
+                Key = key (line.Slice(0, colon))
+                Value = if value.IsEmpty then "" else Encoding.UTF8.GetString value
+            }
 
     static let trimCr (line: ReadOnlySpan<byte>) =
         if line.Length > 0 && line[line.Length - 1] = '\r'B then
@@ -74,7 +84,12 @@ type FrameReader() =
 
         while not complete && reader.TryReadTo(&raw, '\n'B, true) do
             let line =
-                trimCr (if raw.IsSingleSegment then raw.FirstSpan else ReadOnlySpan(raw.ToArray()))
+                trimCr (
+                    if raw.IsSingleSegment then
+                        raw.FirstSpan
+                    else
+                        ReadOnlySpan(raw.ToArray())
+                )
 
             if line.IsEmpty then
                 // A blank line ends a message; blank lines before any header are noise between messages.

@@ -45,10 +45,11 @@ module Message =
     let actionId = tryFind "ActionID"
 
 /// An action we send: its name, the ActionID its response will carry, and its other headers in order.
-type Action =
-    { Name: string
-      ActionId: string
-      Headers: (string * string) list }
+type Action = {
+    Name: string
+    ActionId: string
+    Headers: (string * string) list
+}
 
 /// Why an action cannot be put on the wire. Only the key is named: values may be secrets.
 type EncodeError =
@@ -82,16 +83,24 @@ module Action =
         s.AsSpan().IndexOfAny("\r\n\000".AsSpan()) >= 0
 
     let private checkLine (key: string, value: string) =
-        if String.IsNullOrEmpty key then Error(InvalidKey "")
-        elif hasForbidden key || isNull value || hasForbidden value then Error(ForbiddenCharacter key)
-        elif key.Contains ':' || key.Trim() <> key then Error(InvalidKey key)
-        elif Encoding.UTF8.GetByteCount key + Encoding.UTF8.GetByteCount value + 4 >= MaxLineBytes then
+        if String.IsNullOrEmpty key then
+            Error(InvalidKey "")
+        elif hasForbidden key || isNull value || hasForbidden value then
+            Error(ForbiddenCharacter key)
+        elif key.Contains ':' || key.Trim() <> key then
+            Error(InvalidKey key)
+        elif
+            Encoding.UTF8.GetByteCount key + Encoding.UTF8.GetByteCount value + 4
+            >= MaxLineBytes
+        then
             Error(LineTooLong key)
-        else Ok(key, value)
+        else
+            Ok(key, value)
 
     /// The wire form: `Action`, `ActionID`, the other headers, each line ending CRLF, then a blank line.
     let encode (action: Action) : Result<EncodedAction, EncodeError> =
-        let lines = ("Action", action.Name) :: ("ActionID", action.ActionId) :: action.Headers
+        let lines =
+            ("Action", action.Name) :: ("ActionID", action.ActionId) :: action.Headers
 
         if List.length lines > MaxLines then
             Error(TooManyLines(List.length lines))

@@ -3,17 +3,19 @@ namespace Callback.Domain
 open FsToolkit.ErrorHandling
 
 /// The form as it arrived, before anything is trusted: each field may be absent.
-type UnvalidatedCallback =
-    { PhoneNumber: string option
-      Language: string option }
+type UnvalidatedCallback = {
+    PhoneNumber: string option
+    Language: string option
+}
 
 /// One thing wrong with one field of the form, worded for the visitor.
 type FieldError = { Field: string; Message: string }
 
 /// A callback worth placing: a number we may ring and the language to greet them in.
-type CallbackRequest =
-    { PhoneNumber: PhoneNumber
-      Language: Language }
+type CallbackRequest = {
+    PhoneNumber: PhoneNumber
+    Language: Language
+}
 
 [<RequireQualifiedAccess>]
 module CallbackRequest =
@@ -28,15 +30,19 @@ module CallbackRequest =
         input
         |> Option.defaultValue null
         |> PhoneNumber.tryParse
-        |> Result.mapError (fun e ->
-            { Field = PhoneNumberField
-              Message = PhoneNumber.describe e })
+        |> Result.mapError (fun e -> {
+            Field = PhoneNumberField
+            Message = PhoneNumber.describe e
+        })
 
     let private language (input: string option) =
         input
         |> Option.defaultValue null
         |> Language.tryParse
-        |> Result.mapError (fun message -> { Field = LanguageField; Message = message })
+        |> Result.mapError (fun message -> {
+            Field = LanguageField
+            Message = message
+        })
 
     /// Checks both fields and reports every error at once, so the visitor fixes the form in one go.
     let validate (input: UnvalidatedCallback) : Validation<CallbackRequest, FieldError> =
@@ -44,7 +50,8 @@ module CallbackRequest =
             let! number = phoneNumber input.PhoneNumber
             and! lang = language input.Language
 
-            return
-                { PhoneNumber = number
-                  Language = lang }
+            return {
+                PhoneNumber = number
+                Language = lang
+            }
         }

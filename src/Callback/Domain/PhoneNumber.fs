@@ -56,12 +56,19 @@ module PhoneNumber =
         while error.IsNone && i < input.Length do
             let c = input[i]
 
-            if Char.IsAsciiDigit c then digits.Append c |> ignore
-            elif c = '+' then (if digits.Length > 0 || input.IndexOf('+') <> i then error <- Some MisplacedPlus)
-            elif isFormatting c then ()
-            elif Char.IsControl c then error <- Some ControlCharacter
-            elif Char.IsDigit c || Char.IsNumber c then error <- Some NonAsciiDigit
-            else error <- Some(InvalidCharacter c)
+            if Char.IsAsciiDigit c then
+                digits.Append c |> ignore
+            elif c = '+' then
+                (if digits.Length > 0 || input.IndexOf('+') <> i then
+                     error <- Some MisplacedPlus)
+            elif isFormatting c then
+                ()
+            elif Char.IsControl c then
+                error <- Some ControlCharacter
+            elif Char.IsDigit c || Char.IsNumber c then
+                error <- Some NonAsciiDigit
+            else
+                error <- Some(InvalidCharacter c)
 
             i <- i + 1
 
@@ -106,8 +113,10 @@ module PhoneNumber =
 
     /// Parses what a visitor typed: digits with spaces, `-`, `.`, `(`, `)` and one leading `+`.
     let tryParse (input: string) : Result<PhoneNumber, PhoneNumberError> =
-        if String.IsNullOrWhiteSpace input then Error Missing
-        elif input.Length > MaxInputLength then Error TooLong
+        if String.IsNullOrWhiteSpace input then
+            Error Missing
+        elif input.Length > MaxInputLength then
+            Error TooLong
         else
             digitsOf input
             |> Result.bind toNanp

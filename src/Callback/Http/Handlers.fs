@@ -73,7 +73,10 @@ module Core =
                             reader.AdvanceTo(r.Buffer.Start, r.Buffer.End)
 
                     let body =
-                        if result.Buffer.Length > int64 limit then None else Some(result.Buffer.ToArray())
+                        if result.Buffer.Length > int64 limit then
+                            None
+                        else
+                            Some(result.Buffer.ToArray())
 
                     reader.AdvanceTo result.Buffer.End
 
@@ -103,7 +106,11 @@ module Handlers =
 
         let field name : Result<string option, FieldError> =
             match fields.TryGetValue name with
-            | true, values when values.Count > 1 -> Error { Field = name; Message = "Give this field once." }
+            | true, values when values.Count > 1 ->
+                Error {
+                    Field = name
+                    Message = "Give this field once."
+                }
             | true, values -> Ok(Some(values.ToString()))
             | false, _ -> Ok None
 
@@ -126,7 +133,12 @@ module Handlers =
             match mediaType ctx with
             | "application/json" ->
                 decoded (fun body ->
-                    match (try Ok(JsonDocument.Parse(ReadOnlyMemory body)) with :? JsonException -> Error()) with
+                    match
+                        (try
+                            Ok(JsonDocument.Parse(ReadOnlyMemory body))
+                         with :? JsonException ->
+                             Error())
+                    with
                     | Error() -> refuse 400 (bodyError "The body is not valid JSON.")
                     | Ok document ->
                         use document = document
@@ -136,12 +148,17 @@ module Handlers =
                         | Error errors -> refuse 422 errors)
             | "application/x-www-form-urlencoded" ->
                 decoded (fun body ->
-                    match (try Ok(fromForm body) with :? System.IO.InvalidDataException | :? DecoderFallbackException -> Error()) with
+                    match
+                        (try
+                            Ok(fromForm body)
+                         with
+                         | :? System.IO.InvalidDataException
+                         | :? DecoderFallbackException -> Error())
+                    with
                     | Error() -> refuse 400 (bodyError "The body is not a valid URL-encoded form.")
                     | Ok(Ok fields) -> next fields
                     | Ok(Error errors) -> refuse 422 errors)
-            | _ ->
-                refuse 415 (bodyError "Send application/json or application/x-www-form-urlencoded.") after ctx
+            | _ -> refuse 415 (bodyError "Send application/json or application/x-www-form-urlencoded.") after ctx
 
     /// Checks the fields; 422 with every error at once, before any AMI traffic.
     let validateCallback (next: CallbackRequest -> HttpHandler) (fields: UnvalidatedCallback) : HttpHandler =

@@ -45,18 +45,23 @@ module Decode =
         | false, _ -> Ok None
         | true, v when v.ValueKind = JsonValueKind.Null -> Ok None
         | true, v when v.ValueKind = JsonValueKind.String -> Ok(Some(v.GetString()))
-        | true, _ -> Error { Field = name; Message = "Must be a string." }
+        | true, _ ->
+            Error {
+                Field = name
+                Message = "Must be a string."
+            }
 
 /// The callback endpoint's body, in and out.
 [<RequireQualifiedAccess>]
 module CallbackJson =
 
-    let private stageFields (s: StageResults) =
-        [ "socket", Encode.bool s.Socket
-          "amiLogin", Encode.bool s.AmiLogin
-          "amiOrig", Encode.bool s.AmiOrig
-          "amiLogoff", Encode.bool s.AmiLogoff
-          "callSpooled", Encode.bool s.CallSpooled ]
+    let private stageFields (s: StageResults) = [
+        "socket", Encode.bool s.Socket
+        "amiLogin", Encode.bool s.AmiLogin
+        "amiOrig", Encode.bool s.AmiOrig
+        "amiLogoff", Encode.bool s.AmiLogoff
+        "callSpooled", Encode.bool s.CallSpooled
+    ]
 
     let fieldError (e: FieldError) =
         Encode.object [ "field", Encode.string e.Field; "message", Encode.string e.Message ]
@@ -65,19 +70,29 @@ module CallbackJson =
     let outcome (o: CallbackOutcome) : JsonValue =
         Encode.object (
             stageFields o.Stages
-            @ [ match o.CallId with
+            @ [
+                match o.CallId with
                 | Some id -> "callId", Encode.string id
-                | None -> () ]
+                | None -> ()
+            ]
         )
 
     /// The answer to a request refused before any AMI traffic: five false booleans and every error.
     let refused (errors: FieldError list) : JsonValue =
-        Encode.object (stageFields StageResults.None @ [ "errors", Encode.list (List.map fieldError errors) ])
+        Encode.object (
+            stageFields StageResults.None
+            @ [ "errors", Encode.list (List.map fieldError errors) ]
+        )
 
     /// The form's fields from a JSON body, which must be an object.
     let decode (root: JsonElement) : Result<UnvalidatedCallback, FieldError list> =
         if root.ValueKind <> JsonValueKind.Object then
-            Error [ { Field = "body"; Message = "The body must be a JSON object." } ]
+            Error [
+                {
+                    Field = "body"
+                    Message = "The body must be a JSON object."
+                }
+            ]
         else
             match
                 Decode.optionalString CallbackRequest.PhoneNumberField root,
