@@ -82,6 +82,73 @@ let test (extra: string list) =
 
     code
 
+/// Runs a command and returns its standard output (for `asterisk.sh env`).
+let capture (file: string) (args: string list) =
+    let info = ProcessStartInfo(file, args, WorkingDirectory = root, RedirectStandardOutput = true)
+    use proc = Process.Start info
+    let output = proc.StandardOutput.ReadToEnd()
+    proc.WaitForExit()
+
+    if proc.ExitCode <> 0 then
+        failwithf "%s %s failed with exit code %d" file (String.Join(" ", args)) proc.ExitCode
+
+    output
+
+let asteriskScript = "asterisk/dev/asterisk.sh"
+
+/// The settings `asterisk.sh env` prints for the local Asterisk: `KEY=VALUE` lines.
+let asteriskEnv () =
+    capture "bash" [ asteriskScript; "env" ]
+    |> fun text -> text.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+    |> Array.map (fun line -> line.Substring(0, line.IndexOf '='), line.Substring(line.IndexOf '=' + 1))
+
+/// The real local Asterisk, the sidecar configured for it with the demo page, until Ctrl-C.
+let demo (args: string list) =
+    let port =
+        match args with
+        | [ "--port"; p ] -> p
+        | _ -> "8080"
+
+    dotnet [ "build"; "src/Callback"; "-c"; "Release"; "-nologo"; "-clp:ErrorsOnly" ]
+
+    if run "bash" [ asteriskScript; "start" ] <> 0 then
+        failwith "the local Asterisk did not start (see the lines above)"
+
+    let info = ProcessStartInfo("dotnet", [ "src/Callback/bin/Release/net10.0/Callback.dll" ], WorkingDirectory = root)
+
+    for key, value in asteriskEnv () do
+        info.Environment[key] <- value
+
+    info.Environment["Demo__Enabled"] <- "true"
+    info.Environment["ASPNETCORE_URLS"] <- $"http://127.0.0.1:{port}"
+    use sidecar = Process.Start info
+    use stopped = new Threading.ManualResetEventSlim()
+
+    Console.CancelKeyPress.Add(fun e ->
+        e.Cancel <- true
+        stopped.Set())
+
+    Threading.Tasks.Task.Run(fun () -> sidecar.WaitForExit(); stopped.Set()) |> ignore
+
+    printfn
+        $"""
+The demo runs. Open http://127.0.0.1:{port}/ in a browser, or:
+
+  curl -s http://127.0.0.1:{port}/callback -d phoneNumber='(514) 555-0123' -d language=fr
+
+The "visitor" is Local/1NXXNXXXXXX@demo-visitor on the local Asterisk; follow the call in its log:
+  tail -f {asteriskEnv () |> Array.find (fst >> (=) "ASTERISK_FULL_LOG") |> snd}
+
+Ctrl-C stops the sidecar and Asterisk."""
+
+    stopped.Wait()
+
+    if not sidecar.HasExited then
+        sidecar.Kill true
+
+    run "bash" [ asteriskScript; "stop" ] |> ignore
+    0
+
 let format check =
     dotnet [ "tool"; "restore" ]
     let files = [ "src"; "tests"; "build.fsx" ]
@@ -98,6 +165,7 @@ let exitCode =
         build ()
         0
     | "test" -> test rest
+    | "demo" -> demo rest
     | "format" ->
         format false
         0

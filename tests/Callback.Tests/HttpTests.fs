@@ -1,44 +1,21 @@
 module Callback.Tests.HttpTests
 
 open System
-open System.Collections.Concurrent
-open System.Collections.Generic
 open System.Net
 open System.Net.Http
 open System.Text
 open System.Text.Json
 open Expecto
-open Microsoft.AspNetCore.Builder
-open Microsoft.AspNetCore.TestHost
-open Microsoft.Extensions.Configuration
-open Microsoft.Extensions.Logging
 open Callback.Tests.FakeAmi
+open Callback.Tests.TestSidecar
 
 let private secret = "s3cret-Value"
 
-/// Every log line the app writes, to check what it does and does not say.
-type CapturedLog() =
-    let lines = ConcurrentQueue<string>()
-    member _.Lines = List.ofSeq lines
-
-    interface ILoggerProvider with
-        member _.CreateLogger category = {
-            new ILogger with
-                member _.BeginScope _ = null
-                member _.IsEnabled _ = true
-
-                member _.Log(level, _, state, error, format) =
-                    lines.Enqueue($"{level} {category}: {format.Invoke(state, error)} {error}")
-        }
-
-        member _.Dispose() = ()
-
-/// The sidecar on a test server, configured for a fake AMI server on `port` with the test CA.
-type Sidecar(port: int) =
-    let log = new CapturedLog()
-
-    let settings =
-        [
+/// The sidecar configured for a fake AMI server on `port`, trusting the test CA.
+let private fakeAmiSidecarWith (extra: (string * string) list) (port: int) =
+    new Sidecar(
+        extra
+        @ [
             "Ami:Host", "127.0.0.1"
             "Ami:Port", string port
             "Ami:UseTls", "true"
@@ -48,58 +25,13 @@ type Sidecar(port: int) =
             "Ami:ResponseTimeout", "400"
             "Originate:Channel", "PJSIP/{number}@trunk"
         ]
-        |> List.map KeyValuePair
+    )
 
-    let app =
-        Callback.Program.createApp [||] (fun builder ->
-            builder.WebHost.UseTestServer() |> ignore
-            builder.Configuration.AddInMemoryCollection settings |> ignore
-            builder.Logging.ClearProviders().AddProvider log |> ignore)
-        |> Result.defaultWith (failwithf "app did not start: %A")
-
-    do app.StartAsync().Wait()
-    let client = app.GetTestClient()
-
-    member _.Client = client
-    member _.Log = log.Lines
-
-    member _.Post(content: HttpContent) =
-        let response = client.PostAsync("/callback", content).Result
-        let body = response.Content.ReadAsStringAsync().Result
-        response.StatusCode, body
-
-    interface IDisposable with
-        member _.Dispose() =
-            client.Dispose()
-            app.DisposeAsync().AsTask().Wait()
-
-let form (fields: (string * string) list) =
-    new FormUrlEncodedContent(fields |> List.map KeyValuePair) :> HttpContent
-
-let jsonBody (text: string) =
-    new StringContent(text, Encoding.UTF8, "application/json") :> HttpContent
-
-let private stages (body: string) =
-    use doc = JsonDocument.Parse body
-    let root = doc.RootElement
-
-    [ "socket"; "amiLogin"; "amiOrig"; "amiLogoff"; "callSpooled" ]
-    |> List.map (fun name -> root.GetProperty(name).GetBoolean())
-
-let private errorFields (body: string) =
-    use doc = JsonDocument.Parse body
-
-    [
-        for e in doc.RootElement.GetProperty("errors").EnumerateArray() -> e.GetProperty("field").GetString()
-    ]
-
-let private hasProperty (name: string) (body: string) =
-    use doc = JsonDocument.Parse body
-    fst (doc.RootElement.TryGetProperty name)
+let private fakeAmiSidecar = fakeAmiSidecarWith []
 
 let private withSidecar (answer: ReceivedAction -> Reply) (f: Server -> Sidecar -> unit) =
     use server = new Server(script answer, Some PipelineTests.pki.Value.Server)
-    use sidecar = new Sidecar(server.Port)
+    use sidecar = fakeAmiSidecar server.Port
     f server sidecar
 
 let private valid = [ "phoneNumber", "+1 (514) 555-0123"; "language", "EN" ]
@@ -129,7 +61,7 @@ let statuses =
         }
 
         test "an unreachable Asterisk answers 503 with socket false" {
-            use sidecar = new Sidecar(closedPort ())
+            use sidecar = fakeAmiSidecar (closedPort ())
             let status, body = sidecar.Post(form valid)
             Expect.equal status HttpStatusCode.ServiceUnavailable "503"
             Expect.equal (stages body) [ false; false; false; false; false ] "booleans"
@@ -223,6 +155,17 @@ let statuses =
             withSidecar asterisk (fun _ sidecar ->
                 let response = sidecar.Client.GetAsync("/callback").Result
                 Expect.equal response.StatusCode HttpStatusCode.MethodNotAllowed "405")
+        }
+
+        test "the demo page is served at / only when Demo__Enabled is true" {
+            use server = new Server(script asterisk, Some PipelineTests.pki.Value.Server)
+            use plain = fakeAmiSidecar server.Port
+            Expect.equal (plain.Client.GetAsync("/").Result.StatusCode) HttpStatusCode.NotFound "off by default"
+            use demo = fakeAmiSidecarWith [ "Demo:Enabled", "true" ] server.Port
+            let response = demo.Client.GetAsync("/").Result
+            Expect.equal response.StatusCode HttpStatusCode.OK "on"
+            Expect.equal (string response.Content.Headers.ContentType.MediaType) "text/html" "HTML"
+            Expect.stringContains (response.Content.ReadAsStringAsync().Result) "<form id=\"callback\">" "the form"
         }
 
         test "/healthz answers 200 without touching AMI" {

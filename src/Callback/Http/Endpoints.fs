@@ -43,9 +43,24 @@ module Endpoints =
                 sprintf "%A" failure
             )
 
-    /// `POST /callback` and `GET /healthz` (liveness only: it never touches AMI).
+    /// The visitor's form, for trying the sidecar in a browser; served only when `Demo__Enabled`.
+    let private demoPage: HttpHandler =
+        fun next ctx ->
+            task {
+                use page =
+                    typeof<Settings>.Assembly.GetManifestResourceStream "demo.html"
+
+                ctx.Response.ContentType <- "text/html; charset=utf-8"
+                do! page.CopyToAsync ctx.Response.Body
+                return! next ctx
+            }
+
+    /// `POST /callback`, `GET /healthz` (liveness only: it never touches AMI) and, in demo mode, `GET /`.
     let map (app: WebApplication) (settings: Settings) =
         let logger = app.Logger
         let callback = Handlers.callback (Pipeline.run settings) (report logger)
         app.MapPost("/callback", toDelegate callback) |> ignore
         app.MapHealthChecks "/healthz" |> ignore
+
+        if settings.DemoEnabled then
+            app.MapGet("/", toDelegate demoPage) |> ignore

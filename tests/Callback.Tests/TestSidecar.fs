@@ -1,0 +1,84 @@
+/// The sidecar under test, in process: the real app on ASP.NET Core's test server.
+module Callback.Tests.TestSidecar
+
+open System
+open System.Collections.Concurrent
+open System.Collections.Generic
+open System.Net.Http
+open System.Text
+open System.Text.Json
+open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.TestHost
+open Microsoft.Extensions.Configuration
+open Microsoft.Extensions.Logging
+
+/// Every log line the app writes, to check what it does and does not say.
+type CapturedLog() =
+    let lines = ConcurrentQueue<string>()
+    member _.Lines = List.ofSeq lines
+
+    interface ILoggerProvider with
+        member _.CreateLogger category = {
+            new ILogger with
+                member _.BeginScope _ = null
+                member _.IsEnabled _ = true
+
+                member _.Log(level, _, state, error, format) =
+                    lines.Enqueue($"{level} {category}: {format.Invoke(state, error)} {error}")
+        }
+
+        member _.Dispose() = ()
+
+/// The real sidecar app on ASP.NET Core's test server, with these configuration keys (`Ami:Host`, …)
+/// and its log captured.
+type Sidecar(configuration: (string * string) list) =
+    let log = new CapturedLog()
+    let settings = configuration |> List.map KeyValuePair
+
+    let app =
+        Callback.Program.createApp [||] (fun builder ->
+            builder.WebHost.UseTestServer() |> ignore
+            builder.Configuration.AddInMemoryCollection settings |> ignore
+            builder.Logging.ClearProviders().AddProvider log |> ignore)
+        |> Result.defaultWith (failwithf "app did not start: %A")
+
+    do app.StartAsync().Wait()
+    let client = app.GetTestClient()
+
+    member _.Client = client
+    member _.Log = log.Lines
+
+    member _.Post(content: HttpContent) =
+        let response = client.PostAsync("/callback", content).Result
+        let body = response.Content.ReadAsStringAsync().Result
+        response.StatusCode, body
+
+    interface IDisposable with
+        member _.Dispose() =
+            client.Dispose()
+            app.DisposeAsync().AsTask().Wait()
+
+
+let form (fields: (string * string) list) =
+    new FormUrlEncodedContent(fields |> List.map KeyValuePair) :> HttpContent
+
+let jsonBody (text: string) =
+    new StringContent(text, Encoding.UTF8, "application/json") :> HttpContent
+
+let stages (body: string) =
+    use doc = JsonDocument.Parse body
+    let root = doc.RootElement
+
+    [ "socket"; "amiLogin"; "amiOrig"; "amiLogoff"; "callSpooled" ]
+    |> List.map (fun name -> root.GetProperty(name).GetBoolean())
+
+let errorFields (body: string) =
+    use doc = JsonDocument.Parse body
+
+    [
+        for e in doc.RootElement.GetProperty("errors").EnumerateArray() -> e.GetProperty("field").GetString()
+    ]
+
+let hasProperty (name: string) (body: string) =
+    use doc = JsonDocument.Parse body
+    fst (doc.RootElement.TryGetProperty name)
