@@ -83,6 +83,23 @@ remove_tree() {
 
 provisioned() { [ -f "$ROOT/$MARKER" ]; }
 
+# Run one long provisioning step (debootstrap, apt-get) in a process group of its own and wait for it, so
+# that an interrupted provision (Ctrl-C, a CI timeout) stops the step too instead of leaving it to write on.
+# (The step keeps our lock open: should it outlive us anyway, the next provision waits for it.)
+STEP_PID=
+run_step() {
+  local rc=0
+  setsid "$@" &
+  STEP_PID=$!
+  wait "$STEP_PID" || rc=$?
+  STEP_PID=
+  return "$rc"
+}
+
+stop_step() {
+  if [ -n "$STEP_PID" ]; then kill -TERM -- "-$STEP_PID" 2>/dev/null || true; fi
+}
+
 provision() {
   if provisioned; then log "provision: cached at $ROOT"; return 0; fi
   need_root
@@ -96,10 +113,11 @@ provision() {
   tmp=$CACHE/asterisk-sid.partial
   remove_tree "$tmp"
   remove_tree "$ROOT"             # a root without the marker is a half-made one: start again
-  trap 'unmount_under "'"$tmp"'"' EXIT
+  trap 'stop_step; unmount_under "'"$tmp"'"' EXIT
+  trap 'exit 130' INT TERM
   log "provision: debootstrap --variant=minbase sid from $mirror"
   t1=$(now)
-  debootstrap --variant=minbase sid "$tmp" "$mirror" >"$STATE/debootstrap.log" 2>&1 ||
+  run_step debootstrap --variant=minbase sid "$tmp" "$mirror" >"$STATE/debootstrap.log" 2>&1 ||
     { tail -n 30 "$STATE/debootstrap.log" >&2; die "debootstrap failed (full log: $STATE/debootstrap.log)"; }
   log "provision: debootstrap took $(since "$t1") s"
 
@@ -114,7 +132,7 @@ provision() {
   mount -t proc proc "$tmp/proc"
   t1=$(now)
   log "provision: apt-get install ${PACKAGES[*]}"
-  if ! chroot "$tmp" env DEBIAN_FRONTEND=noninteractive LC_ALL=C sh -c \
+  if ! run_step chroot "$tmp" env DEBIAN_FRONTEND=noninteractive LC_ALL=C sh -c \
     'apt-get "$@" update && apt-get "$@" install -y --no-install-recommends '"${PACKAGES[*]}"' && apt-get clean' \
     sh "${APT_OPT[@]}" >"$STATE/apt.log" 2>&1; then
     tail -n 30 "$STATE/apt.log" >&2
@@ -122,7 +140,7 @@ provision() {
   fi
   log "provision: packages took $(since "$t1") s"
   unmount_under "$tmp"
-  trap - EXIT
+  trap - EXIT INT TERM
 
   chroot "$tmp" /usr/sbin/asterisk -V >"$tmp/$MARKER"
   mv "$tmp" "$ROOT"
