@@ -50,11 +50,16 @@ let build () =
         "-clp:ErrorsOnly"
     ]
 
+let asteriskScript = "asterisk/dev/asterisk.sh"
+
 let closingLine = Regex(@"(\d+) passed, (\d+) failed, (\d+) skipped")
 
 /// Runs the test program and ends with the plain `N passed, N failed` line CI reads.
 let test (extra: string list) =
     build ()
+    // The real-Asterisk tests start the local Asterisk when they need it; stop it afterwards unless it
+    // was already running (someone's demo, say).
+    let asteriskWasRunning = run "bash" [ asteriskScript; "status" ] = 0
     let mutable counts = None
 
     let code =
@@ -76,6 +81,9 @@ let test (extra: string list) =
              ]
              @ extra)
 
+    if not asteriskWasRunning then
+        run "bash" [ asteriskScript; "stop" ] |> ignore
+
     match counts with
     | Some(passed, failed, skipped) -> printfn "%s passed, %s failed, %s skipped" passed failed skipped
     | None -> printfn "0 passed, 1 failed (the test program ended before its summary, exit code %d)" code
@@ -84,7 +92,9 @@ let test (extra: string list) =
 
 /// Runs a command and returns its standard output (for `asterisk.sh env`).
 let capture (file: string) (args: string list) =
-    let info = ProcessStartInfo(file, args, WorkingDirectory = root, RedirectStandardOutput = true)
+    let info =
+        ProcessStartInfo(file, args, WorkingDirectory = root, RedirectStandardOutput = true)
+
     use proc = Process.Start info
     let output = proc.StandardOutput.ReadToEnd()
     proc.WaitForExit()
@@ -93,8 +103,6 @@ let capture (file: string) (args: string list) =
         failwithf "%s %s failed with exit code %d" file (String.Join(" ", args)) proc.ExitCode
 
     output
-
-let asteriskScript = "asterisk/dev/asterisk.sh"
 
 /// The settings `asterisk.sh env` prints for the local Asterisk: `KEY=VALUE` lines.
 let asteriskEnv () =
@@ -114,7 +122,8 @@ let demo (args: string list) =
     if run "bash" [ asteriskScript; "start" ] <> 0 then
         failwith "the local Asterisk did not start (see the lines above)"
 
-    let info = ProcessStartInfo("dotnet", [ "src/Callback/bin/Release/net10.0/Callback.dll" ], WorkingDirectory = root)
+    let info =
+        ProcessStartInfo("dotnet", [ "src/Callback/bin/Release/net10.0/Callback.dll" ], WorkingDirectory = root)
 
     for key, value in asteriskEnv () do
         info.Environment[key] <- value
@@ -128,7 +137,10 @@ let demo (args: string list) =
         e.Cancel <- true
         stopped.Set())
 
-    Threading.Tasks.Task.Run(fun () -> sidecar.WaitForExit(); stopped.Set()) |> ignore
+    Threading.Tasks.Task.Run(fun () ->
+        sidecar.WaitForExit()
+        stopped.Set())
+    |> ignore
 
     printfn
         $"""

@@ -1,0 +1,220 @@
+/// The product against a real Asterisk 22 (Debian's package, in a chroot started by asterisk/dev/asterisk.sh):
+/// proof that our Originate is accepted, that the shipped dialplan announces in the right language and
+/// dials the owner, and that our TLS settings match Asterisk's.
+module Callback.Tests.RealAsteriskTests
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Net
+open System.Text.RegularExpressions
+open System.Threading
+open Expecto
+open Callback.Tests.TestSidecar
+
+/// The repository's root, found from the test program's folder.
+let repoRoot =
+    let rec up (dir: DirectoryInfo) =
+        if isNull dir then
+            failwith "asterisk/dev/asterisk.sh not found above the test program"
+        elif File.Exists(Path.Combine(dir.FullName, "asterisk", "dev", "asterisk.sh")) then
+            dir.FullName
+        else
+            up dir.Parent
+
+    up (DirectoryInfo AppContext.BaseDirectory)
+
+/// Runs `asterisk.sh <command>`; its output, and whether it succeeded.
+let asteriskScript (command: string) =
+    let info =
+        ProcessStartInfo(
+            "bash",
+            [ "asterisk/dev/asterisk.sh"; command ],
+            WorkingDirectory = repoRoot,
+            RedirectStandardOutput = true
+        )
+
+    use proc = Process.Start info
+    let output = proc.StandardOutput.ReadToEnd()
+    proc.WaitForExit()
+    proc.ExitCode = 0, output
+
+let private isRoot () = Environment.UserName = "root"
+
+/// Why these tests cannot run here, if they cannot. In CI nothing may be skipped, so there it is a failure.
+let private unavailable () =
+    if not (OperatingSystem.IsLinux()) then
+        Some "a real Asterisk needs Linux (debootstrap + chroot)"
+    elif not (isRoot ()) then
+        Some "a real Asterisk needs root (debootstrap, chroot and mount)"
+    else
+        None
+
+/// The local Asterisk, started once (provisioned on first use: about two minutes), and its settings.
+let private asterisk =
+    lazy
+        (let started, _ = asteriskScript "start"
+
+         if not started then
+             Error "asterisk/dev/asterisk.sh start failed (its messages are above)"
+         else
+             let _, env = asteriskScript "env"
+
+             env.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+             |> Array.map (fun line -> line.Substring(0, line.IndexOf '='), line.Substring(line.IndexOf '=' + 1))
+             |> List.ofArray
+             |> Ok)
+
+let private setting (env: (string * string) list) key =
+    env |> List.find (fst >> (=) key) |> snd
+
+/// The sidecar configuration for the local Asterisk, from `asterisk.sh env`, changed by `change`.
+let private sidecarFor (env: (string * string) list) (change: (string * string) list -> (string * string) list) =
+    env
+    |> List.filter (fun (k, _) -> k.Contains "__")
+    |> List.map (fun (k, v) -> k.Replace("__", ":"), v)
+    |> change
+    |> fun config -> new Sidecar(config)
+
+let private replace key value config =
+    (key, value) :: (config |> List.filter (fst >> (<>) key))
+
+/// What Asterisk logged since `offset`.
+let private logSince (env: (string * string) list) (offset: int64) =
+    use stream =
+        new FileStream(setting env "ASTERISK_FULL_LOG", FileMode.Open, FileAccess.Read, FileShare.ReadWrite)
+
+    stream.Seek(offset, SeekOrigin.Begin) |> ignore
+    use reader = new StreamReader(stream)
+    reader.ReadToEnd()
+
+let private logLength (env: (string * string) list) =
+    FileInfo(setting env "ASTERISK_FULL_LOG").Length
+
+/// Waits (up to 20 s: the announcement takes about 3 s) until the log since `offset` matches `pattern`.
+let private awaitLog env offset (pattern: string) =
+    let regex = Regex pattern
+    let deadline = Stopwatch.StartNew()
+    let mutable text = logSince env offset
+
+    while not (regex.IsMatch text) && deadline.Elapsed < TimeSpan.FromSeconds 20.0 do
+        Thread.Sleep 200
+        text <- logSince env offset
+
+    regex.IsMatch text
+
+/// A test that needs the real Asterisk: skipped with the reason where it cannot run, failed in CI.
+let private withAsterisk name (body: (string * string) list -> unit) =
+    test name {
+        match unavailable () with
+        | Some reason when Environment.GetEnvironmentVariable "CI" = "true" ->
+            failtestf "CI must run the real-Asterisk tests, but %s" reason
+        | Some reason -> skiptestf "skipped: %s" reason
+        | None ->
+            match asterisk.Value with
+            | Error e -> failtest e
+            | Ok env -> body env
+    }
+
+/// One callback through the sidecar, then the proof in Asterisk's own log that the visitor was rung,
+/// heard the announcement in their language and was put through to the owner.
+let private callbackIsPlaced (number: string) (language: string) (env: (string * string) list) =
+    use sidecar = sidecarFor env id
+    let offset = logLength env
+
+    let status, body =
+        sidecar.Post(form [ "phoneNumber", number; "language", language.ToUpperInvariant() ])
+
+    Expect.equal status HttpStatusCode.OK $"200: {body}"
+    Expect.equal (stages body) [ true; true; true; true; true ] "five true booleans"
+
+    let digits =
+        Regex.Replace(number, "[^0-9]", "")
+        |> fun d -> if d.Length = 10 then "1" + d else d
+
+    let visitor = Regex.Escape $"Local/{digits}@demo-visitor-" + "[0-9a-f]+;1"
+
+    Expect.isTrue
+        (awaitLog env offset ($@"Executing \[s@callback-{language}:\d+\] \w+\(""{visitor}"""))
+        $"callback-{language} runs for the visitor's channel"
+
+    Expect.isTrue
+        (awaitLog env offset ($@"<{visitor}> Playing 'pls-hold-while-try\.gsm' \(language '{language}'\)"))
+        $"the announcement is played in '{language}'"
+
+    Expect.isTrue (awaitLog env offset ($@"Dial\(""{visitor}"", ""Local/owner@demo-owner")) "the owner's leg is dialled"
+
+    Expect.isTrue (awaitLog env offset ($@"Channel {visitor} joined")) "the visitor is bridged"
+
+[<Tests>]
+let tests =
+    testSequenced
+    <| testList "Real Asterisk 22" [
+        withAsterisk "an English callback rings the visitor, announces in English and dials the owner"
+        <| callbackIsPlaced "(514) 555-0142" "en"
+
+        withAsterisk "a French callback runs callback-fr and plays the French announcement"
+        <| callbackIsPlaced "+1 438 555 0143" "fr"
+
+        withAsterisk "a wrong AMI secret answers 502 with amiLogin false"
+        <| fun env ->
+            use sidecar = sidecarFor env (replace "Ami:Secret" "not-the-secret")
+
+            let status, body =
+                sidecar.Post(form [ "phoneNumber", "5145550144"; "language", "en" ])
+
+            Expect.equal status HttpStatusCode.BadGateway "502"
+            Expect.equal (stages body) [ true; false; false; false; false ] "socket only"
+
+        withAsterisk "without the dev CA, Asterisk's certificate is not trusted: 503, socket false"
+        <| fun env ->
+            use sidecar = sidecarFor env (List.filter (fst >> (<>) "Ami:CaCertificate"))
+
+            let status, body =
+                sidecar.Post(form [ "phoneNumber", "5145550145"; "language", "en" ])
+
+            Expect.equal status HttpStatusCode.ServiceUnavailable "503"
+            Expect.equal (stages body) [ false; false; false; false; false ] "socket false"
+
+        withAsterisk "25 concurrent callbacks place exactly 25 calls, one per number"
+        <| fun env ->
+            use sidecar = sidecarFor env id
+            let offset = logLength env
+            let numbers = [ for i in 100..124 -> $"1514555{i:D4}" ]
+
+            let statuses =
+                numbers
+                |> List.map (fun n ->
+                    Tasks.Task.Run(fun () -> sidecar.Post(form [ "phoneNumber", n; "language", "en" ])))
+                |> List.map _.Result
+
+            Expect.all statuses (fun (s, _) -> s = HttpStatusCode.OK) "25 × 200"
+
+            let answered n =
+                Regex.Matches(logSince env offset, Regex.Escape $"Executing [{n}@demo-visitor:1] Answer(").Count
+
+            Expect.isTrue
+                (awaitLog env offset (Regex.Escape $"Executing [{List.last numbers}@demo-visitor:1]"))
+                "the last call reached Asterisk"
+
+            Thread.Sleep 1000
+            Expect.equal (numbers |> List.map answered) (List.replicate 25 1) "each number rung exactly once"
+
+        withAsterisk "with Asterisk stopped: 503, socket false, within the connect timeout"
+        <| fun env ->
+            let stopped, _ = asteriskScript "stop"
+            Expect.isTrue stopped "asterisk.sh stop"
+
+            try
+                use sidecar = sidecarFor env (replace "Ami:ConnectTimeout" "2000")
+                let watch = Stopwatch.StartNew()
+
+                let status, body =
+                    sidecar.Post(form [ "phoneNumber", "5145550146"; "language", "en" ])
+
+                Expect.equal status HttpStatusCode.ServiceUnavailable "503"
+                Expect.equal (stages body) [ false; false; false; false; false ] "socket false"
+                Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 2.5) "within the connect timeout"
+            finally
+                asteriskScript "start" |> ignore
+    ]
