@@ -2,6 +2,7 @@ namespace Callback
 
 open System
 open System.IO
+open System.Net
 open System.Security.Cryptography.X509Certificates
 open Microsoft.Extensions.Configuration
 open FsToolkit.ErrorHandling
@@ -25,10 +26,18 @@ type OriginateSettings = {
     Timeout: TimeSpan
 }
 
+/// The reverse proxies allowed to say who the client is (`X-Forwarded-For`). Both empty means ASP.NET
+/// Core's default: loopback only.
+type ProxySettings = {
+    KnownProxies: IPAddress list
+    KnownNetworks: IPNetwork list
+}
+
 /// Everything the sidecar reads from configuration, checked once at start-up.
 type Settings = {
     Ami: AmiSettings
     Originate: OriginateSettings
+    Proxy: ProxySettings
     DemoEnabled: bool
 }
 
@@ -142,17 +151,52 @@ module Settings =
             }
         }
 
+    /// A comma-separated list, each item parsed by `parse`; every unparsable item is named.
+    let private listOf config key (parse: string -> 'T option) : Validation<'T list, string> =
+        let items =
+            text config key
+            |> Option.map (fun v ->
+                v.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries))
+            |> Option.defaultValue [||]
+            |> List.ofArray
+
+        match items |> List.filter (parse >> Option.isNone) with
+        | [] -> Ok(items |> List.choose parse)
+        | bad -> Error [ for b in bad -> $"{envName key}: '{b}' is not valid." ]
+
+    let private proxy config =
+        validation {
+            let! proxies =
+                listOf config "ForwardedHeaders:KnownProxies" (fun s ->
+                    match IPAddress.TryParse s with
+                    | true, ip -> Some ip
+                    | _ -> None)
+
+            and! networks =
+                listOf config "ForwardedHeaders:KnownNetworks" (fun s ->
+                    match IPNetwork.TryParse s with
+                    | true, n -> Some n
+                    | _ -> None)
+
+            return {
+                KnownProxies = proxies
+                KnownNetworks = networks
+            }
+        }
+
     /// Reads and checks every setting, reporting all problems at once. Messages name the environment
     /// variable to set and never repeat the secret.
     let read (config: IConfiguration) : Result<Settings, string list> =
         validation {
             let! ami = ami config
             and! originate = originate config
+            and! proxy = proxy config
             and! demo = flag config "Demo:Enabled" false
 
             return {
                 Ami = ami
                 Originate = originate
+                Proxy = proxy
                 DemoEnabled = demo
             }
         }

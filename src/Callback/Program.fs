@@ -4,11 +4,23 @@ open System
 open System.Net.Http
 open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Hosting
+open Microsoft.AspNetCore.HttpOverrides
 open Microsoft.Extensions.DependencyInjection
 open Microsoft.Extensions.Hosting
 open Microsoft.Extensions.Logging
 open Callback.Ami
 open Callback.Http
+
+/// Trust `X-Forwarded-For` and `-Proto` only from the configured proxies (default: loopback), so a
+/// visitor cannot choose the address the sidecar logs by sending the header themselves.
+let private forwardedHeaders (proxy: ProxySettings) (options: ForwardedHeadersOptions) =
+    options.ForwardedHeaders <- ForwardedHeaders.XForwardedFor ||| ForwardedHeaders.XForwardedProto
+
+    if not (List.isEmpty proxy.KnownProxies && List.isEmpty proxy.KnownNetworks) then
+        options.KnownProxies.Clear()
+        options.KnownIPNetworks.Clear()
+        proxy.KnownProxies |> List.iter options.KnownProxies.Add
+        proxy.KnownNetworks |> List.iter options.KnownIPNetworks.Add
 
 /// Builds the web application from configuration; every invalid setting is reported, none is guessed.
 /// `configure` lets tests (and the demo) add configuration sources or a test server before the build.
@@ -23,7 +35,16 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         |> ignore
 
         builder.Services.AddHealthChecks() |> ignore
+        // On SIGTERM Kestrel stops accepting and lets in-flight callbacks finish; `docker stop` waits 10 s.
+        builder.Services.Configure<HostOptions>(fun (o: HostOptions) -> o.ShutdownTimeout <- TimeSpan.FromSeconds 8.0)
+        |> ignore
+
+
+        builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders settings.Proxy)
+        |> ignore
+
         let app = builder.Build()
+        app.UseForwardedHeaders() |> ignore
 
         if settings.Ami.Endpoint.Transport = PlainTcp then
             app.Logger.LogWarning "Ami__UseTls is false: the AMI secret crosses the network in clear text."

@@ -97,6 +97,29 @@ let tests =
             Expect.all errors (fun e -> not (e.Contains "very-secret-1")) "secret never shown"
         }
 
+        test "trusted proxies and networks are read from comma-separated lists, bad items named" {
+            match
+                Settings.read (
+                    configOf (
+                        minimal
+                        @ [
+                            "ForwardedHeaders:KnownProxies", "10.0.0.5, ::1"
+                            "ForwardedHeaders:KnownNetworks", "172.16.0.0/12"
+                        ]
+                    )
+                )
+            with
+            | Error e -> failtestf "%A" e
+            | Ok s ->
+                Expect.equal (s.Proxy.KnownProxies |> List.map string) [ "10.0.0.5"; "::1" ] "proxies"
+                Expect.equal (s.Proxy.KnownNetworks |> List.map string) [ "172.16.0.0/12" ] "networks"
+
+            let errors =
+                errorsOf (minimal @ [ "ForwardedHeaders:KnownProxies", "10.0.0.5,proxy.example" ])
+
+            Expect.equal errors [ "ForwardedHeaders__KnownProxies: 'proxy.example' is not valid." ] "named"
+        }
+
         test "the secret prints as stars" {
             Expect.equal (string (Secret "very-secret-1")) "***" "ToString"
             Expect.isFalse ((sprintf "%A" (Secret "very-secret-1")).Contains "very-secret-1") "%A"

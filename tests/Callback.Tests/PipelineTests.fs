@@ -31,6 +31,10 @@ let settingsFor (port: int) (transport: Transport) : Settings = {
         CallerId = Some "Web callback <5145550000>"
         Timeout = TimeSpan.FromSeconds 30.0
     }
+    Proxy = {
+        KnownProxies = []
+        KnownNetworks = []
+    }
     DemoEnabled = false
 }
 

@@ -19,22 +19,26 @@ module Endpoints =
         let digits = number.Digits
         digits.Substring(0, 4) + "*****" + digits.Substring(9)
 
-    let private report (logger: ILogger) (request: CallbackRequest) (outcome: CallbackOutcome) =
+    /// One line per callback: the client (as the trusted proxy reported it), the masked number, the stages.
+    let private report (logger: ILogger) (ctx: HttpContext) (request: CallbackRequest) (outcome: CallbackOutcome) =
         let s = outcome.Stages
+        let client = string ctx.Connection.RemoteIpAddress
 
         match outcome.Failure with
         | None ->
             logger.LogInformation(
-                "Callback {CallId} to {Number} ({Language}) spooled",
+                "Callback {CallId} to {Number} ({Language}) for {Client} spooled",
                 Option.toObj outcome.CallId,
                 masked request.PhoneNumber,
-                Language.code request.Language
+                Language.code request.Language,
+                client
             )
         | Some failure ->
             logger.LogWarning(
-                "Callback to {Number} ({Language}): socket={Socket} amiLogin={AmiLogin} amiOrig={AmiOrig} amiLogoff={AmiLogoff} callSpooled={CallSpooled}, failed: {Failure}",
+                "Callback to {Number} ({Language}) for {Client}: socket={Socket} amiLogin={AmiLogin} amiOrig={AmiOrig} amiLogoff={AmiLogoff} callSpooled={CallSpooled}, failed: {Failure}",
                 masked request.PhoneNumber,
                 Language.code request.Language,
+                client,
                 s.Socket,
                 s.AmiLogin,
                 s.AmiOrig,
@@ -47,8 +51,7 @@ module Endpoints =
     let private demoPage: HttpHandler =
         fun next ctx ->
             task {
-                use page =
-                    typeof<Settings>.Assembly.GetManifestResourceStream "demo.html"
+                use page = typeof<Settings>.Assembly.GetManifestResourceStream "demo.html"
 
                 ctx.Response.ContentType <- "text/html; charset=utf-8"
                 do! page.CopyToAsync ctx.Response.Body

@@ -176,7 +176,7 @@ module Handlers =
     /// Runs the AMI pipeline for a valid request and answers with its outcome.
     let placeCallback
         (run: CallbackRequest -> CancellationToken -> Task<CallbackOutcome>)
-        (report: CallbackRequest -> CallbackOutcome -> unit)
+        (report: HttpContext -> CallbackRequest -> CallbackOutcome -> unit)
         (request: CallbackRequest)
         : HttpHandler =
         fun next ctx ->
@@ -184,7 +184,7 @@ module Handlers =
                 // The call is placed even if the visitor's browser gives up: an Originate half-sent
                 // and then abandoned would leave us not knowing whether it rings.
                 let! outcome = run request CancellationToken.None
-                report request outcome
+                report ctx request outcome
                 return! (setStatusCode (statusOf outcome) >=> json (CallbackJson.outcome outcome)) next ctx
             }
 
