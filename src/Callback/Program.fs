@@ -52,19 +52,32 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         Endpoints.map app settings
         Ok app
 
-/// `--health-check`: the container's HEALTHCHECK, so the image needs no curl. Exit 0 when `/healthz`
-/// answers 200 on the port the app listens on.
-let private healthCheck () =
-    let port =
-        match Environment.GetEnvironmentVariable "ASPNETCORE_HTTP_PORTS" with
+/// Where this process listens, from `ASPNETCORE_URLS` (first URL; a wildcard host means loopback), else
+/// `ASPNETCORE_HTTP_PORTS`, else 8080 as in the official images.
+let private healthUrl () =
+    let env name =
+        match Environment.GetEnvironmentVariable name with
         | null
-        | "" -> "8080"
-        | ports -> ports.Split([| ';'; ',' |]).[0]
+        | "" -> None
+        | v ->
+            Some(v.Split([| ';'; ',' |], StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)[0])
 
+    let loopback (url: string) =
+        [ "://+"; "://*"; "://0.0.0.0"; "://[::]" ]
+        |> List.fold (fun (u: string) wildcard -> u.Replace(wildcard, "://127.0.0.1")) url
+
+    match env "ASPNETCORE_URLS", env "ASPNETCORE_HTTP_PORTS" with
+    | Some url, _ -> Uri(Uri(loopback url), "/healthz")
+    | None, Some port -> Uri $"http://127.0.0.1:{port}/healthz"
+    | None, None -> Uri "http://127.0.0.1:8080/healthz"
+
+/// `--health-check`: the container's HEALTHCHECK, so the image needs no curl. Exit 0 when `/healthz`
+/// answers 200.
+let private healthCheck () =
     use client = new HttpClient(Timeout = TimeSpan.FromSeconds 3.0)
 
     try
-        let response = client.GetAsync($"http://127.0.0.1:{port}/healthz").Result
+        let response = client.GetAsync(healthUrl ()).Result
         if response.IsSuccessStatusCode then 0 else 1
     with _ ->
         1
