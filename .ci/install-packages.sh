@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Debian packages the test suite uses: debootstrap builds the local Asterisk 22 root (Debian sid), openssl
-# makes its certificates, docker.io and nginx run the container and reverse-proxy tests.
-# Idempotent: installs only what is missing, and updates the package lists only then.
+# makes its certificates, docker.io runs the container tests and nginx the reverse-proxy tests.
+# Idempotent: installs only what is missing, and reads the package lists only then. Services the packages
+# would start (nginx on port 80, dockerd) are not started: the tests start their own, on loopback.
 set -euo pipefail
-needed=(debootstrap openssl ca-certificates python3)
+needed=(debootstrap openssl ca-certificates python3 docker.io nginx-light)
 missing=()
 for p in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ "${#missing[@]}" -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing packages (${missing[*]}) and not root: the tests that need them will say they are skipped" >&2
-    exit 0
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+[ "${#missing[@]}" -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing packages (${missing[*]}) and not root: the tests that need them will say they are skipped" >&2
+  exit 0
 fi
+policy=/usr/sbin/policy-rc.d
+restore_policy=false
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+  restore_policy=true
+fi
+trap '$restore_policy && rm -f "$policy"' EXIT
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
