@@ -255,13 +255,13 @@ let tests =
                 refuses "1 876 927 1234" NotUsOrCanada
             }
 
-            // Product bug: the '+' is dropped like formatting, so an international number whose country
-            // code is not 1 but which happens to have 10 digits is read as a North American one.
-            // "+36 1 234 5678" (Budapest, Hungary) is accepted as 13612345678 (Corpus Christi, Texas).
-            ptest "a + followed by a country code other than 1 is not read as a North American number" {
-                let result = PhoneNumber.tryParse "+36 1 234 5678"
-                Expect.isError result $"got %A{digitsOf result}"
+            // "+36 1 234 5678" (Budapest, Hungary) was once accepted as 13612345678 (Corpus Christi, Texas).
+            test "a + followed by a country code other than 1 is not read as a North American number" {
+                refuses "+36 1 234 5678" NotUsOrCanada
+                refuses "+33 1 23 45 67 89" NotUsOrCanada
             }
+
+            test "after a + the North American country code 1 is kept" { accepts "+1 514 555 0123" "15145550123" }
 
             test "every error has a sentence for the visitor" {
                 for e in

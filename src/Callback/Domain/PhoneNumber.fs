@@ -76,12 +76,16 @@ module PhoneNumber =
         | Some e -> Error e
         | None -> Ok(digits.ToString())
 
-    /// Ten digits get the leading 1; eleven are kept only when they start with 1.
-    let private toNanp (digits: string) =
+    /// Ten digits get the leading 1; eleven are kept only when they start with 1. After a `+` the digits
+    /// are an international number, so they must start with North America's country code 1: "+36 1 234
+    /// 5678" is a Budapest number, not Corpus Christi's 1 361 234 5678.
+    let private toNanp (international: bool) (digits: string) =
         match digits.Length with
         | 0 -> Error Missing
+        | 10 when international -> Error NotUsOrCanada
         | 10 -> Ok("1" + digits)
         | 11 when digits[0] = '1' -> Ok digits
+        | 11 when international -> Error NotUsOrCanada
         | n -> Error(WrongLength n)
 
     /// N11 codes (211 … 911) reach emergency and community services, whether dialled as an area code or
@@ -119,7 +123,7 @@ module PhoneNumber =
             Error TooLong
         else
             digitsOf input
-            |> Result.bind toNanp
+            |> Result.bind (toNanp (input.TrimStart().StartsWith '+'))
             |> Result.bind checkReserved
             |> Result.bind checkWithLibphonenumber
             |> Result.map PhoneNumber
