@@ -119,6 +119,8 @@ let demo (args: string list) =
 
     dotnet [ "build"; "src/Callback"; "-c"; "Release"; "-nologo"; "-clp:ErrorsOnly" ]
 
+    let asteriskWasRunning = run "bash" [ asteriskScript; "status" ] = 0
+
     if run "bash" [ asteriskScript; "start" ] <> 0 then
         failwith "the local Asterisk did not start (see the lines above)"
 
@@ -133,9 +135,16 @@ let demo (args: string list) =
     use sidecar = Process.Start info
     use stopped = new Threading.ManualResetEventSlim()
 
-    Console.CancelKeyPress.Add(fun e ->
-        e.Cancel <- true
-        stopped.Set())
+    // Ctrl-C (SIGINT) or SIGTERM: stop what the demo started, in order, instead of dying mid-way.
+    let stop (context: Runtime.InteropServices.PosixSignalContext) =
+        context.Cancel <- true
+        stopped.Set()
+
+    use _ =
+        Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGINT, stop)
+
+    use _ =
+        Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGTERM, stop)
 
     Threading.Tasks.Task.Run(fun () ->
         sidecar.WaitForExit()
@@ -151,14 +160,17 @@ The demo runs. Open http://127.0.0.1:{port}/ in a browser, or:
 The "visitor" is Local/1NXXNXXXXXX@demo-visitor on the local Asterisk; follow the call in its log:
   tail -f {asteriskEnv () |> Array.find (fst >> (=) "ASTERISK_FULL_LOG") |> snd}
 
-Ctrl-C stops the sidecar and Asterisk."""
+Ctrl-C stops the sidecar, and Asterisk unless it was already running before the demo."""
 
     stopped.Wait()
 
     if not sidecar.HasExited then
         sidecar.Kill true
+        sidecar.WaitForExit()
 
-    run "bash" [ asteriskScript; "stop" ] |> ignore
+    if not asteriskWasRunning then
+        run "bash" [ asteriskScript; "stop" ] |> ignore
+
     0
 
 let format check =

@@ -25,7 +25,10 @@ let private forwardedHeaders (proxy: ProxySettings) (options: ForwardedHeadersOp
 /// Builds the web application from configuration; every invalid setting is reported, none is guessed.
 /// `configure` lets tests (and the demo) add configuration sources or a test server before the build.
 let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Result<WebApplication, string list> =
-    let builder = WebApplication.CreateBuilder args
+    // appsettings.json sits beside the program, wherever it is started from.
+    let builder =
+        WebApplication.CreateBuilder(WebApplicationOptions(Args = args, ContentRootPath = AppContext.BaseDirectory))
+
     configure builder
 
     match Settings.read builder.Configuration with
