@@ -1,0 +1,179 @@
+/// The container image as it ships: built from the repository's Dockerfile, run read-only with host
+/// networking against the real local Asterisk, and checked from the outside (docker inspect, /proc, HTTP).
+module Callback.Tests.DockerTests
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Net
+open System.Net.Http
+open Expecto
+open Callback.Tests.OnThisMachine
+open Callback.Tests.TestSidecar
+
+let private tag = "callback-sidecar:test"
+let private minutes (m: float) = TimeSpan.FromMinutes m
+
+let private script (name: string) (args: string list) timeout =
+    run [] timeout "bash" (Path.Combine("docker", name) :: args)
+
+/// The engine (docker/engine.sh) and the CLI's environment for it; stopped again when the test program
+/// ends if these tests started it.
+let private engine =
+    lazy
+        (let wasRunning = (script "engine.sh" [ "status" ] (minutes 1.0)).Code = 0
+         let started = script "engine.sh" [ "start" ] (minutes 5.0)
+
+         if started.Code <> 0 then
+             failtestf "docker/engine.sh start failed:\n%s" (tail 30 started.Output)
+
+         if not wasRunning then
+             AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> script "engine.sh" [ "stop" ] (minutes 1.0) |> ignore)
+
+         (script "engine.sh" [ "env" ] (minutes 1.0)).Output.Split('\n')
+         |> Array.filter (fun line -> line.Contains '=' && not (line.StartsWith "engine:"))
+         |> Array.map (fun line -> line.Substring(0, line.IndexOf '='), line.Substring(line.IndexOf '=' + 1))
+         |> List.ofArray)
+
+/// Debian's docker CLI (BuildKit works with it) against our engine.
+let private docker timeout (args: string list) =
+    run engine.Value timeout "/usr/bin/docker" args
+
+let private dockerOk timeout args =
+    let ran = docker timeout args
+
+    if ran.Code <> 0 then
+        failtestf "docker %s failed (exit %d):\n%s" (String.Join(" ", args)) ran.Code (tail 30 ran.Output)
+
+    ran.Output.Trim()
+
+/// The image, built once from the repository root (base images made first where no registry is reachable).
+let private image =
+    lazy
+        (engine.Force() |> ignore
+         let bases = script "base-images.sh" [] (minutes 10.0)
+
+         if bases.Code <> 0 then
+             failtestf "docker/base-images.sh failed:\n%s" (tail 30 bases.Output)
+
+         dockerOk (minutes 10.0) [ "build"; "--network"; "host"; "-t"; tag; "." ]
+         |> ignore)
+
+/// The running container: its name, where it listens, and the local Asterisk's settings it was given.
+type private Container = {
+    Name: string
+    Port: int
+    Asterisk: (string * string) list
+}
+
+let private container =
+    lazy
+        (image.Force()
+         let asterisk = localAsterisk ()
+         let name = $"callback-sidecar-test-{Environment.ProcessId}"
+         let port = freePort ()
+         AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> docker (minutes 1.0) [ "rm"; "-f"; name ] |> ignore)
+
+         let settings =
+             sidecarSettings asterisk
+             |> List.collect (fun (key, value) ->
+                 match key with
+                 | "Ami__CaCertificate" -> [ "-v"; $"{value}:/run/ami-ca.pem:ro"; "-e"; $"{key}=/run/ami-ca.pem" ]
+                 | _ -> [ "-e"; $"{key}={value}" ])
+
+         dockerOk
+             (minutes 1.0)
+             ([
+                 "run"
+                 "-d"
+                 "--name"
+                 name
+                 "--network"
+                 "host"
+                 "--read-only"
+                 "--health-interval=1s"
+              ]
+              @ settings
+              @ [ "-e"; $"ASPNETCORE_URLS=http://127.0.0.1:{port}"; tag ])
+         |> ignore
+
+         {
+             Name = name
+             Port = port
+             Asterisk = asterisk
+         })
+
+let private inspect (format: string) =
+    dockerOk (minutes 1.0) [ "inspect"; "-f"; format; container.Value.Name ]
+
+/// The container's log and health history, for a failure message.
+let private diagnostics () =
+    let logs = docker (minutes 1.0) [ "logs"; container.Value.Name ]
+    let health = inspect "{{json .State.Health}}"
+    $"docker logs:\n{tail 20 logs.Output}\nhealth: {health}"
+
+let private http = new HttpClient(Timeout = TimeSpan.FromSeconds 30.0)
+
+let private url path =
+    $"http://127.0.0.1:{container.Value.Port}{path}"
+
+let private dockerTest = onThisMachine "Docker"
+
+[<Tests>]
+let tests =
+    testSequenced
+    <| testList "Docker image" [
+        dockerTest "the image builds from the repository root" (fun () -> image.Force())
+
+        dockerTest "the health check turns healthy within 20 s" (fun () ->
+            let status () = inspect "{{.State.Health.Status}}"
+
+            let healthy =
+                eventually (TimeSpan.FromSeconds 20.0) (fun () -> status () = "healthy" || status () = "unhealthy")
+                && status () = "healthy"
+
+            Expect.isTrue healthy $"health is '{status ()}', not 'healthy'\n{diagnostics ()}")
+
+        dockerTest "the app runs as uid 1654, not root" (fun () ->
+            Expect.equal (inspect "{{.Config.User}}") "1654" "the image's USER"
+            let pid = inspect "{{.State.Pid}}"
+
+            let uids =
+                File.ReadAllLines $"/proc/{pid}/status"
+                |> Array.find _.StartsWith("Uid:")
+                |> fun line -> line.Split([| '\t'; ' ' |], StringSplitOptions.RemoveEmptyEntries)[1..]
+
+            Expect.equal uids [| "1654"; "1654"; "1654"; "1654" |] "real, effective, saved and file-system uid")
+
+        dockerTest "the root filesystem is read-only and the app still answers" (fun () ->
+            Expect.equal (inspect "{{.HostConfig.ReadonlyRootfs}}") "true" "ReadonlyRootfs"
+            let response = http.GetAsync(url "/healthz").Result
+            Expect.equal response.StatusCode HttpStatusCode.OK $"GET /healthz\n{diagnostics ()}")
+
+        dockerTest
+            "a callback through the container reaches Asterisk, which runs callback-en for the visitor"
+            (fun () ->
+                let asterisk = localAsterisk ()
+                let offset = logLength asterisk
+
+                let response =
+                    http.PostAsync(url "/callback", form [ "phoneNumber", "+1 514 555 0160"; "language", "en" ]).Result
+
+                let body = response.Content.ReadAsStringAsync().Result
+                Expect.equal response.StatusCode HttpStatusCode.OK $"200: {body}\n{diagnostics ()}"
+                Expect.equal (stages body) [ true; true; true; true; true ] "five true booleans"
+
+                let visitor = visitorChannel "15145550160"
+
+                Expect.isTrue
+                    (asteriskLogs asterisk offset ($@"Executing \[s@callback-en:\d+\] \w+\(""{visitor}"""))
+                    "Asterisk's log shows callback-en running for Local/15145550160@demo-visitor-…;1")
+
+        dockerTest "docker stop ends the app cleanly (exit 0) in under 10 s" (fun () ->
+            let watch = Stopwatch.StartNew()
+            dockerOk (minutes 1.0) [ "stop"; "-t"; "10"; container.Value.Name ] |> ignore
+            watch.Stop()
+            Expect.equal (inspect "{{.State.Running}}") "false" "stopped"
+            Expect.equal (inspect "{{.State.ExitCode}}") "0" $"exit code\n{diagnostics ()}"
+            Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 10.0) "docker stop took under 10 s")
+    ]

@@ -1,0 +1,345 @@
+/// examples/nginx/callback.conf in Debian's real nginx, in front of the real sidecar process and the real
+/// local Asterisk: what the site exposes, and which client address the sidecar believes.
+/// Loopback is all of 127.0.0.0/8, so the test's clients connect from 127.0.0.2 and 127.0.0.3 to tell
+/// them apart from nginx (127.0.0.1).
+module Callback.Tests.NginxTests
+
+open System
+open System.Collections.Concurrent
+open System.IO
+open System.Net
+open System.Net.Http
+open System.Net.Sockets
+open System.Text
+open System.Text.RegularExpressions
+open System.Threading.Tasks
+open Expecto
+open Callback.Tests.RealAsteriskTests
+open Callback.Tests.OnThisMachine
+open Callback.Tests.TestSidecar
+
+let private seconds (s: float) = TimeSpan.FromSeconds s
+let private nginx = "/usr/sbin/nginx"
+
+/// Installs Debian's nginx if it is missing, without letting the package start a system-wide nginx.
+let private installNginx () =
+    if not (File.Exists nginx) then
+        let install =
+            run [ "DEBIAN_FRONTEND", "noninteractive" ] (TimeSpan.FromMinutes 5.0) "bash" [
+                "-c"
+                """made=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; made=1
+fi
+apt-get install -y --no-install-recommends nginx ||
+  { apt-get update && apt-get install -y --no-install-recommends nginx; }
+rc=$?
+if [ $made = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+exit $rc"""
+            ]
+
+        if install.Code <> 0 then
+            failtestf "installing nginx failed:\n%s" (tail 20 install.Output)
+
+/// The nginx configuration for the test: examples/nginx/callback.conf with only its `listen` and its
+/// upstream's address changed, inside an http { } whose logs and temporary files are under `dir`.
+let private nginxConfig (dir: string) (port: int) (sidecarPort: int) =
+    let example =
+        File.ReadAllText(Path.Combine(repoRoot, "examples", "nginx", "callback.conf"))
+
+    let listen = Regex(@"^(\s*)listen\s+[^;]+;", RegexOptions.Multiline)
+    let upstream = Regex(@"^(\s*)server 127\.0\.0\.1:8080;", RegexOptions.Multiline)
+
+    if listen.Matches(example).Count <> 1 || upstream.Matches(example).Count <> 1 then
+        failtest "examples/nginx/callback.conf no longer has one `listen` and one `server 127.0.0.1:8080;`"
+
+    let server =
+        example
+        |> fun text -> listen.Replace(text, $"$1listen 127.0.0.1:{port};")
+        |> fun text -> upstream.Replace(text, $"$1server 127.0.0.1:{sidecarPort};")
+
+    $"""worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+  log_format test '$remote_addr "$request" $status upstream=$upstream_addr';
+  access_log {dir}/access.log test;
+  client_body_temp_path {dir}/client_body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+{server}
+}}
+"""
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+let private listening port =
+    eventually (seconds 20.0) (fun () ->
+        use client = new TcpClient()
+
+        try
+            client.Connect(IPAddress.Loopback, port)
+            true
+        with :? SocketException ->
+            false)
+
+/// The real sidecar (trusting only 127.0.0.1 as a proxy) and nginx in front of it.
+type private Stack = {
+    SidecarPort: int
+    SidecarLog: ConcurrentQueue<string>
+    NginxPort: int
+    Dir: string
+}
+
+let private stack =
+    lazy
+        (installNginx ()
+         let asterisk = localAsterisk ()
+
+         let dll =
+             Path.Combine(repoRoot, "src", "Callback", "bin", "Release", "net10.0", "Callback.dll")
+
+         if not (File.Exists dll) then
+             failtestf "%s is missing: build the tests in Release first (dotnet fsi build.fsx build)" dll
+
+         let sidecarPort = freePort ()
+
+         let sidecar, sidecarLog =
+             launch
+                 (sidecarSettings asterisk
+                  @ [
+                      "ASPNETCORE_URLS", $"http://127.0.0.1:{sidecarPort}"
+                      "ForwardedHeaders__KnownProxies", "127.0.0.1"
+                      "Logging__Console__FormatterOptions__SingleLine", "true"
+                      // Every request the sidecar receives is logged, to prove which ones never reach it.
+                      "Logging__LogLevel__Microsoft.AspNetCore.Hosting.Diagnostics", "Information"
+                  ])
+                 "dotnet"
+                 [ dll ]
+
+         if not (listening sidecarPort) then
+             failtestf
+                 "the sidecar did not listen within 20 s (exited: %b):\n%s"
+                 sidecar.HasExited
+                 (tail 20 (String.concat "\n" sidecarLog))
+
+         let dir = Directory.CreateTempSubdirectory("callback-nginx-").FullName
+         // nginx's workers drop root (to nobody) and must reach their temporary files.
+         File.SetUnixFileMode(
+             dir,
+             UnixFileMode.UserRead
+             ||| UnixFileMode.UserWrite
+             ||| UnixFileMode.UserExecute
+             ||| UnixFileMode.GroupRead
+             ||| UnixFileMode.GroupExecute
+             ||| UnixFileMode.OtherRead
+             ||| UnixFileMode.OtherExecute
+         )
+
+         let port = freePort ()
+         File.WriteAllText(Path.Combine(dir, "nginx.conf"), nginxConfig dir port sidecarPort)
+
+         let proxy, proxyLog =
+             launch [] nginx [
+                 "-p"
+                 dir + "/"
+                 "-e"
+                 dir + "/error.log"
+                 "-c"
+                 dir + "/nginx.conf"
+                 "-g"
+                 "daemon off;"
+             ]
+
+         if not (listening port) then
+             failtestf
+                 "nginx did not listen within 20 s (exited: %b):\n%s"
+                 proxy.HasExited
+                 (tail 20 (String.concat "\n" proxyLog))
+
+         // After nginx's own stop (handlers run in the order they were added).
+         AppDomain.CurrentDomain.ProcessExit.Add(fun _ ->
+             try
+                 Directory.Delete(dir, true)
+             with _ ->
+                 ())
+
+         {
+             SidecarPort = sidecarPort
+             SidecarLog = sidecarLog
+             NginxPort = port
+             Dir = dir
+         })
+
+/// An HTTP client whose connections come from `local` (another loopback address).
+let private clientFrom (local: string) =
+    let handler = new SocketsHttpHandler()
+
+    handler.ConnectCallback <-
+        fun context cancel ->
+            task {
+                let socket =
+                    new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)
+
+                socket.Bind(IPEndPoint(IPAddress.Parse local, 0))
+                do! socket.ConnectAsync(context.DnsEndPoint, cancel)
+                return new NetworkStream(socket, true) :> Stream
+            }
+            |> ValueTask<Stream>
+
+    new HttpClient(handler, Timeout = seconds 30.0)
+
+/// A request written byte for byte (HttpClient would normalise `/../callback`) from `local`; the status.
+let private rawStatus (local: string) port (requestLine: string) =
+    use socket =
+        new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)
+
+    socket.Bind(IPEndPoint(IPAddress.Parse local, 0))
+    socket.Connect(IPEndPoint(IPAddress.Loopback, port))
+    socket.ReceiveTimeout <- 10000
+    use stream = new NetworkStream(socket, true)
+
+    let request =
+        $"{requestLine}\r\nHost: example.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+    stream.Write(Encoding.ASCII.GetBytes request)
+    use reader = new StreamReader(stream, Encoding.ASCII)
+    let statusLine = reader.ReadLine()
+    int (statusLine.Split(' ')[1])
+
+/// POSTs a callback for `number` from `local` to `port`, with `X-Forwarded-For` if given; status and body.
+let private callback (local: string) port (number: string) (forwardedFor: string option) =
+    use client = clientFrom local
+
+    use request =
+        new HttpRequestMessage(HttpMethod.Post, $"http://127.0.0.1:{port}/callback")
+
+    request.Content <- form [ "phoneNumber", number; "language", "en" ]
+
+    forwardedFor
+    |> Option.iter (fun ip -> request.Headers.Add("X-Forwarded-For", ip))
+
+    use response = client.Send request
+    response.StatusCode, response.Content.ReadAsStringAsync().Result
+
+/// The client address the sidecar logged for the callback to `digits` (masked as `1514*****NN`).
+let private loggedClient (stack: Stack) (digits: string) =
+    let line =
+        Regex($@"to {digits.Substring(0, 4)}\*{{5}}{digits.Substring 9} \(en\) for (\S+)")
+
+    let mutable client = None
+
+    eventually (seconds 5.0) (fun () ->
+        client <-
+            stack.SidecarLog
+            |> Seq.tryPick (fun l -> let m = line.Match l in if m.Success then Some m.Groups[1].Value else None)
+
+        client.IsSome)
+    |> ignore
+
+    client
+    |> Option.defaultWith (fun () ->
+        failtestf
+            "no callback line for %s in the sidecar's log:\n%s"
+            digits
+            (tail 20 (String.concat "\n" stack.SidecarLog)))
+
+let private nginxTest = onThisMachine "nginx"
+
+[<Tests>]
+let tests =
+    testSequenced
+    <| testList "nginx" [
+        nginxTest "a callback through nginx answers 200 with five true booleans and reaches Asterisk" (fun () ->
+            let asterisk = localAsterisk ()
+            let offset = logLength asterisk
+            let status, body = callback "127.0.0.2" stack.Value.NginxPort "+1 514 555 0161" None
+            Expect.equal status HttpStatusCode.OK $"200: {body}"
+            Expect.equal (stages body) [ true; true; true; true; true ] "five true booleans"
+
+            let visitor = visitorChannel "15145550161"
+
+            Expect.isTrue
+                (asteriskLogs asterisk offset ($@"Executing \[s@callback-en:\d+\] \w+\(""{visitor}"""))
+                "Asterisk's log shows callback-en running for the visitor")
+
+        nginxTest
+            "through nginx the sidecar logs the visitor's address, not an X-Forwarded-For the visitor sent"
+            (fun () ->
+                let status, body =
+                    callback "127.0.0.2" stack.Value.NginxPort "+1 514 555 0162" (Some "203.0.113.9")
+
+                Expect.equal status HttpStatusCode.OK $"200: {body}"
+                Expect.equal (loggedClient stack.Value "15145550162") "127.0.0.2" "the client the sidecar logged")
+
+        nginxTest "straight to the sidecar, X-Forwarded-For from an untrusted address is ignored" (fun () ->
+            let status, body =
+                callback "127.0.0.3" stack.Value.SidecarPort "+1 514 555 0163" (Some "203.0.113.9")
+
+            Expect.equal status HttpStatusCode.OK $"200: {body}"
+            Expect.equal (loggedClient stack.Value "15145550163") "127.0.0.3" "the client the sidecar logged")
+
+        nginxTest "nginx refuses a body over 8 KiB itself (413), without asking the sidecar" (fun () ->
+            let stack = stack.Value
+            let marker = Guid.NewGuid().ToString "N"
+            use client = clientFrom "127.0.0.2"
+
+            let big =
+                form [ "phoneNumber", "5145550164"; "language", "en"; "padding", String('x', 9000) ]
+
+            let response =
+                client.PostAsync($"http://127.0.0.1:{stack.NginxPort}/callback?{marker}", big).Result
+
+            Expect.equal response.StatusCode HttpStatusCode.RequestEntityTooLarge "413"
+
+            let accessLine () =
+                File.ReadAllLines(Path.Combine(stack.Dir, "access.log"))
+                |> Array.tryFind _.Contains(marker)
+
+            Expect.isTrue (eventually (seconds 5.0) (fun () -> (accessLine ()).IsSome)) "nginx logged the request"
+            Expect.stringEnds (accessLine ()).Value " 413 upstream=-" "answered by nginx, no upstream")
+
+        nginxTest
+            "nginx exposes nothing else: /healthz, GET /callback, /admin, /../callback never reach the sidecar"
+            (fun () ->
+                let stack = stack.Value
+                let before = stack.SidecarLog.Count
+
+                // nginx normalises the path before it picks a location; a path above the root is a bad request.
+                let expected = [
+                    "GET /healthz HTTP/1.1", 404
+                    "GET /callback HTTP/1.1", 405
+                    "POST /admin HTTP/1.1", 404
+                    "GET /../callback HTTP/1.1", 400
+                    "POST /callback/../healthz HTTP/1.1", 404
+                    "GET / HTTP/1.1", 404
+                ]
+
+                let statuses =
+                    expected
+                    |> List.map (fun (line, _) -> line, rawStatus "127.0.0.2" stack.NginxPort line)
+
+                // A request that does reach the sidecar, after the others: once it is in the log, they would be.
+                let marker = Guid.NewGuid().ToString "N"
+                use client = clientFrom "127.0.0.2"
+
+                client.PostAsync($"http://127.0.0.1:{stack.NginxPort}/callback?{marker}", form []).Result
+                |> ignore
+
+                let since () =
+                    stack.SidecarLog |> Seq.skip before |> List.ofSeq
+
+                Expect.isTrue
+                    (eventually (seconds 5.0) (fun () -> since () |> List.exists _.Contains(marker)))
+                    "the marker request reached the sidecar"
+
+                let reached =
+                    since ()
+                    |> List.filter (fun l -> l.Contains "Request starting" && not (l.Contains marker))
+
+                let access = File.ReadAllText(Path.Combine(stack.Dir, "access.log"))
+                Expect.isEmpty reached $"requests that reached the sidecar (nginx's access log:\n{tail 10 access})"
+                Expect.equal statuses expected "nginx's answers")
+    ]
