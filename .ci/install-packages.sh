@@ -5,7 +5,7 @@
 # Idempotent: installs only what is missing, and reads the package lists only then. Services the packages
 # would start (nginx on port 80, dockerd) are not started: the tests start their own, on loopback.
 set -euo pipefail
-needed=(debootstrap openssl ca-certificates python3 docker.io nginx-light chromium)
+needed=(debootstrap openssl ca-certificates python3 bc docker.io nginx chromium)
 missing=()
 for p in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
