@@ -18,6 +18,20 @@ type CallbackRequest = {
 }
 
 [<RequireQualifiedAccess>]
+module UnvalidatedCallback =
+
+    /// The form from its two fields as a body format read them, keeping every field's error.
+    let ofFields
+        (phoneNumber: Result<string option, FieldError>)
+        (language: Result<string option, FieldError>)
+        : Validation<UnvalidatedCallback, FieldError> =
+        validation {
+            let! phone = phoneNumber
+            and! lang = language
+            return ({ PhoneNumber = phone; Language = lang }: UnvalidatedCallback)
+        }
+
+[<RequireQualifiedAccess>]
 module CallbackRequest =
 
     [<Literal>]

@@ -114,15 +114,7 @@ module Handlers =
             | true, values -> Ok(Some(values.ToString()))
             | false, _ -> Ok None
 
-        match field CallbackRequest.PhoneNumberField, field CallbackRequest.LanguageField with
-        | Ok phone, Ok lang -> Ok({ PhoneNumber = phone; Language = lang }: UnvalidatedCallback)
-        | phone, lang ->
-            Error(
-                [ phone; lang ]
-                |> List.choose (function
-                    | Error e -> Some e
-                    | Ok _ -> None)
-            )
+        UnvalidatedCallback.ofFields (field CallbackRequest.PhoneNumberField) (field CallbackRequest.LanguageField)
 
     /// Reads the form, as JSON or URL-encoded, into its unchecked fields: 415 for another content type,
     /// 400 when the body does not parse, 422 when a JSON field has the wrong type.

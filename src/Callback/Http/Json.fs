@@ -94,15 +94,6 @@ module CallbackJson =
                 }
             ]
         else
-            match
-                Decode.optionalString CallbackRequest.PhoneNumberField root,
-                Decode.optionalString CallbackRequest.LanguageField root
-            with
-            | Ok phone, Ok lang -> Ok({ PhoneNumber = phone; Language = lang }: UnvalidatedCallback)
-            | phone, lang ->
-                Error(
-                    [ phone; lang ]
-                    |> List.choose (function
-                        | Error e -> Some e
-                        | Ok _ -> None)
-                )
+            UnvalidatedCallback.ofFields
+                (Decode.optionalString CallbackRequest.PhoneNumberField root)
+                (Decode.optionalString CallbackRequest.LanguageField root)
