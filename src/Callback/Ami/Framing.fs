@@ -12,6 +12,12 @@ open System.Text
 /// keeps a scratch list and a key cache, so steady-state parsing allocates one string per value and one
 /// array per message (keys come from the cache).
 type FrameReader() =
+    static let trimCr (line: ReadOnlySpan<byte>) =
+        if line.Length > 0 && line[line.Length - 1] = '\r'B then
+            line.Slice(0, line.Length - 1)
+        else
+            line
+
     let headers = ResizeArray<Header>(32)
     // A small direct-mapped cache from key bytes to the interned key string: AMI uses a few dozen keys.
     let cacheBytes: byte[][] = Array.zeroCreate 256
@@ -54,11 +60,46 @@ type FrameReader() =
                 Value = if value.IsEmpty then "" else Encoding.UTF8.GetString value
             }
 
-    static let trimCr (line: ReadOnlySpan<byte>) =
-        if line.Length > 0 && line[line.Length - 1] = '\r'B then
-            line.Slice(0, line.Length - 1)
+    /// One line into `headers`; true when it is the blank line that ends a message. Blank lines before any
+    /// header are noise between messages.
+    let take (line: ReadOnlySpan<byte>) =
+        if line.IsEmpty then
+            headers.Count > 0
         else
-            line
+            headers.Add(header line)
+            false
+
+    /// The common case, a message wholly inside the buffer's first segment, with plain span searches
+    /// (vectorised by the runtime): the bytes the message took, or 0 when it does not end there.
+    let readFromSpan (span: ReadOnlySpan<byte>) =
+        let mutable position = 0
+        let mutable complete = false
+        let mutable newline = span.IndexOf '\n'B
+
+        while not complete && newline >= 0 do
+            complete <- take (trimCr (span.Slice(position, newline)))
+            position <- position + newline + 1
+            newline <- if complete then -1 else span.Slice(position).IndexOf '\n'B
+
+        if complete then position else 0
+
+    /// The general case, lines that may straddle segments.
+    let readFromSequence (reader: byref<SequenceReader<byte>>) =
+        let mutable raw = ReadOnlySequence<byte>()
+        let mutable complete = false
+
+        while not complete && reader.TryReadTo(&raw, '\n'B, true) do
+            complete <-
+                take (
+                    trimCr (
+                        if raw.IsSingleSegment then
+                            raw.FirstSpan
+                        else
+                            ReadOnlySpan(raw.ToArray())
+                    )
+                )
+
+        complete
 
     /// The bytes a message (or the greeting line) may take before the peer is judged broken.
     static member MaxMessageBytes = 64 * 1024
@@ -77,28 +118,26 @@ type FrameReader() =
 
     /// Cuts one whole message off `buffer`; false (and `buffer` untouched) while its blank line is missing.
     member _.TryReadMessage(buffer: byref<ReadOnlySequence<byte>>, message: byref<Message>) : bool =
-        let mutable reader = SequenceReader<byte>(buffer)
-        let mutable raw = ReadOnlySequence<byte>()
-        let mutable complete = false
         headers.Clear()
+        let inFirstSegment = readFromSpan buffer.FirstSpan
 
-        while not complete && reader.TryReadTo(&raw, '\n'B, true) do
-            let line =
-                trimCr (
-                    if raw.IsSingleSegment then
-                        raw.FirstSpan
-                    else
-                        ReadOnlySpan(raw.ToArray())
-                )
-
-            if line.IsEmpty then
-                // A blank line ends a message; blank lines before any header are noise between messages.
-                complete <- headers.Count > 0
+        let complete =
+            if inFirstSegment > 0 then
+                buffer <- buffer.Slice inFirstSegment
+                true
+            elif buffer.IsSingleSegment then
+                false
             else
-                headers.Add(header line)
+                headers.Clear()
+                let mutable reader = SequenceReader<byte>(buffer)
+                let complete = readFromSequence &reader
+
+                if complete then
+                    buffer <- buffer.Slice reader.Position
+
+                complete
 
         if complete then
             message <- { Headers = headers.ToArray() }
-            buffer <- buffer.Slice reader.Position
 
         complete
