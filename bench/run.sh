@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# Every benchmark of the callback sidecar, in one command.
+#
+#   bench/run.sh [--quick] [--worktree]
+#
+#   --quick     about 1/5 of the calls and starts (finishes in under two minutes once built and once
+#               Asterisk is provisioned); the numbers are indicative only
+#   --worktree  measure the working tree's src/Callback instead of the last commit (to try a change)
+#
+# In order:
+#   1. e2e      POST /callback against a raw AMI/TLS client (the protocol floor), same real Asterisk 22,
+#               sequential, 8 and 32 concurrent clients   -> bench/results/e2e.md
+#   2. startup  start -> first 200 from /healthz, idle RSS, published size, plain and ReadyToRun, and
+#               the runtime settings that matter           -> bench/results/startup.md
+#   3. bench/stream/run.sh and the BenchmarkDotNet project bench/Callback.Bench, when they exist.
+#
+# Needs root (the local Asterisk runs in a chroot; asterisk/dev/asterisk.sh provisions it the first time,
+# about 2.5 min) and the .NET 10 SDK. The sidecar under test is published from a clean copy of
+# src/Callback (last commit, or the working tree with --worktree) into a cache directory, never into the
+# repository's own bin/ and obj/, so concurrent builds of the repository do not disturb a run.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+RESULTS=$HERE/results
+WORK=${CALLBACK_BENCH_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/callback-sidecar-bench}
+QUICK=0
+WORKTREE=0
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=1 ;;
+    --worktree) WORKTREE=1 ;;
+    -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+T0=$(date +%s)
+mkdir -p "$WORK" "$RESULTS"
+cd "$REPO"
+
+# ---- the machine, for every results file -------------------------------------------------------------
+ASTERISK_STATUS=
+machine() {
+  local cpu mem dotnet_sdk dotnet_rt
+  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+  mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+  dotnet_sdk=$(dotnet --version 2>/dev/null || echo '?')
+  dotnet_rt=$(dotnet --list-runtimes 2>/dev/null | awk '/Microsoft.AspNetCore.App/ { v = $2 } END { print v }')
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- machine: $(nproc) cores ($cpu), $mem RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
+  echo "- load average when the run started: $LOAD_AT_START (other builds may share the machine: numbers are indicative)"
+  echo "- .NET SDK $dotnet_sdk, ASP.NET Core runtime $dotnet_rt"
+  echo "- Asterisk: ${ASTERISK_STATUS:-not checked}"
+  echo "- sidecar measured: $SOURCE_DESC"
+  echo "- mode: $([ "$QUICK" = 1 ] && echo 'quick (bench/run.sh --quick: ~1/5 of the calls and starts)' || echo 'full (bench/run.sh)')"
+}
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- 0. the sidecar under test, published from a clean copy -------------------------------------------
+PATHS=(src/Callback Directory.Build.props Directory.Packages.props global.json)
+snapshot_tar() {
+  if [ "$WORKTREE" = 1 ]; then
+    tar --exclude=bin --exclude=obj --sort=name --mtime='2000-01-01' --owner=0 --group=0 -cf - "${PATHS[@]}"
+  else
+    git archive --format=tar HEAD "${PATHS[@]}"
+  fi
+}
+if [ "$WORKTREE" = 1 ]; then
+  SOURCE_DESC="working tree on top of $(git rev-parse --short HEAD) ($(git status --porcelain -- src/Callback | wc -l) changed file(s) in src/Callback)"
+else
+  SOURCE_DESC="commit $(git rev-parse --short HEAD) ($(git log -1 --format=%s HEAD | cut -c1-80))"
+fi
+KEY=$(snapshot_tar | sha256sum | cut -c1-16)
+SNAP=$WORK/src-$KEY
+PUB=$WORK/publish-$KEY
+if [ ! -f "$PUB/.done" ]; then
+  log "publishing the sidecar ($SOURCE_DESC)"
+  rm -rf "$SNAP" "$PUB"
+  # Two copies, so that both publishes run at once without sharing obj/.
+  for flavour in plain r2r; do
+    mkdir -p "$SNAP/$flavour"
+    snapshot_tar | tar -x -C "$SNAP/$flavour"
+  done
+  dotnet publish "$SNAP/plain/src/Callback" -c Release -o "$PUB/plain" -nologo -v quiet --disable-build-servers \
+    >"$WORK/publish-plain.log" 2>&1 &
+  dotnet publish "$SNAP/r2r/src/Callback" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+    -o "$PUB/r2r" -nologo -v quiet --disable-build-servers >"$WORK/publish-r2r.log" 2>&1 &
+else
+  log "sidecar already published for this source ($KEY)"
+fi
+
+log "building the harnesses (bench/e2e, bench/startup)"
+for p in e2e startup; do
+  dotnet build "$HERE/$p" -c Release -nologo -v quiet --disable-build-servers >"$WORK/build-$p.log" 2>&1 &
+done
+BUILD_FAILED=0
+for job in $(jobs -p); do wait "$job" || BUILD_FAILED=1; done
+if [ "$BUILD_FAILED" = 1 ]; then
+  tail -n 30 "$WORK"/publish-*.log "$WORK"/build-*.log >&2
+  rm -rf "$PUB"
+  exit 1
+fi
+if [ ! -f "$PUB/.done" ]; then
+  touch "$PUB/.done"
+  # Keep the cache small: only the newest few snapshots.
+  ls -dt "$WORK"/publish-* 2>/dev/null | tail -n +4 | xargs -r rm -rf
+  ls -dt "$WORK"/src-* 2>/dev/null | tail -n +4 | xargs -r rm -rf
+fi
+E2E_DLL=$HERE/e2e/bin/Release/net10.0/CallbackE2eBench.dll
+STARTUP_DLL=$HERE/startup/bin/Release/net10.0/CallbackStartupBench.dll
+
+# ---- Asterisk and the sidecar's settings ----------------------------------------------------------------
+ASTERISK_OK=0
+if bash asterisk/dev/asterisk.sh start >"$WORK/asterisk-start.log" 2>&1; then
+  ASTERISK_OK=1
+  ASTERISK_STATUS=$(bash asterisk/dev/asterisk.sh status 2>/dev/null || true)
+  ASTERISK_STATUS=${ASTERISK_STATUS#running: }
+  ASTERISK_STATUS=$(sed -E 's/^pid [0-9]+, //' <<<"$ASTERISK_STATUS")
+else
+  log "Asterisk could not be started (see below): the end-to-end benchmark is skipped"
+  tail -n 10 "$WORK/asterisk-start.log" >&2
+  ASTERISK_STATUS="could not be started"
+fi
+# KEY=VALUE lines, split on the first '=' (values hold spaces and <>): never sourced.
+SIDECAR_ENV=()
+ASTERISK_ROOT=
+while IFS= read -r line; do
+  [ -n "$line" ] || continue
+  k=${line%%=*}
+  v=${line#*=}
+  case $k in
+    ASTERISK_FULL_LOG) ASTERISK_ROOT=${v%/var/log/asterisk/full} ;;
+    *) SIDECAR_ENV+=("$k=$v") ;;
+  esac
+done < <(bash asterisk/dev/asterisk.sh env)
+
+# ---- 1. end to end -------------------------------------------------------------------------------------
+if [ "$QUICK" = 1 ]; then
+  E2E_ARGS=(--phase 1:40 --phase 8:80 --phase 32:128 --warmup 6 --probes 50 --drain-seconds 0 --phase-seconds 60)
+else
+  E2E_ARGS=(--phase 1:200 --phase 8:400 --phase 32:640 --warmup 16 --probes 200 --drain-seconds 20 --phase-seconds 300)
+fi
+E2E_OK=0
+if [ "$ASTERISK_OK" = 1 ]; then
+  log "e2e: sidecar vs raw AMI floor against the real Asterisk"
+  if env "${SIDECAR_ENV[@]}" timeout 1200 dotnet "$E2E_DLL" --sidecar-dll "$PUB/plain/Callback.dll" \
+    "${E2E_ARGS[@]}" --asterisk-root "$ASTERISK_ROOT" --asterisk-start "bash '$REPO/asterisk/dev/asterisk.sh' start" \
+    --work "$WORK/e2e" --out "$WORK/e2e-body.md"; then
+    E2E_OK=1
+  else
+    log "e2e: the harness failed (its output is above)"
+  fi
+fi
+{
+  echo "# End-to-end callback latency: sidecar vs raw AMI floor"
+  echo
+  machine
+  echo
+  echo "Produced by \`bench/run.sh$([ "$QUICK" = 1 ] && echo ' --quick')\` (harness: \`bench/e2e\`). Both clients run in the same"
+  echo "process, against the same Asterisk, in the same run: the **floor** is a minimal raw client (TCP, TLS"
+  echo "checked against the dev CA, greeting, Login, Originate with \`Async: true\`, Logoff, each response read up"
+  echo "to its blank line, nothing from src/); the **sidecar** is \`POST /callback\` (form-encoded, keep-alive"
+  echo "HTTP/1.1 like a reverse proxy) to the published sidecar, which does the same AMI exchange. Every call"
+  echo "uses a distinct valid number (1-514/438/450/613-555-0100…0999, en/fr alternating); a call counts only"
+  echo "when all three AMI answers (floor) or all five booleans and 200 (sidecar) came back."
+  echo "Each load level runs floor, sidecar, sidecar, floor chunks (ABBA, so drift in the machine's load falls"
+  echo "on both alike)$([ "$QUICK" = 1 ] && echo ', back to back' || echo ', waiting between chunks for Asterisk to hang up the previous chunk'"'"'s calls (each lives ~6 s)')."
+  echo
+  if [ "$E2E_OK" = 1 ]; then
+    cat "$WORK/e2e-body.md"
+  else
+    echo "**Not measured in this run**: $([ "$ASTERISK_OK" = 1 ] && echo 'the harness failed' || echo 'Asterisk could not be started')."
+  fi
+} >"$RESULTS/e2e.md"
+
+# ---- 2. start-up, memory, size -------------------------------------------------------------------------
+if [ "$QUICK" = 1 ]; then
+  STARTUP_ARGS=(--runs 4 --rss-runs 1 --idle-seconds 5)
+  VARIANTS=(
+    "framework-dependent (as shipped)|$PUB/plain/Callback.dll"
+    "ReadyToRun|$PUB/r2r/Callback.dll"
+  )
+else
+  STARTUP_ARGS=(--runs 10 --rss-runs 3 --idle-seconds 5)
+  VARIANTS=(
+    "framework-dependent (as shipped)|$PUB/plain/Callback.dll"
+    "framework-dependent, gcServer=0|$PUB/plain/Callback.dll|DOTNET_gcServer=0"
+    "framework-dependent, gcServer=0, gcConcurrent=0|$PUB/plain/Callback.dll|DOTNET_gcServer=0 DOTNET_gcConcurrent=0"
+    "framework-dependent, GCgen0size=4 MiB|$PUB/plain/Callback.dll|DOTNET_GCgen0size=0x400000"
+    "framework-dependent, TieredPGO=0|$PUB/plain/Callback.dll|DOTNET_TieredPGO=0"
+    "framework-dependent, TieredCompilation=0|$PUB/plain/Callback.dll|DOTNET_TieredCompilation=0"
+    "framework-dependent, W^X off|$PUB/plain/Callback.dll|DOTNET_EnableWriteXorExecute=0"
+    "ReadyToRun|$PUB/r2r/Callback.dll"
+    "ReadyToRun, gcServer=0|$PUB/r2r/Callback.dll|DOTNET_gcServer=0"
+    "ReadyToRun, TieredPGO=0|$PUB/r2r/Callback.dll|DOTNET_TieredPGO=0"
+    "ReadyToRun, W^X off|$PUB/r2r/Callback.dll|DOTNET_EnableWriteXorExecute=0"
+    "ReadyToRun, W^X off, gcServer=0, TieredPGO=0|$PUB/r2r/Callback.dll|DOTNET_EnableWriteXorExecute=0 DOTNET_gcServer=0 DOTNET_TieredPGO=0"
+  )
+fi
+VARIANT_ARGS=()
+for v in "${VARIANTS[@]}"; do VARIANT_ARGS+=(--variant "$v"); done
+log "startup: ${#VARIANTS[@]} variants"
+STARTUP_OK=0
+if env "${SIDECAR_ENV[@]}" timeout 900 dotnet "$STARTUP_DLL" "${STARTUP_ARGS[@]}" "${VARIANT_ARGS[@]}" \
+  --out "$WORK/startup-body.md"; then
+  STARTUP_OK=1
+fi
+size_of() { du -sh "$1" | cut -f1; }
+{
+  echo "# Start-up time, memory and size of the published sidecar"
+  echo
+  machine
+  echo
+  echo "Produced by \`bench/run.sh$([ "$QUICK" = 1 ] && echo ' --quick')\` (harness: \`bench/startup\`). **Start → 200**: from just before"
+  echo "\`dotnet Callback.dll\` is created (in the publish directory, as the image's \`WORKDIR /app\`) to the first"
+  echo "200 from \`GET /healthz\`, polled about every millisecond; median of ${STARTUP_ARGS[1]} starts per variant, the"
+  echo "variants taking turns. **CPU ms at ready**: user + system time the process had used by then (less"
+  echo "sensitive to a busy machine than wall time). **Idle RSS**: VmRSS from /proc/<pid>/status after"
+  echo "${STARTUP_ARGS[5]} s idle after ready (no request served), median of ${STARTUP_ARGS[3]} start(s); *anon* is the process's own"
+  echo "memory (GC heap, JIT'd code, stacks), *file* the mapped runtime and assemblies (shared between"
+  echo "processes using the same .NET, but counted in each one's RSS). Targets: start → 200 < 300 ms, idle RSS < 60 MB."
+  echo "Environment variables are the runtime's own knobs; each has a project property (see below)."
+  echo
+  echo "## Published size (\`du -sh\` of the publish directory)"
+  echo
+  echo "| publish | command | size |"
+  echo "| --- | --- | ---: |"
+  echo "| framework-dependent | \`dotnet publish src/Callback -c Release\` | $(size_of "$PUB/plain") |"
+  echo "| ReadyToRun | \`dotnet publish src/Callback -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true\` | $(size_of "$PUB/r2r") |"
+  echo
+  echo "## Start → ready and idle memory"
+  echo
+  if [ "$STARTUP_OK" = 1 ]; then
+    cat "$WORK/startup-body.md"
+  else
+    echo "**Not measured in this run**: the start-up harness failed (see the console output)."
+  fi
+  echo
+  echo "Under-load RSS (peak during the c=32 run) is in \`bench/results/e2e.md\`."
+} >"$RESULTS/startup.md"
+
+# ---- 3. the other benchmarks, when present ------------------------------------------------------------
+OTHER_STATUS=()
+if [ -f "$HERE/stream/run.sh" ]; then
+  log "bench/stream/run.sh"
+  if bash "$HERE/stream/run.sh" $([ "$QUICK" = 1 ] && echo --quick); then
+    OTHER_STATUS+=("bench/stream/run.sh: done")
+  else
+    OTHER_STATUS+=("bench/stream/run.sh: FAILED (exit $?)")
+  fi
+else
+  OTHER_STATUS+=("bench/stream/run.sh: not there yet, skipped")
+fi
+BDN_PROJ=$(ls "$HERE"/Callback.Bench/*.fsproj "$HERE"/Callback.Bench/*.csproj 2>/dev/null | head -n 1 || true)
+if [ -x "$HERE/Callback.Bench/run.sh" ] || [ -f "$HERE/Callback.Bench/run.sh" ]; then
+  log "bench/Callback.Bench/run.sh"
+  if bash "$HERE/Callback.Bench/run.sh" $([ "$QUICK" = 1 ] && echo --quick); then
+    OTHER_STATUS+=("bench/Callback.Bench: done")
+  else
+    OTHER_STATUS+=("bench/Callback.Bench: FAILED (exit $?)")
+  fi
+elif [ -n "$BDN_PROJ" ]; then
+  log "BenchmarkDotNet: $BDN_PROJ"
+  BDN_ARGS=(--filter '*')
+  [ "$QUICK" = 1 ] && BDN_ARGS+=(--job short)
+  if dotnet run -c Release --project "$BDN_PROJ" -- "${BDN_ARGS[@]}"; then
+    OTHER_STATUS+=("bench/Callback.Bench: done")
+  else
+    OTHER_STATUS+=("bench/Callback.Bench: FAILED (exit $?)")
+  fi
+else
+  OTHER_STATUS+=("bench/Callback.Bench: no project yet, skipped")
+fi
+
+# ---- print -------------------------------------------------------------------------------------------
+echo
+cat "$RESULTS/e2e.md"
+echo
+cat "$RESULTS/startup.md"
+echo
+for s in "${OTHER_STATUS[@]}"; do echo "- $s"; done
+log "all benchmarks done in $(($(date +%s) - T0)) s; results in bench/results/"
