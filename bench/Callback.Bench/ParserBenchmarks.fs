@@ -1,0 +1,198 @@
+/// In-memory parser benchmarks: every reader parses the same buffer of real Asterisk 22 messages from a
+/// MemoryStream, so BenchmarkDotNet's per-operation time and allocation are per message.
+module Callback.Bench.ParserBenchmarks
+
+open System
+open System.Buffers
+open System.IO
+open System.Text
+open BenchmarkDotNet.Attributes
+open Callback.Ami
+open Callback.Bench.Readers
+
+/// Messages in the buffer one benchmark invocation parses.
+[<Literal>]
+let MessagesPerInvoke = 100_000
+
+[<MemoryDiagnoser>]
+type Parser() =
+    let mutable bytes: byte[] = null
+    let buffer = Array.zeroCreate<byte> ReadSize
+
+    member private _.Open() =
+        new MemoryStream(bytes, 0, bytes.Length, false, true)
+
+    [<Params(Corpus.Mix.NewchannelHangup, Corpus.Mix.Callback)>]
+    member val Mix = Corpus.Mix.NewchannelHangup with get, set
+
+    [<GlobalSetup>]
+    member this.Setup() =
+        bytes <- Corpus.build this.Mix MessagesPerInvoke
+
+    /// Stream.Read into a 16 KiB buffer, counting "\r\n\r\n": the floor.
+    [<Benchmark(Baseline = true, OperationsPerInvoke = MessagesPerInvoke)>]
+    member this.RawFloor() = rawFloor (this.Open()) buffer
+
+    /// The same through PipeReader.Create(stream): the pipe's own cost.
+    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
+    member this.PipeFloor() = pipeFloor (this.Open())
+
+    /// The product's FrameReader.TryReadMessage, draining each read of the pipe.
+    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
+    member this.FrameReader() = (framesDrain (this.Open())).Messages
+
+    /// The same parser behind a copy of Connection.Receive: one ReadAsync, Task and delegate per message.
+    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
+    member this.ReceiveMirror() = (receiveMirror (this.Open())).Messages
+
+    /// StreamReader.ReadLine + one Dictionary per message.
+    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
+    member this.NaiveReadLine() =
+        let struct (count, _) = naiveSync (this.Open())
+        count
+
+    /// PROPOSED Framing.fs change 1 (bench prototype): contiguous fast path, exact-size Header[].
+    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
+    member this.ProposedFrameReader() =
+        (Proposed.fastDrain false (this.Open())).Messages
+
+    /// PROPOSED Framing.fs changes 1 + 2: the fast path and a cache for short values.
+    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
+    member this.ProposedFrameReaderInterned() =
+        (Proposed.fastDrain true (this.Open())).Messages
+
+    /// PROPOSED Connection.fs change (ValueTask + TryRead fast path + one delegate per connection) with
+    /// the product's FrameReader.
+    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
+    member this.ProposedReceive() =
+        (Proposed.receiveProposed false (this.Open())).Messages
+
+    /// Every proposed change: what Connection.Receive would cost.
+    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
+    member this.ProposedReceiveFast() =
+        (Proposed.receiveProposed true (this.Open())).Messages
+
+/// One buffer as a ReadOnlySequence cut into segments of the given sizes (cycled).
+type private Segment(memory: ReadOnlyMemory<byte>, index: int64) =
+    inherit ReadOnlySequenceSegment<byte>()
+
+    do
+        base.Memory <- memory
+        base.RunningIndex <- index
+
+    member this.Append(next: ReadOnlyMemory<byte>) =
+        let s = Segment(next, this.RunningIndex + int64 this.Memory.Length)
+        this.Next <- s
+        s
+
+let private segmented (bytes: byte[]) (sizes: int[]) =
+    let mutable at = 0
+    let mutable i = 0
+
+    let take () =
+        let n = min sizes[i % sizes.Length] (bytes.Length - at)
+        let m = ReadOnlyMemory(bytes, at, n)
+        at <- at + n
+        i <- i + 1
+        m
+
+    let first = Segment(take (), 0L)
+    let mutable last = first
+
+    while at < bytes.Length do
+        last <- last.Append(take ())
+
+    ReadOnlySequence<byte>(first, 0, last, last.Memory.Length)
+
+let private cutAll (read: Cut<Message>) (sequence: ReadOnlySequence<byte>) =
+    let mutable buffer = sequence
+    let messages = ResizeArray()
+    let mutable go = true
+
+    while go do
+        match read.Invoke(&buffer) with
+        | ValueSome m -> messages.Add m
+        | ValueNone -> go <- false
+
+    messages.ToArray(), buffer.Length
+
+/// The proposed FastFrameReader cuts exactly the messages the product's FrameReader cuts: the corpora
+/// and edge cases (bare LF, noise blank lines, a line without a colon, a lone CR line, an incomplete tail),
+/// whole or cut into segments of many sizes.
+let private verifyProposed () =
+    let edge =
+        Encoding.UTF8.GetBytes(
+            "\r\n\nEvent: A\nKey:NoSpace\nNoColon\nEmpty: \n\nEvent: B\r\nRepeat: 1\r\nRepeat: 2\r\n\r\n"
+            + "Event: C\r\nX: \u00e9t\u00e9\r\n\r\r\nY: z\r\n\r\nEvent: D\r\nIncomplete: yes\r\n"
+        )
+
+    let inputs = [
+        "edge cases", edge
+        "callback-transcript", Corpus.build Corpus.Mix.Callback 2_000
+        "newchannel-hangup", Corpus.build Corpus.Mix.NewchannelHangup 2_000
+    ]
+
+    let render (messages: Message[], rest: int64) =
+        let text =
+            messages
+            |> Array.map (fun m -> m.Headers |> Array.map (fun h -> $"{h.Key}={h.Value}") |> String.concat "|")
+            |> String.concat "\n"
+
+        $"{text}\nrest={rest}"
+
+    for name, bytes in inputs do
+        for sizes in [ [| bytes.Length |]; [| 1 |]; [| 7; 13 |]; [| 400; 17; 4096 |]; [| 16384 |] ] do
+            let sequence = segmented bytes sizes
+            let product = FrameReader()
+            let proposed = Proposed.FastFrameReader(true)
+
+            let expected =
+                cutAll
+                    (Cut(fun b ->
+                        let mutable m = Unchecked.defaultof<Message>
+
+                        if product.TryReadMessage(&b, &m) then
+                            ValueSome m
+                        else
+                            ValueNone))
+                    sequence
+
+            let actual =
+                cutAll
+                    (Cut(fun b ->
+                        let mutable m = Unchecked.defaultof<Message>
+
+                        if proposed.TryReadMessage(&b, &m) then
+                            ValueSome m
+                        else
+                            ValueNone))
+                    sequence
+
+            if render expected <> render actual then
+                failwithf "FastFrameReader differs from FrameReader on %s cut into %A" name sizes
+
+/// Every reader must see every message of the buffer; checked before anything is timed.
+let verify () =
+    verifyProposed ()
+
+    for mix in [ Corpus.Mix.NewchannelHangup; Corpus.Mix.Callback ] do
+        let bytes = Corpus.build mix MessagesPerInvoke
+        let open' () = new MemoryStream(bytes, false)
+
+        let counts = [
+            "RawFloor", rawFloor (open' ()) (Array.zeroCreate ReadSize)
+            "PipeFloor", pipeFloor (open' ())
+            "FrameReader", (framesDrain (open' ())).Messages
+            "ReceiveMirror", (receiveMirror (open' ())).Messages
+            "NaiveReadLine",
+            (let struct (c, _) = naiveSync (open' ())
+             c)
+            "ProposedFrameReader", (Proposed.fastDrain false (open' ())).Messages
+            "ProposedFrameReaderInterned", (Proposed.fastDrain true (open' ())).Messages
+            "ProposedReceive", (Proposed.receiveProposed false (open' ())).Messages
+            "ProposedReceiveFast", (Proposed.receiveProposed true (open' ())).Messages
+        ]
+
+        for name, count in counts do
+            if count <> MessagesPerInvoke then
+                failwithf "%s counted %d messages in the %s buffer, expected %d" name count mix MessagesPerInvoke
