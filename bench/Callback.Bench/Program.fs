@@ -8,6 +8,7 @@ module Callback.Bench.Program
 open System
 open System.IO
 open BenchmarkDotNet.Configs
+open BenchmarkDotNet.Filters
 open Perfolizer.Horology
 open BenchmarkDotNet.Jobs
 open BenchmarkDotNet.Running
@@ -50,23 +51,42 @@ let private parser (args: string list) =
             Job.ShortRun
                 .WithToolchain(InProcessEmitToolchain.Instance)
                 .WithIterationTime(TimeInterval.FromMilliseconds 120.0),
-            "short, in process (`--quick`: 1 launch, 3 warm-ups, 3 iterations of 120 ms)"
+            "short, in process (`--quick`: one mix, 1 launch, 3 warm-ups, 3 iterations of 120 ms)"
         else
             Job.Default, "default"
 
     let config =
         DefaultConfig.Instance
             .AddJob(job.WithId(if quick then "short" else "default"))
-            .WithOptions(ConfigOptions.JoinSummary)
 
-    let summary =
-        BenchmarkRunner.Run<ParserBenchmarks.Parser>(config, Array.ofList rest)
+    // Quick: only the mix that bench/stream sends.
+    let config =
+        if quick then
+            config.AddFilter(
+                SimpleFilter(fun case ->
+                    not case.HasParameters
+                    || string case.Parameters["Mix"] = Corpus.Mix.NewchannelHangup)
+            )
+        else
+            config
+
+    let summaries =
+        BenchmarkRunner.Run(
+            [| typeof<ParserBenchmarks.Parser>; typeof<ParserBenchmarks.Anatomy.ParserAnatomy> |],
+            config,
+            Array.ofList rest
+        )
+
+    let reports = summaries |> Array.sumBy _.Reports.Length
+
+    let filtered = rest |> List.exists (fun a -> a = "--filter" || a = "-f")
 
     match results with
-    | Some file when summary.Reports.Length > 0 -> write file (Report.parser summary jobName)
+    | Some _ when filtered -> printfn "filtered run: results file not written"
+    | Some file when reports > 0 -> write file (Report.parser summaries jobName)
     | _ -> ()
 
-    if summary.HasCriticalValidationErrors || summary.Reports.Length = 0 then
+    if summaries |> Array.exists _.HasCriticalValidationErrors || reports = 0 then
         1
     else
         0
