@@ -9,8 +9,6 @@ open Callback.Ami
 open Callback.Domain
 open Callback.Tests.FakeAmi
 
-let pki = lazy (makePki ())
-
 let settingsFor (port: int) (transport: Transport) : Settings = {
     Ami = {
         Endpoint = {
@@ -78,8 +76,7 @@ let stagesOf (s: bool * bool * bool * bool * bool) =
         CallSpooled = spooled
     }
 
-let answering name (reply: ReceivedAction -> Reply) =
-    script (fun action -> if action.Name = name then reply action else asterisk action)
+let answering name (reply: ReceivedAction -> Reply) = script (asteriskExcept name reply)
 
 [<Tests>]
 let tests =
@@ -210,7 +207,7 @@ let tests =
 
         test "a refused Login stops the train: nothing but Login is sent" {
             let outcome, actions, _ =
-                runAgainst (answering "Login" (fun a -> Send(response "Error" a.ActionId "Authentication failed")))
+                runAgainst (script (refusing "Login" "Authentication failed"))
 
             Expect.equal outcome.Stages (stagesOf (true, false, false, false, false)) "socket only"
             Expect.equal outcome.Failure (Some(LoginFailed(Rejected "Authentication failed"))) "why"
@@ -219,7 +216,7 @@ let tests =
 
         test "a refused Originate still logs off" {
             let outcome, actions, _ =
-                runAgainst (answering "Originate" (fun a -> Send(response "Error" a.ActionId "Originate failed")))
+                runAgainst (script (refusing "Originate" "Originate failed"))
 
             Expect.equal outcome.Stages (stagesOf (true, true, false, true, false)) "Logoff true"
             Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "Logoff sent"
