@@ -8,6 +8,7 @@ open System.IO
 open System.Net
 open System.Net.Http
 open Expecto
+open Callback.Tests.Loopback
 open Callback.Tests.OnThisMachine
 open Callback.Tests.TestSidecar
 

@@ -233,11 +233,3 @@ type Server(script: Script, tls: X509Certificate2 option) =
             stop.Cancel()
             listener.Stop()
             accept.Wait(TimeSpan.FromSeconds 2.0) |> ignore
-
-/// A port on 127.0.0.1 where nothing listens: bound, then released.
-let closedPort () =
-    let probe = new TcpListener(IPAddress.Loopback, 0)
-    probe.Start()
-    let port = (probe.LocalEndpoint :?> IPEndPoint).Port
-    probe.Stop()
-    port

@@ -7,6 +7,7 @@ open System.Text
 open System.Text.Json
 open Expecto
 open Callback.Tests.FakeAmi
+open Callback.Tests.Loopback
 open Callback.Tests.TestSidecar
 
 let private secret = "s3cret-Value"
@@ -66,7 +67,7 @@ let statuses =
         }
 
         test "an unreachable Asterisk answers 503 with socket false" {
-            use sidecar = fakeAmiSidecar (closedPort ())
+            use sidecar = fakeAmiSidecar (freePort ())
             let status, body = sidecar.Post(form valid)
             Expect.equal status HttpStatusCode.ServiceUnavailable "503"
             Expect.equal (stages body) [ false; false; false; false; false ] "booleans"

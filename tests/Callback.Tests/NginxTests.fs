@@ -10,10 +10,9 @@ open System.IO
 open System.Net
 open System.Net.Http
 open System.Net.Sockets
-open System.Text
 open System.Text.RegularExpressions
-open System.Threading.Tasks
 open Expecto
+open Callback.Tests.Loopback
 open Callback.Tests.RealAsteriskTests
 open Callback.Tests.OnThisMachine
 open Callback.Tests.TestSidecar
@@ -172,42 +171,6 @@ let private stack =
              NginxPort = port
              Dir = dir
          })
-
-/// An HTTP client whose connections come from `local` (another loopback address).
-let private clientFrom (local: string) =
-    let handler = new SocketsHttpHandler()
-
-    handler.ConnectCallback <-
-        fun context cancel ->
-            task {
-                let socket =
-                    new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)
-
-                socket.Bind(IPEndPoint(IPAddress.Parse local, 0))
-                do! socket.ConnectAsync(context.DnsEndPoint, cancel)
-                return new NetworkStream(socket, true) :> Stream
-            }
-            |> ValueTask<Stream>
-
-    new HttpClient(handler, Timeout = seconds 30.0)
-
-/// A request written byte for byte (HttpClient would normalise `/../callback`) from `local`; the status.
-let private rawStatus (local: string) port (requestLine: string) =
-    use socket =
-        new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)
-
-    socket.Bind(IPEndPoint(IPAddress.Parse local, 0))
-    socket.Connect(IPEndPoint(IPAddress.Loopback, port))
-    socket.ReceiveTimeout <- 10000
-    use stream = new NetworkStream(socket, true)
-
-    let request =
-        $"{requestLine}\r\nHost: example.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-
-    stream.Write(Encoding.ASCII.GetBytes request)
-    use reader = new StreamReader(stream, Encoding.ASCII)
-    let statusLine = reader.ReadLine()
-    int (statusLine.Split(' ')[1])
 
 /// POSTs a callback for `number` from `local` to `port`, with `X-Forwarded-For` if given; status and body.
 let private callback (local: string) port (number: string) (forwardedFor: string option) =

@@ -1,5 +1,5 @@
 /// What the tests that run real programs on this machine (Docker, nginx) share: the skip-or-fail rule,
-/// running a program to its end or launching one we stop by its pid, free ports, and the local Asterisk's
+/// running a program to its end or launching one we stop by its pid, and the local Asterisk's
 /// settings and log.
 module Callback.Tests.OnThisMachine
 
@@ -7,8 +7,6 @@ open System
 open System.Collections.Concurrent
 open System.Diagnostics
 open System.IO
-open System.Net
-open System.Net.Sockets
 open System.Text.RegularExpressions
 open System.Threading
 open Expecto
@@ -121,14 +119,6 @@ let tail n (text: string) =
     |> Array.truncate n
     |> Array.rev
     |> String.concat "\n"
-
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
-let freePort () =
-    let listener = new TcpListener(IPAddress.Loopback, 0)
-    listener.Start()
-    let port = (listener.LocalEndpoint :?> IPEndPoint).Port
-    listener.Stop()
-    port
 
 /// Polls `check` every 200 ms until it is true or `within` has passed; whether it became true.
 let eventually (within: TimeSpan) (check: unit -> bool) =

@@ -8,6 +8,7 @@ open Callback
 open Callback.Ami
 open Callback.Domain
 open Callback.Tests.FakeAmi
+open Callback.Tests.Loopback
 
 let settingsFor (port: int) (transport: Transport) : Settings = {
     Ami = {
@@ -136,8 +137,7 @@ let tests =
             let watch = Stopwatch.StartNew()
 
             let outcome =
-                (Pipeline.run (settingsFor (closedPort ()) (trustedTls ())) frenchCallback CancellationToken.None)
-                    .Result
+                (Pipeline.run (settingsFor (freePort ()) (trustedTls ())) frenchCallback CancellationToken.None).Result
 
             Expect.equal outcome.Stages StageResults.None "nothing succeeded"
             Expect.equal outcome.Failure (Some(SocketFailed Refused)) "refused"
