@@ -9,6 +9,7 @@ open System.Text.Json
 open System.Text.RegularExpressions
 open System.Threading
 open Expecto
+open Callback.Tests.OnThisMachine
 open Callback.Tests.Programs
 open Callback.Tests.LocalAsterisk
 open Callback.Tests.TestSidecar
@@ -18,11 +19,6 @@ let private chromium = "/usr/bin/chromium"
 
 /// Kept beside the test program (not committed), to be looked at after a run.
 let private screenshots = Path.Combine(AppContext.BaseDirectory, "screenshots")
-
-/// Why the browser tests cannot run here (skip), or what went wrong preparing them (fail).
-type private Blocker =
-    | Unavailable of string
-    | Broken of string
 
 /// Installs Debian's chromium package if it is missing; what went wrong is printed, and seen by its absence.
 let private installChromium () =
@@ -41,11 +37,8 @@ let private installChromium () =
 /// Chromium (installed from Debian's packages when missing), Node.js 20+ and playwright-core (`npm ci`).
 let private browserTools =
     lazy
-        (if not (OperatingSystem.IsLinux()) then
-             Error(Unavailable "a real Asterisk and Debian's Chromium need Linux")
-         elif Environment.UserName <> "root" then
-             Error(Unavailable "a real Asterisk (chroot) and installing Chromium need root")
-         else
+        (rootOnLinux "running a real Asterisk (chroot) and installing Chromium"
+         |> Result.bind (fun () ->
              installChromium ()
              let node = runIn browserDir [] (TimeSpan.FromSeconds 30.0) "node" [ "--version" ]
              let nodeVersion = node.Output.Trim()
@@ -65,7 +58,7 @@ let private browserTools =
              else
                  match runIn browserDir [] (TimeSpan.FromMinutes 5.0) "npm" [ "ci"; "--no-audit"; "--no-fund" ] with
                  | { Code = 0 } -> Ok()
-                 | ran -> Error(Broken $"npm ci in tests/browser failed:\n{ran.Output}"))
+                 | ran -> Error(Broken $"npm ci in tests/browser failed:\n{ran.Output}")))
 
 /// The real sidecar program for the local Asterisk (the `Ami__…`/`Originate__…` lines of `asterisk.sh env`)
 /// with the demo page on, healthy.
@@ -122,16 +115,7 @@ let private stageNames = [ "socket"; "amiLogin"; "amiOrig"; "amiLogoff"; "callSp
 /// A browser test: skipped loudly where Chromium, Node.js or root are missing, failed for that in CI; its
 /// body gets the local Asterisk's settings, (re)started: other tests stop and start it.
 let private withBrowser name (body: (string * string) list -> unit) =
-    test name {
-        match browserTools.Value with
-        | Error(Unavailable reason) when Environment.GetEnvironmentVariable "CI" = "true" ->
-            failtestf "CI must run the browser tests, but %s" reason
-        | Error(Unavailable reason) ->
-            eprintfn "Demo page in Chromium: %s: SKIPPED, %s" name reason
-            skiptestf "skipped: %s" reason
-        | Error(Broken reason) -> failtest reason
-        | Ok() -> body (running ())
-    }
+    onThisMachine "browser" browserTools name (fun () -> body (running ()))
 
 [<Tests>]
 let tests =

@@ -118,7 +118,8 @@ let private http = new HttpClient(Timeout = TimeSpan.FromSeconds 30.0)
 let private url path =
     $"http://127.0.0.1:{container.Value.Port}{path}"
 
-let private dockerTest = onThisMachine "Docker"
+let private dockerTest =
+    onThisMachine "Docker" (lazy (rootOnLinux "the Docker engine"))
 
 [<Tests>]
 let tests =

@@ -188,7 +188,8 @@ let private loggedClient (stack: Stack) (digits: string) =
             digits
             (tail 20 (String.concat "\n" stack.SidecarLog)))
 
-let private nginxTest = onThisMachine "nginx"
+let private nginxTest =
+    onThisMachine "nginx" (lazy (rootOnLinux "installing nginx and running the real Asterisk"))
 
 [<Tests>]
 let tests =

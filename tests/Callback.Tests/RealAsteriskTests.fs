@@ -9,35 +9,18 @@ open System.Net
 open System.Text.RegularExpressions
 open System.Threading
 open Expecto
+open Callback.Tests.OnThisMachine
 open Callback.Tests.LocalAsterisk
 open Callback.Tests.TestSidecar
 
-let private isRoot () = Environment.UserName = "root"
-
-/// Why these tests cannot run here, if they cannot. In CI nothing may be skipped, so there it is a failure.
-let private unavailable () =
-    if not (OperatingSystem.IsLinux()) then
-        Some "a real Asterisk needs Linux (debootstrap + chroot)"
-    elif not (isRoot ()) then
-        Some "a real Asterisk needs root (debootstrap, chroot and mount)"
-    else
-        None
-
-/// The local Asterisk, started once (provisioned on first use: about two minutes), and its settings.
-let private asterisk = lazy (start ())
+/// The local Asterisk, started once, and its settings.
+let private asterisk =
+    lazy
+        (rootOnLinux "a real Asterisk (debootstrap, chroot and mount)"
+         |> Result.bind (start >> Result.mapError Broken))
 
 /// A test that needs the real Asterisk: skipped with the reason where it cannot run, failed in CI.
-let private withAsterisk name (body: (string * string) list -> unit) =
-    test name {
-        match unavailable () with
-        | Some reason when Environment.GetEnvironmentVariable "CI" = "true" ->
-            failtestf "CI must run the real-Asterisk tests, but %s" reason
-        | Some reason -> skiptestf "skipped: %s" reason
-        | None ->
-            match asterisk.Value with
-            | Error e -> failtest e
-            | Ok env -> body env
-    }
+let private withAsterisk = onThisMachine "real-Asterisk" asterisk
 
 /// The in-process sidecar configured for the local Asterisk from `asterisk.sh env`, changed by `change`.
 let private sidecarFor (env: (string * string) list) (change: (string * string) list -> (string * string) list) =
