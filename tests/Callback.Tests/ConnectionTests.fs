@@ -13,6 +13,24 @@ let private endpoint port = {
     ConnectTimeout = TimeSpan.FromSeconds 2.0
 }
 
+/// A connection to the fake server, opened; the test fails if it cannot be.
+let private opened (server: Server) =
+    match (Connection.Open(endpoint server.Port, CancellationToken.None)).Result with
+    | Ok connection -> connection
+    | Error e -> failtestf "open failed: %A" e
+
+/// Sends the action `name` (no headers) with ActionID `actionId`.
+let private send (connection: Connection) name actionId =
+    let action =
+        Action.encode {
+            Name = name
+            ActionId = actionId
+            Headers = []
+        }
+        |> Result.defaultWith (failwithf "%A")
+
+    connection.Send(action, CancellationToken.None).Result |> ignore
+
 let private receiveAll (connection: Connection) count = [
     for _ in 1..count -> connection.Receive(CancellationToken.None).Result
 ]
@@ -52,48 +70,23 @@ let tests =
                 )
 
             use server = new Server(script burst)
+            use connection = opened server
+            send connection "Login" "l1"
 
-            match (Connection.Open(endpoint server.Port, CancellationToken.None)).Result with
-            | Error e -> failtestf "open failed: %A" e
-            | Ok connection ->
-                use connection = connection
+            let messages =
+                receiveAll connection 3 |> List.map (Result.defaultWith (failwithf "%A"))
 
-                let login =
-                    Action.encode {
-                        Name = "Login"
-                        ActionId = "l1"
-                        Headers = []
-                    }
-                    |> Result.defaultWith (failwithf "%A")
-
-                connection.Send(login, CancellationToken.None).Result |> ignore
-
-                let messages =
-                    receiveAll connection 3 |> List.map (Result.defaultWith (failwithf "%A"))
-
-                Expect.equal (messages |> List.map Message.kind) [ Response; Event; Event ] "all three"
-                Expect.equal (Message.tryFind "Channel" messages[2]) (Some "Local/1@x-0001;1") "last event whole"
+            Expect.equal (messages |> List.map Message.kind) [ Response; Event; Event ] "all three"
+            Expect.equal (Message.tryFind "Channel" messages[2]) (Some "Local/1@x-0001;1") "last event whole"
         }
 
         test "a peer that closes mid-message is reported as closed, not as a message" {
             use server =
                 new Server(script (fun _ -> SendThenClose "Response: Success\r\nActionID: l1\r\n"))
 
-            match (Connection.Open(endpoint server.Port, CancellationToken.None)).Result with
-            | Error e -> failtestf "open failed: %A" e
-            | Ok connection ->
-                use connection = connection
-
-                let login =
-                    Action.encode {
-                        Name = "Login"
-                        ActionId = "l1"
-                        Headers = []
-                    }
-                    |> Result.defaultWith (failwithf "%A")
-
-                connection.Send(login, CancellationToken.None).Result |> ignore
-                Expect.equal (connection.Receive(CancellationToken.None).Result) (Error Closed) "closed"
+            use connection = opened server
+            send connection "Login" "l1"
+            Expect.equal (connection.Receive(CancellationToken.None).Result) (Error Closed) "closed"
         }
 
         test "a message larger than the frame limit is refused instead of buffered forever" {
@@ -101,21 +94,8 @@ let tests =
                 Send("Event: Flood\r\nData: " + String('x', 70_000) + "\r\n")
 
             use server = new Server(script flood)
-
-            match (Connection.Open(endpoint server.Port, CancellationToken.None)).Result with
-            | Error e -> failtestf "open failed: %A" e
-            | Ok connection ->
-                use connection = connection
-
-                let ping =
-                    Action.encode {
-                        Name = "Ping"
-                        ActionId = "p1"
-                        Headers = []
-                    }
-                    |> Result.defaultWith (failwithf "%A")
-
-                connection.Send(ping, CancellationToken.None).Result |> ignore
-                Expect.equal (connection.Receive(CancellationToken.None).Result) (Error Oversized) "oversized"
+            use connection = opened server
+            send connection "Ping" "p1"
+            Expect.equal (connection.Receive(CancellationToken.None).Result) (Error Oversized) "oversized"
         }
     ]

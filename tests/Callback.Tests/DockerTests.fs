@@ -8,7 +8,10 @@ open System.IO
 open System.Net
 open System.Net.Http
 open Expecto
+open Callback.Tests.Loopback
 open Callback.Tests.OnThisMachine
+open Callback.Tests.Programs
+open Callback.Tests.LocalAsterisk
 open Callback.Tests.TestSidecar
 
 let private tag = "callback-sidecar:test"
@@ -30,10 +33,8 @@ let private engine =
          if not wasRunning then
              AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> script "engine.sh" [ "stop" ] (minutes 1.0) |> ignore)
 
-         (script "engine.sh" [ "env" ] (minutes 1.0)).Output.Split('\n')
-         |> Array.filter (fun line -> line.Contains '=' && not (line.StartsWith "engine:"))
-         |> Array.map (fun line -> line.Substring(0, line.IndexOf '='), line.Substring(line.IndexOf '=' + 1))
-         |> List.ofArray)
+         keyValues (script "engine.sh" [ "env" ] (minutes 1.0)).Output
+         |> List.filter (fun (key, _) -> not (key.StartsWith "engine:")))
 
 /// Debian's docker CLI (BuildKit works with it) against our engine.
 let private docker timeout (args: string list) =
@@ -69,7 +70,7 @@ type private Container = {
 let private container =
     lazy
         (image.Force()
-         let asterisk = localAsterisk ()
+         let asterisk = running ()
          let name = $"callback-sidecar-test-{Environment.ProcessId}"
          let port = freePort ()
          AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> docker (minutes 1.0) [ "rm"; "-f"; name ] |> ignore)
@@ -117,7 +118,8 @@ let private http = new HttpClient(Timeout = TimeSpan.FromSeconds 30.0)
 let private url path =
     $"http://127.0.0.1:{container.Value.Port}{path}"
 
-let private dockerTest = onThisMachine "Docker"
+let private dockerTest =
+    onThisMachine "Docker" (lazy (rootOnLinux "the Docker engine"))
 
 [<Tests>]
 let tests =
@@ -153,7 +155,7 @@ let tests =
         dockerTest
             "a callback through the container reaches Asterisk, which runs callback-en for the visitor"
             (fun () ->
-                let asterisk = localAsterisk ()
+                let asterisk = running ()
                 let offset = logLength asterisk
 
                 let response =
@@ -163,10 +165,8 @@ let tests =
                 Expect.equal response.StatusCode HttpStatusCode.OK $"200: {body}\n{diagnostics ()}"
                 Expect.equal (stages body) [ true; true; true; true; true ] "five true booleans"
 
-                let visitor = visitorChannel "15145550160"
-
                 Expect.isTrue
-                    (asteriskLogs asterisk offset ($@"Executing \[s@callback-en:\d+\] \w+\(""{visitor}"""))
+                    (awaitCallback asterisk offset "en" "15145550160")
                     "Asterisk's log shows callback-en running for Local/15145550160@demo-visitor-…;1")
 
         dockerTest "docker stop ends the app cleanly (exit 0) in under 10 s" (fun () ->

@@ -55,6 +55,14 @@ let asterisk (action: ReceivedAction) =
     | "Logoff" -> SendThenClose(response "Goodbye" action.ActionId "Thanks for all the fish.")
     | _ -> Send(response "Error" action.ActionId "Invalid/unknown command")
 
+/// What Asterisk 22 answers, except `reply` to the action named `name`.
+let asteriskExcept (name: string) (reply: ReceivedAction -> Reply) (action: ReceivedAction) =
+    if action.Name = name then reply action else asterisk action
+
+/// What Asterisk 22 answers, except an Error response saying `message` to the action named `name`.
+let refusing (name: string) (message: string) =
+    asteriskExcept name (fun action -> Send(response "Error" action.ActionId message))
+
 let greeting = "Asterisk Call Manager/11.0.0\r\n"
 
 let script answer = {
@@ -112,6 +120,9 @@ let makePki () =
         Ca = X509CertificateLoader.LoadCertificate(ca.RawData)
         Server = server
     }
+
+/// The test PKI, made once for the whole test program.
+let pki = lazy (makePki ())
 
 /// One fake server on 127.0.0.1 and a free port, serving any number of sessions until disposed.
 type Server(script: Script, tls: X509Certificate2 option) =
@@ -222,11 +233,3 @@ type Server(script: Script, tls: X509Certificate2 option) =
             stop.Cancel()
             listener.Stop()
             accept.Wait(TimeSpan.FromSeconds 2.0) |> ignore
-
-/// A port on 127.0.0.1 where nothing listens: bound, then released.
-let closedPort () =
-    let probe = new TcpListener(IPAddress.Loopback, 0)
-    probe.Start()
-    let port = (probe.LocalEndpoint :?> IPEndPoint).Port
-    probe.Stop()
-    port

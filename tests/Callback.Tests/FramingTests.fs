@@ -2,72 +2,20 @@ module Callback.Tests.FramingTests
 
 open System
 open System.Buffers
-open System.IO
 open System.Text
 open Expecto
 open FsCheck
 open FsCheck.FSharp
 open Callback.Ami
-
-/// One piece of a multi-segment sequence, as a socket read would leave it in a pipe.
-type private Chunk(memory: ReadOnlyMemory<byte>, runningIndex: int64) as this =
-    inherit ReadOnlySequenceSegment<byte>()
-
-    do
-        this.Memory <- memory
-        this.RunningIndex <- runningIndex
-
-    member this.Append(bytes: byte[]) =
-        let next = Chunk(ReadOnlyMemory bytes, this.RunningIndex + int64 this.Memory.Length)
-        this.Next <- next
-        next
-
-/// The chunks as one sequence with a segment per chunk.
-let private segmented (chunks: byte[] list) =
-    match chunks with
-    | [] -> ReadOnlySequence<byte>.Empty
-    | first :: rest ->
-        let start = Chunk(ReadOnlyMemory first, 0L)
-        let last = rest |> List.fold (fun (c: Chunk) bytes -> c.Append bytes) start
-        ReadOnlySequence<byte>(start, 0, last, last.Memory.Length)
-
-let private bytes (text: string) = Encoding.UTF8.GetBytes text
+open Callback.Tests.Frames
+open Callback.Tests.RandomWire
 
 /// The lines as Asterisk writes a message: each ended by CRLF, then the blank line.
 let private wire (lines: string list) =
     String.concat "" (lines |> List.map (fun l -> l + "\r\n")) + "\r\n"
 
-let private message (lines: (string * string) list) = {
-    Headers = lines |> List.map (fun (k, v) -> { Key = k; Value = v }) |> Array.ofList
-}
-
-/// Every whole message at the front of `buffer`, and what is left after them.
-let private readAllFrom (reader: FrameReader) (buffer: ReadOnlySequence<byte>) =
-    let mutable buffer = buffer
-    let mutable read = Unchecked.defaultof<Message>
-    let messages = ResizeArray()
-
-    while reader.TryReadMessage(&buffer, &read) do
-        messages.Add read
-
-    List.ofSeq messages, buffer
-
 let private readAll (text: string) =
     readAllFrom (FrameReader()) (ReadOnlySequence<byte>(bytes text))
-
-/// Feeds the chunks one at a time, as reads from a socket: append, take every whole message, keep the rest.
-let private readIncrementally (chunks: byte[] list) =
-    let reader = FrameReader()
-
-    let messages, rest =
-        ((([], [||]): Message list * byte[]), chunks)
-        ||> List.fold (fun (messages, pending) chunk ->
-            let found, rest =
-                readAllFrom reader (ReadOnlySequence<byte>(Array.append pending chunk))
-
-            messages @ found, rest.ToArray())
-
-    messages, rest
 
 let private readLine (text: string) =
     let mutable buffer = ReadOnlySequence<byte>(bytes text)
@@ -107,146 +55,6 @@ let private command =
         "Output: 1 sip peers"
         "Output: "
     ]
-
-// Generated messages: keys without CR, LF or ':' (some repeated, as Output and Variable are), values of any
-// text but CR and LF, each line ended by CRLF or a bare LF.
-let private stringOf (chars: Gen<char>) (minLength: int) (maxLength: int) =
-    Gen.choose (minLength, maxLength)
-    |> Gen.bind (fun n -> Gen.sequenceToList (List.replicate n chars))
-    |> Gen.map (Array.ofList >> String)
-
-let private key =
-    Gen.frequency [
-        3,
-        Gen.elements [
-            "Event"
-            "Response"
-            "ActionID"
-            "Output"
-            "Variable"
-            "ChanVariable"
-            "Message"
-        ]
-        2, stringOf (Gen.elements ([ 'A' .. 'Z' ] @ [ 'a' .. 'z' ] @ [ '0' .. '9' ] @ [ '-'; '_'; 'é' ])) 1 24
-    ]
-
-let private value =
-    let c =
-        Gen.frequency [
-            6, Gen.choose (0x20, 0x7E) |> Gen.map char
-            1, Gen.elements [ ':'; ' '; '\t'; 'é'; '€'; '\000' ]
-            1, Gen.choose (0x80, 0xD7FF) |> Gen.map char
-        ]
-
-    Gen.frequency [
-        1, Gen.constant ""
-        1, Gen.elements [ "\U0001F4DE"; "a: b"; " leading space"; "trailing space " ]
-        6, stringOf c 0 30
-    ]
-
-let private generatedMessage =
-    Gen.nonEmptyListOf (Gen.zip key value)
-    |> Gen.map (List.truncate 12)
-    |> Gen.map message
-
-let private lineEnd = Gen.frequency [ 4, Gen.constant "\r\n"; 1, Gen.constant "\n" ]
-
-/// The wire text of a message, each line (the blank one included) ended by CRLF or LF.
-let private wireText (m: Message) =
-    gen {
-        let! ends = Gen.sequenceToList (List.replicate (m.Headers.Length + 1) lineEnd)
-
-        let lines =
-            Array.toList m.Headers
-            |> List.map (fun h -> $"{h.Key}: {h.Value}")
-            |> fun ls -> ls @ [ "" ]
-
-        return String.Concat(List.map2 (+) lines ends)
-    }
-
-/// The bytes cut at random places into chunks, empty chunks included.
-let private chunksOf (all: byte[]) =
-    gen {
-        let! cuts =
-            Gen.listOf (Gen.choose (0, all.Length)) |> Gen.map (List.sort >> List.distinct)
-
-        let! empties = Gen.elements [ true; false ]
-        let bounds = 0 :: cuts @ [ all.Length ] |> List.pairwise
-        let chunks = bounds |> List.map (fun (a, b) -> all[a .. b - 1])
-
-        return
-            if empties then
-                chunks |> List.collect (fun c -> [ c; [||] ])
-            else
-                chunks
-    }
-
-let private stream =
-    gen {
-        let! messages = Gen.listOf generatedMessage |> Gen.map (List.truncate 20)
-        let! texts = Gen.sequenceToList (List.map wireText messages)
-        let all = bytes (String.Concat texts)
-        let! chunks = chunksOf all
-        return messages, chunks
-    }
-
-// Recorded Asterisk 22 AMI connections (see tests/fixtures/ami/README.md), copied next to the test assembly.
-let private fixtureDir = Path.Combine(AppContext.BaseDirectory, "fixtures", "ami")
-
-let private fixture (name: string) =
-    File.ReadAllBytes(Path.Combine(fixtureDir, name))
-
-/// A recording read as the connection reads it: the banner line if the file starts with one, then
-/// every message, then the number of bytes left over.
-let private readTranscript (all: byte[]) =
-    let reader = FrameReader()
-    let mutable buffer = ReadOnlySequence<byte>(all)
-    let mutable banner = null
-
-    let greeting =
-        if
-            Encoding.ASCII.GetString(all).StartsWith "Asterisk Call Manager/"
-            && reader.TryReadLine(&buffer, &banner)
-        then
-            Some banner
-        else
-            None
-
-    let messages, rest = readAllFrom reader buffer
-    greeting, messages, rest.Length
-
-/// A test over one recorded transcript; skipped, saying why, in a checkout without the recordings.
-let private transcriptTest (name: string) (file: string) (check: string option -> Message list -> unit) =
-    testCase name (fun () ->
-        if not (Directory.Exists fixtureDir) then
-            failtest "tests/fixtures/ami is missing from the test program's folder"
-
-        let greeting, messages, left = readTranscript (fixture file)
-        Expect.equal left 0L $"{file}: bytes left over"
-        check greeting messages)
-
-/// A recording after its banner line, cut into random reads.
-let private recordedReads =
-    Gen.elements [ "events-callback.txt"; "originate-with-events.txt" ]
-    |> Gen.bind (fun file ->
-        if Directory.Exists fixtureDir then
-            let all = fixture file
-
-            chunksOf all[Array.IndexOf(all, byte '\n') + 1 ..]
-            |> Gen.map (fun chunks -> file, chunks)
-        else
-            Gen.constant (file, []))
-
-let private single (m: Message list) =
-    match m with
-    | [ only ] -> only
-    | other -> failtest $"expected one message, got {other.Length}"
-
-let private events (messages: Message list) =
-    messages |> List.filter (fun m -> Message.kind m = Event)
-
-let private named (event: string) (messages: Message list) =
-    messages |> List.filter (fun m -> Message.tryFind "Event" m = Some event)
 
 let private config = {
     FsCheckConfig.defaultConfig with
@@ -477,111 +285,5 @@ let tests =
                 let read, rest = readIncrementally chunks
                 Expect.equal read messages "the messages"
                 Expect.isEmpty rest "nothing left")
-        ]
-
-        testList "recorded transcripts" [
-            transcriptTest "the greeting is the banner line alone" "greeting.txt" (fun greeting messages ->
-                Expect.equal greeting (Some "Asterisk Call Manager/11.0.0") "banner"
-                Expect.isEmpty messages "no message")
-
-            for file, response, actionId, text in
-                [
-                    "login-success.txt", "Success", "login-1", "Authentication accepted"
-                    "login-failure.txt", "Error", "login-3", "Authentication failed"
-                    "originate-queued.txt", "Success", "originate-1", "Originate successfully queued"
-                    "permission-denied.txt", "Error", "command-1", "Permission denied"
-                    "logoff.txt", "Goodbye", "logoff-1", "Thanks for all the fish."
-                ] do
-                transcriptTest $"{file} is one {response} response to {actionId}" file (fun greeting messages ->
-                    let m = single messages
-                    Expect.isNone greeting "no banner"
-                    Expect.equal (Message.kind m) Response "kind"
-
-                    Expect.equal
-                        m
-                        (message [ "Response", response; "ActionID", actionId; "Message", text ])
-                        "the message")
-
-            transcriptTest
-                "a whole monitoring connection is 95 messages: 93 events between the Login and Logoff responses"
-                "events-callback.txt"
-                (fun greeting messages ->
-                    Expect.equal greeting (Some "Asterisk Call Manager/11.0.0") "banner"
-                    Expect.equal messages.Length 95 "messages"
-                    Expect.equal (events messages).Length 93 "events"
-                    Expect.equal (Message.actionId messages.Head) (Some "monitor-login") "first, the Login response"
-
-                    Expect.equal
-                        (Message.tryFind "Response" (List.last messages))
-                        (Some "Goodbye")
-                        "last, the Logoff response")
-
-            transcriptTest
-                "every recorded event has Privilege as its second line"
-                "events-callback.txt"
-                (fun _ messages ->
-                    for e in events messages do
-                        let name = Message.tryFind "Event" e
-                        Expect.equal e.Headers[1].Key "Privilege" $"%A{name}")
-
-            transcriptTest "a TestEvent's repeated State line is kept twice" "events-callback.txt" (fun _ messages ->
-                let callIdChanges =
-                    named "TestEvent" messages
-                    |> List.filter (fun e -> Message.tryFind "State" e = Some "CallIDChange")
-
-                Expect.hasLength callIdChanges 5 "CallIDChange TestEvents"
-
-                for e in callIdChanges do
-                    Expect.equal (Message.findAll "State" e) [| "CallIDChange"; "CallIDChange" |] "both State lines")
-
-            transcriptTest
-                "an empty recorded value (AccountCode: ) is the empty string"
-                "events-callback.txt"
-                (fun _ messages ->
-                    let newchannel = named "Newchannel" messages |> List.head
-                    Expect.equal (Message.tryFind "AccountCode" newchannel) (Some "") "AccountCode")
-
-            transcriptTest
-                "a recorded value with a colon (RequestType: Action: Command) is kept whole"
-                "events-callback.txt"
-                (fun _ messages ->
-                    let refused = named "RequestNotAllowed" messages |> List.exactlyOne
-                    Expect.equal (Message.tryFind "RequestType" refused) (Some "Action: Command") "RequestType")
-
-            transcriptTest
-                "another connection's OriginateResponse is an Event carrying that connection's ActionID"
-                "events-callback.txt"
-                (fun _ messages ->
-                    let originate = named "OriginateResponse" messages |> List.exactlyOne
-                    Expect.equal (Message.kind originate) Event "kind"
-                    Expect.equal (Message.actionId originate) (Some "originate-1") "ActionID"
-                    Expect.equal (Message.tryFind "Response" originate) (Some "Success") "its Response header")
-
-            transcriptTest
-                "on one stream, only the queued answer is a Response to the Originate; its outcome is an Event"
-                "originate-with-events.txt"
-                (fun greeting messages ->
-                    Expect.equal greeting (Some "Asterisk Call Manager/11.0.0") "banner"
-                    Expect.equal messages.Length 41 "messages"
-
-                    let mine =
-                        messages |> List.filter (fun m -> Message.actionId m = Some "originate-2")
-
-                    Expect.equal
-                        (mine |> List.map (fun m -> Message.kind m, Message.tryFind "Response" m))
-                        [ Response, Some "Success"; Event, Some "Success" ]
-                        "the answer, then the OriginateResponse event"
-
-                    Expect.equal (Message.tryFind "Message" mine.Head) (Some "Originate successfully queued") "queued")
-
-            testPropertyWithConfig
-                { config with maxTest = 50 }
-                "a recording cut into random reads gives the same messages"
-            <| Prop.forAll (Arb.fromGen recordedReads) (fun (file, chunks) ->
-                if Directory.Exists fixtureDir then
-                    let _, whole, _ = readTranscript (fixture file)
-                    let read, rest = readIncrementally chunks
-                    Expect.equal read whole file
-                    Expect.isEmpty rest "nothing left")
         ]
     ]

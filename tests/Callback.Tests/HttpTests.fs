@@ -7,6 +7,7 @@ open System.Text
 open System.Text.Json
 open Expecto
 open Callback.Tests.FakeAmi
+open Callback.Tests.Loopback
 open Callback.Tests.TestSidecar
 
 let private secret = "s3cret-Value"
@@ -19,7 +20,7 @@ let private fakeAmiSidecarWith (extra: (string * string) list) (port: int) =
             "Ami:Host", "127.0.0.1"
             "Ami:Port", string port
             "Ami:UseTls", "true"
-            "Ami:CaCertificate", PipelineTests.pki.Value.WriteCaPem()
+            "Ami:CaCertificate", pki.Value.WriteCaPem()
             "Ami:Username", "callback"
             "Ami:Secret", secret
             "Ami:ResponseTimeout", "400"
@@ -30,13 +31,18 @@ let private fakeAmiSidecarWith (extra: (string * string) list) (port: int) =
 let private fakeAmiSidecar = fakeAmiSidecarWith []
 
 let private withSidecar (answer: ReceivedAction -> Reply) (f: Server -> Sidecar -> unit) =
-    use server = new Server(script answer, Some PipelineTests.pki.Value.Server)
+    use server = new Server(script answer, Some pki.Value.Server)
     use sidecar = fakeAmiSidecar server.Port
     f server sidecar
 
 let private valid = [ "phoneNumber", "+1 (514) 555-0123"; "language", "EN" ]
 
 let private allTrue = [ true; true; true; true; true ]
+
+/// `content` sent as a form (application/x-www-form-urlencoded), whatever its bytes and however it is sent.
+let private asForm (content: HttpContent) =
+    content.Headers.ContentType <- Headers.MediaTypeHeaderValue "application/x-www-form-urlencoded"
+    content
 
 [<Tests>]
 let statuses =
@@ -61,7 +67,7 @@ let statuses =
         }
 
         test "an unreachable Asterisk answers 503 with socket false" {
-            use sidecar = fakeAmiSidecar (closedPort ())
+            use sidecar = fakeAmiSidecar (freePort ())
             let status, body = sidecar.Post(form valid)
             Expect.equal status HttpStatusCode.ServiceUnavailable "503"
             Expect.equal (stages body) [ false; false; false; false; false ] "booleans"
@@ -69,36 +75,24 @@ let statuses =
         }
 
         test "a refused Login answers 502 with amiLogin false, and the secret is in no log line" {
-            withSidecar
-                (fun a ->
-                    if a.Name = "Login" then
-                        Send(response "Error" a.ActionId "Authentication failed")
-                    else
-                        asterisk a)
-                (fun _ sidecar ->
-                    let status, body = sidecar.Post(form valid)
-                    Expect.equal status HttpStatusCode.BadGateway "502"
-                    Expect.equal (stages body) [ true; false; false; false; false ] "booleans"
-                    Expect.isNonEmpty sidecar.Log "the failure is logged"
-                    Expect.all sidecar.Log (fun line -> not (line.Contains secret)) "secret never logged"
-                    Expect.all sidecar.Log (fun line -> not (line.Contains "5145550123")) "number masked")
+            withSidecar (refusing "Login" "Authentication failed") (fun _ sidecar ->
+                let status, body = sidecar.Post(form valid)
+                Expect.equal status HttpStatusCode.BadGateway "502"
+                Expect.equal (stages body) [ true; false; false; false; false ] "booleans"
+                Expect.isNonEmpty sidecar.Log "the failure is logged"
+                Expect.all sidecar.Log (fun line -> not (line.Contains secret)) "secret never logged"
+                Expect.all sidecar.Log (fun line -> not (line.Contains "5145550123")) "number masked")
         }
 
         test "a refused Originate answers 502 with Logoff still true" {
-            withSidecar
-                (fun a ->
-                    if a.Name = "Originate" then
-                        Send(response "Error" a.ActionId "Originate failed")
-                    else
-                        asterisk a)
-                (fun _ sidecar ->
-                    let status, body = sidecar.Post(form valid)
-                    Expect.equal status HttpStatusCode.BadGateway "502"
-                    Expect.equal (stages body) [ true; true; false; true; false ] "booleans")
+            withSidecar (refusing "Originate" "Originate failed") (fun _ sidecar ->
+                let status, body = sidecar.Post(form valid)
+                Expect.equal status HttpStatusCode.BadGateway "502"
+                Expect.equal (stages body) [ true; true; false; true; false ] "booleans")
         }
 
         test "a failed Logoff after a spooled call still answers 200" {
-            withSidecar (fun a -> if a.Name = "Logoff" then Close else asterisk a) (fun _ sidecar ->
+            withSidecar (asteriskExcept "Logoff" (fun _ -> Close)) (fun _ sidecar ->
                 let status, body = sidecar.Post(form valid)
                 Expect.equal status HttpStatusCode.OK "200"
                 Expect.equal (stages body) [ true; true; true; false; true ] "booleans")
@@ -129,9 +123,8 @@ let statuses =
                 Expect.equal status HttpStatusCode.RequestEntityTooLarge "413 with a length"
 
                 let chunked =
-                    new StreamContent(new IO.MemoryStream(Encoding.UTF8.GetBytes("phoneNumber=" + big)))
+                    asForm (new StreamContent(new IO.MemoryStream(Encoding.UTF8.GetBytes("phoneNumber=" + big))))
 
-                chunked.Headers.ContentType <- Headers.MediaTypeHeaderValue "application/x-www-form-urlencoded"
                 let status, _ = sidecar.Post chunked
                 Expect.equal status HttpStatusCode.RequestEntityTooLarge "413 without a length"
                 Expect.equal server.Sessions 0 "no connection")
@@ -143,9 +136,8 @@ let statuses =
                 Expect.equal status HttpStatusCode.BadRequest "broken JSON"
 
                 let notUtf8 =
-                    new ByteArrayContent([| yield! Encoding.ASCII.GetBytes "phoneNumber="; 0xFFuy; 0xFEuy |])
+                    asForm (new ByteArrayContent([| yield! Encoding.ASCII.GetBytes "phoneNumber="; 0xFFuy; 0xFEuy |]))
 
-                notUtf8.Headers.ContentType <- Headers.MediaTypeHeaderValue "application/x-www-form-urlencoded"
                 let status, _ = sidecar.Post notUtf8
                 Expect.equal status HttpStatusCode.BadRequest "broken form"
                 Expect.equal server.Sessions 0 "no connection")
@@ -158,7 +150,7 @@ let statuses =
         }
 
         test "the demo page is served at / only when Demo__Enabled is true" {
-            use server = new Server(script asterisk, Some PipelineTests.pki.Value.Server)
+            use server = new Server(script asterisk, Some pki.Value.Server)
             use plain = fakeAmiSidecar server.Port
             Expect.equal (plain.Client.GetAsync("/").Result.StatusCode) HttpStatusCode.NotFound "off by default"
             use demo = fakeAmiSidecarWith [ "Demo:Enabled", "true" ] server.Port

@@ -9,13 +9,12 @@ open System.Collections.Concurrent
 open System.IO
 open System.Net
 open System.Net.Http
-open System.Net.Sockets
-open System.Text
 open System.Text.RegularExpressions
-open System.Threading.Tasks
 open Expecto
-open Callback.Tests.RealAsteriskTests
 open Callback.Tests.OnThisMachine
+open Callback.Tests.Programs
+open Callback.Tests.LocalAsterisk
+open Callback.Tests.Loopback
 open Callback.Tests.TestSidecar
 
 let private seconds (s: float) = TimeSpan.FromSeconds s
@@ -74,17 +73,6 @@ http {{
 }}
 """
 
-/// Waits until something accepts connections on 127.0.0.1:`port`.
-let private listening port =
-    eventually (seconds 20.0) (fun () ->
-        use client = new TcpClient()
-
-        try
-            client.Connect(IPAddress.Loopback, port)
-            true
-        with :? SocketException ->
-            false)
-
 /// The real sidecar (trusting only 127.0.0.1 as a proxy) and nginx in front of it.
 type private Stack = {
     SidecarPort: int
@@ -96,34 +84,24 @@ type private Stack = {
 let private stack =
     lazy
         (installNginx ()
-         let asterisk = localAsterisk ()
+         let asterisk = running ()
 
-         let dll =
-             Path.Combine(repoRoot, "src", "Callback", "bin", "Release", "net10.0", "Callback.dll")
+         let sidecar =
+             SidecarProgram.start (
+                 sidecarSettings asterisk
+                 @ [
+                     "ForwardedHeaders__KnownProxies", "127.0.0.1"
+                     "Logging__Console__FormatterOptions__SingleLine", "true"
+                     // Every request the sidecar receives is logged, to prove which ones never reach it.
+                     "Logging__LogLevel__Microsoft.AspNetCore.Hosting.Diagnostics", "Information"
+                 ]
+             )
 
-         if not (File.Exists dll) then
-             failtestf "%s is missing: build the tests in Release first (dotnet fsi build.fsx build)" dll
-
-         let sidecarPort = freePort ()
-
-         let sidecar, sidecarLog =
-             launch
-                 (sidecarSettings asterisk
-                  @ [
-                      "ASPNETCORE_URLS", $"http://127.0.0.1:{sidecarPort}"
-                      "ForwardedHeaders__KnownProxies", "127.0.0.1"
-                      "Logging__Console__FormatterOptions__SingleLine", "true"
-                      // Every request the sidecar receives is logged, to prove which ones never reach it.
-                      "Logging__LogLevel__Microsoft.AspNetCore.Hosting.Diagnostics", "Information"
-                  ])
-                 "dotnet"
-                 [ dll ]
-
-         if not (listening sidecarPort) then
+         if not (listening sidecar.Port) then
              failtestf
                  "the sidecar did not listen within 20 s (exited: %b):\n%s"
-                 sidecar.HasExited
-                 (tail 20 (String.concat "\n" sidecarLog))
+                 sidecar.Program.Process.HasExited
+                 (tail 20 sidecar.Program.Output)
 
          let dir = Directory.CreateTempSubdirectory("callback-nginx-").FullName
          // nginx's workers drop root (to nobody) and must reach their temporary files.
@@ -139,9 +117,9 @@ let private stack =
          )
 
          let port = freePort ()
-         File.WriteAllText(Path.Combine(dir, "nginx.conf"), nginxConfig dir port sidecarPort)
+         File.WriteAllText(Path.Combine(dir, "nginx.conf"), nginxConfig dir port sidecar.Port)
 
-         let proxy, proxyLog =
+         let proxy =
              launch [] nginx [
                  "-p"
                  dir + "/"
@@ -156,8 +134,8 @@ let private stack =
          if not (listening port) then
              failtestf
                  "nginx did not listen within 20 s (exited: %b):\n%s"
-                 proxy.HasExited
-                 (tail 20 (String.concat "\n" proxyLog))
+                 proxy.Process.HasExited
+                 (tail 20 proxy.Output)
 
          // After nginx's own stop (handlers run in the order they were added).
          AppDomain.CurrentDomain.ProcessExit.Add(fun _ ->
@@ -167,47 +145,11 @@ let private stack =
                  ())
 
          {
-             SidecarPort = sidecarPort
-             SidecarLog = sidecarLog
+             SidecarPort = sidecar.Port
+             SidecarLog = sidecar.Program.Lines
              NginxPort = port
              Dir = dir
          })
-
-/// An HTTP client whose connections come from `local` (another loopback address).
-let private clientFrom (local: string) =
-    let handler = new SocketsHttpHandler()
-
-    handler.ConnectCallback <-
-        fun context cancel ->
-            task {
-                let socket =
-                    new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)
-
-                socket.Bind(IPEndPoint(IPAddress.Parse local, 0))
-                do! socket.ConnectAsync(context.DnsEndPoint, cancel)
-                return new NetworkStream(socket, true) :> Stream
-            }
-            |> ValueTask<Stream>
-
-    new HttpClient(handler, Timeout = seconds 30.0)
-
-/// A request written byte for byte (HttpClient would normalise `/../callback`) from `local`; the status.
-let private rawStatus (local: string) port (requestLine: string) =
-    use socket =
-        new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)
-
-    socket.Bind(IPEndPoint(IPAddress.Parse local, 0))
-    socket.Connect(IPEndPoint(IPAddress.Loopback, port))
-    socket.ReceiveTimeout <- 10000
-    use stream = new NetworkStream(socket, true)
-
-    let request =
-        $"{requestLine}\r\nHost: example.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-
-    stream.Write(Encoding.ASCII.GetBytes request)
-    use reader = new StreamReader(stream, Encoding.ASCII)
-    let statusLine = reader.ReadLine()
-    int (statusLine.Split(' ')[1])
 
 /// POSTs a callback for `number` from `local` to `port`, with `X-Forwarded-For` if given; status and body.
 let private callback (local: string) port (number: string) (forwardedFor: string option) =
@@ -246,23 +188,22 @@ let private loggedClient (stack: Stack) (digits: string) =
             digits
             (tail 20 (String.concat "\n" stack.SidecarLog)))
 
-let private nginxTest = onThisMachine "nginx"
+let private nginxTest =
+    onThisMachine "nginx" (lazy (rootOnLinux "installing nginx and running the real Asterisk"))
 
 [<Tests>]
 let tests =
     testSequenced
     <| testList "nginx" [
         nginxTest "a callback through nginx answers 200 with five true booleans and reaches Asterisk" (fun () ->
-            let asterisk = localAsterisk ()
+            let asterisk = running ()
             let offset = logLength asterisk
             let status, body = callback "127.0.0.2" stack.Value.NginxPort "+1 514 555 0161" None
             Expect.equal status HttpStatusCode.OK $"200: {body}"
             Expect.equal (stages body) [ true; true; true; true; true ] "five true booleans"
 
-            let visitor = visitorChannel "15145550161"
-
             Expect.isTrue
-                (asteriskLogs asterisk offset ($@"Executing \[s@callback-en:\d+\] \w+\(""{visitor}"""))
+                (awaitCallback asterisk offset "en" "15145550161")
                 "Asterisk's log shows callback-en running for the visitor")
 
         nginxTest

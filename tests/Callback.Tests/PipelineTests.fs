@@ -8,8 +8,7 @@ open Callback
 open Callback.Ami
 open Callback.Domain
 open Callback.Tests.FakeAmi
-
-let pki = lazy (makePki ())
+open Callback.Tests.Loopback
 
 let settingsFor (port: int) (transport: Transport) : Settings = {
     Ami = {
@@ -78,8 +77,7 @@ let stagesOf (s: bool * bool * bool * bool * bool) =
         CallSpooled = spooled
     }
 
-let answering name (reply: ReceivedAction -> Reply) =
-    script (fun action -> if action.Name = name then reply action else asterisk action)
+let answering name (reply: ReceivedAction -> Reply) = script (asteriskExcept name reply)
 
 [<Tests>]
 let tests =
@@ -139,8 +137,7 @@ let tests =
             let watch = Stopwatch.StartNew()
 
             let outcome =
-                (Pipeline.run (settingsFor (closedPort ()) (trustedTls ())) frenchCallback CancellationToken.None)
-                    .Result
+                (Pipeline.run (settingsFor (freePort ()) (trustedTls ())) frenchCallback CancellationToken.None).Result
 
             Expect.equal outcome.Stages StageResults.None "nothing succeeded"
             Expect.equal outcome.Failure (Some(SocketFailed Refused)) "refused"
@@ -210,7 +207,7 @@ let tests =
 
         test "a refused Login stops the train: nothing but Login is sent" {
             let outcome, actions, _ =
-                runAgainst (answering "Login" (fun a -> Send(response "Error" a.ActionId "Authentication failed")))
+                runAgainst (script (refusing "Login" "Authentication failed"))
 
             Expect.equal outcome.Stages (stagesOf (true, false, false, false, false)) "socket only"
             Expect.equal outcome.Failure (Some(LoginFailed(Rejected "Authentication failed"))) "why"
@@ -219,7 +216,7 @@ let tests =
 
         test "a refused Originate still logs off" {
             let outcome, actions, _ =
-                runAgainst (answering "Originate" (fun a -> Send(response "Error" a.ActionId "Originate failed")))
+                runAgainst (script (refusing "Originate" "Originate failed"))
 
             Expect.equal outcome.Stages (stagesOf (true, true, false, true, false)) "Logoff true"
             Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "Logoff sent"

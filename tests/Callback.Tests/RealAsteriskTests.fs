@@ -5,116 +5,32 @@ module Callback.Tests.RealAsteriskTests
 
 open System
 open System.Diagnostics
-open System.IO
 open System.Net
 open System.Text.RegularExpressions
 open System.Threading
 open Expecto
+open Callback.Tests.OnThisMachine
+open Callback.Tests.LocalAsterisk
 open Callback.Tests.TestSidecar
 
-/// The repository's root, found from the test program's folder.
-let repoRoot =
-    let rec up (dir: DirectoryInfo) =
-        if isNull dir then
-            failwith "asterisk/dev/asterisk.sh not found above the test program"
-        elif File.Exists(Path.Combine(dir.FullName, "asterisk", "dev", "asterisk.sh")) then
-            dir.FullName
-        else
-            up dir.Parent
-
-    up (DirectoryInfo AppContext.BaseDirectory)
-
-/// Runs `asterisk.sh <command>`; its output, and whether it succeeded.
-let asteriskScript (command: string) =
-    let info =
-        ProcessStartInfo(
-            "bash",
-            [ "asterisk/dev/asterisk.sh"; command ],
-            WorkingDirectory = repoRoot,
-            RedirectStandardOutput = true
-        )
-
-    use proc = Process.Start info
-    let output = proc.StandardOutput.ReadToEnd()
-    proc.WaitForExit()
-    proc.ExitCode = 0, output
-
-let private isRoot () = Environment.UserName = "root"
-
-/// Why these tests cannot run here, if they cannot. In CI nothing may be skipped, so there it is a failure.
-let private unavailable () =
-    if not (OperatingSystem.IsLinux()) then
-        Some "a real Asterisk needs Linux (debootstrap + chroot)"
-    elif not (isRoot ()) then
-        Some "a real Asterisk needs root (debootstrap, chroot and mount)"
-    else
-        None
-
-/// The local Asterisk, started once (provisioned on first use: about two minutes), and its settings.
+/// The local Asterisk, started once, and its settings.
 let private asterisk =
     lazy
-        (let started, _ = asteriskScript "start"
+        (rootOnLinux "a real Asterisk (debootstrap, chroot and mount)"
+         |> Result.bind (start >> Result.mapError Broken))
 
-         if not started then
-             Error "asterisk/dev/asterisk.sh start failed (its messages are above)"
-         else
-             let _, env = asteriskScript "env"
+/// A test that needs the real Asterisk: skipped with the reason where it cannot run, failed in CI.
+let private withAsterisk = onThisMachine "real-Asterisk" asterisk
 
-             env.Split('\n', StringSplitOptions.RemoveEmptyEntries)
-             |> Array.map (fun line -> line.Substring(0, line.IndexOf '='), line.Substring(line.IndexOf '=' + 1))
-             |> List.ofArray
-             |> Ok)
-
-let private setting (env: (string * string) list) key =
-    env |> List.find (fst >> (=) key) |> snd
-
-/// The sidecar configuration for the local Asterisk, from `asterisk.sh env`, changed by `change`.
+/// The in-process sidecar configured for the local Asterisk from `asterisk.sh env`, changed by `change`.
 let private sidecarFor (env: (string * string) list) (change: (string * string) list -> (string * string) list) =
-    env
-    |> List.filter (fun (k, _) -> k.Contains "__")
+    sidecarSettings env
     |> List.map (fun (k, v) -> k.Replace("__", ":"), v)
     |> change
     |> fun config -> new Sidecar(config)
 
 let private replace key value config =
     (key, value) :: (config |> List.filter (fst >> (<>) key))
-
-/// What Asterisk logged since `offset`.
-let private logSince (env: (string * string) list) (offset: int64) =
-    use stream =
-        new FileStream(setting env "ASTERISK_FULL_LOG", FileMode.Open, FileAccess.Read, FileShare.ReadWrite)
-
-    stream.Seek(offset, SeekOrigin.Begin) |> ignore
-    use reader = new StreamReader(stream)
-    reader.ReadToEnd()
-
-let private logLength (env: (string * string) list) =
-    FileInfo(setting env "ASTERISK_FULL_LOG").Length
-
-/// Waits (up to 20 s: the announcement takes about 3 s) until the log since `offset` matches `pattern`.
-let private awaitLog env offset (pattern: string) =
-    let regex = Regex pattern
-    let deadline = Stopwatch.StartNew()
-    let mutable text = logSince env offset
-
-    while not (regex.IsMatch text) && deadline.Elapsed < TimeSpan.FromSeconds 20.0 do
-        Thread.Sleep 200
-        text <- logSince env offset
-
-    regex.IsMatch text
-
-/// A test that needs the real Asterisk: skipped with the reason where it cannot run, failed in CI.
-let private withAsterisk name (body: (string * string) list -> unit) =
-    test name {
-        match unavailable () with
-        | Some reason when Environment.GetEnvironmentVariable "CI" = "true" ->
-            failtestf "CI must run the real-Asterisk tests, but %s" reason
-        | Some reason -> skiptestf "skipped: %s" reason
-        | None ->
-            match asterisk.Value with
-            | Error e -> failtest e
-            | Ok env -> body env
-    }
 
 /// One callback through the sidecar, then the proof in Asterisk's own log that the visitor was rung,
 /// heard the announcement in their language and was put through to the owner.
@@ -132,19 +48,22 @@ let private callbackIsPlaced (number: string) (language: string) (env: (string *
         Regex.Replace(number, "[^0-9]", "")
         |> fun d -> if d.Length = 10 then "1" + d else d
 
-    let visitor = Regex.Escape $"Local/{digits}@demo-visitor-" + "[0-9a-f]+;1"
+    let visitor = visitorChannel digits
 
-    Expect.isTrue
-        (awaitLog env offset ($@"Executing \[s@callback-{language}:\d+\] \w+\(""{visitor}"""))
-        $"callback-{language} runs for the visitor's channel"
+    Expect.isTrue (awaitCallback env offset language digits) $"callback-{language} runs for the visitor's channel"
 
-    Expect.isTrue
-        (awaitLog env offset ($@"<{visitor}> Playing 'pls-hold-while-try\.gsm' \(language '{language}'\)"))
-        $"the announcement is played in '{language}'"
+    Expect.isTrue (awaitAnnouncement env offset language digits) $"the announcement is played in '{language}'"
 
     Expect.isTrue (awaitLog env offset ($@"Dial\(""{visitor}"", ""Local/owner@demo-owner")) "the owner's leg is dialled"
 
     Expect.isTrue (awaitLog env offset ($@"Channel {visitor} joined")) "the visitor is bridged"
+
+/// A callback for `number` through the sidecar with its configuration changed by `change`: the status and
+/// the five stage booleans.
+let private answerWith change (number: string) env =
+    use sidecar = sidecarFor env change
+    let status, body = sidecar.Post(form [ "phoneNumber", number; "language", "en" ])
+    status, stages body
 
 [<Tests>]
 let tests =
@@ -158,23 +77,19 @@ let tests =
 
         withAsterisk "a wrong AMI secret answers 502 with amiLogin false"
         <| fun env ->
-            use sidecar = sidecarFor env (replace "Ami:Secret" "not-the-secret")
-
-            let status, body =
-                sidecar.Post(form [ "phoneNumber", "5145550144"; "language", "en" ])
+            let status, booleans =
+                answerWith (replace "Ami:Secret" "not-the-secret") "5145550144" env
 
             Expect.equal status HttpStatusCode.BadGateway "502"
-            Expect.equal (stages body) [ true; false; false; false; false ] "socket only"
+            Expect.equal booleans [ true; false; false; false; false ] "socket only"
 
         withAsterisk "without the dev CA, Asterisk's certificate is not trusted: 503, socket false"
         <| fun env ->
-            use sidecar = sidecarFor env (List.filter (fst >> (<>) "Ami:CaCertificate"))
-
-            let status, body =
-                sidecar.Post(form [ "phoneNumber", "5145550145"; "language", "en" ])
+            let status, booleans =
+                answerWith (List.filter (fst >> (<>) "Ami:CaCertificate")) "5145550145" env
 
             Expect.equal status HttpStatusCode.ServiceUnavailable "503"
-            Expect.equal (stages body) [ false; false; false; false; false ] "socket false"
+            Expect.equal booleans [ false; false; false; false; false ] "socket false"
 
         withAsterisk "25 concurrent callbacks place exactly 25 calls, one per number"
         <| fun env ->
