@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Every benchmark of the callback sidecar, in one command.
 #
-#   bench/run.sh [--quick] [--worktree]
+#   bench/run.sh [--quick] [--worktree] [--experiments]
 #
 #   --quick     about 1/5 of the calls and starts (finishes in under two minutes once built and once
 #               Asterisk is provisioned); the numbers are indicative only
 #   --worktree  measure the working tree's src/Callback instead of the last commit (to try a change)
+#   --experiments  also publish and measure (start-up, memory, size) two builds the project does not ship:
+#               self-contained + trimmed + ReadyToRun, and Native AOT (needs clang; F# trim warnings are
+#               not errors for these two). Adds a few minutes.
 #
 # In order:
 #   1. e2e      POST /callback against a raw AMI/TLS client (the protocol floor), same real Asterisk 22,
@@ -26,10 +29,12 @@ RESULTS=$HERE/results
 WORK=${CALLBACK_BENCH_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/callback-sidecar-bench}
 QUICK=0
 WORKTREE=0
+EXPERIMENTS=0
 for arg in "$@"; do
   case $arg in
     --quick) QUICK=1 ;;
     --worktree) WORKTREE=1 ;;
+    --experiments) EXPERIMENTS=1 ;;
     -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
@@ -54,7 +59,7 @@ machine() {
   echo "- .NET SDK $dotnet_sdk, ASP.NET Core runtime $dotnet_rt"
   echo "- Asterisk: ${ASTERISK_STATUS:-not checked}"
   echo "- sidecar measured: $SOURCE_DESC"
-  echo "- mode: $([ "$QUICK" = 1 ] && echo 'quick (bench/run.sh --quick: ~1/5 of the calls and starts)' || echo 'full (bench/run.sh)')"
+  echo "- mode: $([ "$QUICK" = 1 ] && echo 'quick (bench/run.sh --quick: ~1/5 of the calls and starts)' || echo 'full (bench/run.sh)')$([ "$EXPERIMENTS" = 1 ] && echo ', with --experiments')"
 }
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -101,6 +106,29 @@ if [ "$BUILD_FAILED" = 1 ]; then
   tail -n 30 "$WORK"/publish-*.log "$WORK"/build-*.log >&2
   rm -rf "$PUB"
   exit 1
+fi
+if [ "$EXPERIMENTS" = 1 ] && [ ! -f "$PUB/.experiments" ]; then
+  log "experiments: publishing self-contained trimmed ReadyToRun, then Native AOT"
+  for flavour in trim aot; do
+    rm -rf "$SNAP/$flavour"
+    mkdir -p "$SNAP/$flavour"
+    snapshot_tar | tar -x -C "$SNAP/$flavour"
+  done
+  CC=$(command -v clang || ls /usr/bin/clang-[0-9]* 2>/dev/null | sort -V | tail -n 1 || true)
+  dotnet publish "$SNAP/trim/src/Callback" -c Release -r linux-x64 --self-contained true -p:PublishTrimmed=true \
+    -p:PublishReadyToRun=true -p:TreatWarningsAsErrors=false -o "$PUB/trim-r2r" -nologo -v quiet \
+    --disable-build-servers >"$WORK/publish-trim.log" 2>&1 ||
+    { tail -n 30 "$WORK/publish-trim.log" >&2; exit 1; }
+  if [ -n "$CC" ]; then
+    dotnet publish "$SNAP/aot/src/Callback" -c Release -r linux-x64 -p:PublishAot=true -p:CppCompilerAndLinker="$(basename "$CC")" \
+      -p:TreatWarningsAsErrors=false -p:StripSymbols=true -o "$PUB/aot" -nologo -v quiet \
+      --disable-build-servers >"$WORK/publish-aot.log" 2>&1 ||
+      { tail -n 30 "$WORK/publish-aot.log" >&2; exit 1; }
+    rm -f "$PUB/aot/"*.dbg
+  else
+    log "experiments: no clang, Native AOT skipped"
+  fi
+  touch "$PUB/.experiments"
 fi
 if [ ! -f "$PUB/.done" ]; then
   touch "$PUB/.done"
@@ -165,8 +193,12 @@ fi
   echo "HTTP/1.1 like a reverse proxy) to the published sidecar, which does the same AMI exchange. Every call"
   echo "uses a distinct valid number (1-514/438/450/613-555-0100…0999, en/fr alternating); a call counts only"
   echo "when all three AMI answers (floor) or all five booleans and 200 (sidecar) came back."
-  echo "Each load level runs floor, sidecar, sidecar, floor chunks (ABBA, so drift in the machine's load falls"
-  echo "on both alike)$([ "$QUICK" = 1 ] && echo ', back to back' || echo ', waiting between chunks for Asterisk to hang up the previous chunk'"'"'s calls (each lives ~6 s)')."
+  echo "Sequential: the two clients take turns call by call (floor, sidecar, sidecar, floor, …) in 4 chunks;"
+  echo "8 and 32 concurrent clients: floor, sidecar, sidecar, floor chunks (ABBA), so that drift in the"
+  echo "machine's load falls on both alike$([ "$QUICK" = 1 ] && echo '; chunks run back to back (calls of the previous chunk still up in Asterisk)' || echo '; between chunks the harness waits (at most 20 s) for Asterisk to hang up the previous chunk'"'"'s calls (each lives ~6 s)')."
+  echo "Percentiles are nearest-rank; with 200 samples p99 is the second-worst call. *SYNs dropped*: the"
+  echo "kernel's TcpExt ListenOverflows during the chunks: Asterisk's manager listens with a backlog of 10, so"
+  echo "more simultaneous connects than that are dropped and retried by TCP after 1 s."
   echo
   if [ "$E2E_OK" = 1 ]; then
     cat "$WORK/e2e-body.md"
@@ -199,6 +231,10 @@ else
     "ReadyToRun, W^X off, gcServer=0, TieredPGO=0|$PUB/r2r/Callback.dll|DOTNET_EnableWriteXorExecute=0 DOTNET_gcServer=0 DOTNET_TieredPGO=0"
   )
 fi
+if [ "$EXPERIMENTS" = 1 ]; then
+  VARIANTS+=("experiment: self-contained, trimmed, ReadyToRun|$PUB/trim-r2r/Callback")
+  [ -x "$PUB/aot/Callback" ] && VARIANTS+=("experiment: Native AOT|$PUB/aot/Callback")
+fi
 VARIANT_ARGS=()
 for v in "${VARIANTS[@]}"; do VARIANT_ARGS+=(--variant "$v"); done
 log "startup: ${#VARIANTS[@]} variants"
@@ -221,7 +257,7 @@ size_of() { du -sh "$1" | cut -f1; }
   echo "${STARTUP_ARGS[5]} s idle after ready (no request served), median of ${STARTUP_ARGS[3]} start(s); *anon* is the process's own"
   echo "memory (GC heap, JIT'd code, stacks), *file* the mapped runtime and assemblies (shared between"
   echo "processes using the same .NET, but counted in each one's RSS). Targets: start → 200 < 300 ms, idle RSS < 60 MB."
-  echo "Environment variables are the runtime's own knobs; each has a project property (see below)."
+  echo "Environment variables are the runtime's own knobs; where a project property does the same, it is in the last table."
   echo
   echo "## Published size (\`du -sh\` of the publish directory)"
   echo
@@ -229,6 +265,10 @@ size_of() { du -sh "$1" | cut -f1; }
   echo "| --- | --- | ---: |"
   echo "| framework-dependent | \`dotnet publish src/Callback -c Release\` | $(size_of "$PUB/plain") |"
   echo "| ReadyToRun | \`dotnet publish src/Callback -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true\` | $(size_of "$PUB/r2r") |"
+  if [ "$EXPERIMENTS" = 1 ]; then
+    echo "| experiment: self-contained, trimmed, ReadyToRun (includes the runtime) | \`… -r linux-x64 --self-contained true -p:PublishTrimmed=true -p:PublishReadyToRun=true\` | $(size_of "$PUB/trim-r2r") |"
+    [ -x "$PUB/aot/Callback" ] && echo "| experiment: Native AOT (includes the runtime; symbols stripped) | \`… -r linux-x64 -p:PublishAot=true -p:StripSymbols=true\` | $(size_of "$PUB/aot") |"
+  fi
   echo
   echo "## Start → ready and idle memory"
   echo
@@ -239,6 +279,18 @@ size_of() { du -sh "$1" | cut -f1; }
   fi
   echo
   echo "Under-load RSS (peak during the c=32 run) is in \`bench/results/e2e.md\`."
+  echo
+  echo "## The same settings as project properties (src/Callback/Callback.fsproj)"
+  echo
+  echo "| environment variable | project property | runtimeconfig.json |"
+  echo "| --- | --- | --- |"
+  echo "| \`DOTNET_gcServer=0\` | \`<ServerGarbageCollection>false</ServerGarbageCollection>\` (Microsoft.NET.Sdk.Web makes it true) | \`System.GC.Server\` |"
+  echo "| \`DOTNET_gcConcurrent=0\` | \`<ConcurrentGarbageCollection>false</ConcurrentGarbageCollection>\` | \`System.GC.Concurrent\` |"
+  echo "| \`DOTNET_GCgen0size=0x400000\` | none (environment only, e.g. \`ENV\` in the Dockerfile) | – |"
+  echo "| \`DOTNET_TieredPGO=0\` | \`<TieredPGO>false</TieredPGO>\` | \`System.Runtime.TieredPGO\` |"
+  echo "| \`DOTNET_TieredCompilation=0\` | \`<TieredCompilation>false</TieredCompilation>\` | \`System.Runtime.TieredCompilation\` |"
+  echo "| \`DOTNET_EnableWriteXorExecute=0\` | none (environment only; turns off a security hardening) | – |"
+  echo "| ReadyToRun | \`<PublishReadyToRun>true</PublishReadyToRun>\` with \`<RuntimeIdentifier>linux-x64</RuntimeIdentifier>\` and \`<SelfContained>false</SelfContained>\` | – |"
 } >"$RESULTS/startup.md"
 
 # ---- 3. the other benchmarks, when present ------------------------------------------------------------

@@ -55,6 +55,9 @@ let rec private parse (o: Options) args =
 type private Side =
     | FloorSide
     | SidecarSide
+    /// Both, call by call (floor, sidecar, sidecar, floor, …): the sequential level, where the two
+    /// clients then see exactly the same Asterisk and machine.
+    | Alternating
 
 type private PhaseResult = {
     Concurrency: int
@@ -69,6 +72,8 @@ type private PhaseResult = {
     Skipped: int
     FloorOverflows: int64 option
     SidecarOverflows: int64 option
+    /// Sequential only: sidecar − floor for neighbouring calls (4k, 4k+1) and (4k+3, 4k+2), both ok.
+    PairedDifferences: float list
 }
 
 let private log (s: string) =
@@ -181,7 +186,7 @@ let main argv =
                 Threading.Thread.Sleep 2000
                 startAsterisk ()
             else
-                result <- Some r
+                result <- Some(r, first)
 
         result.Value
 
@@ -202,7 +207,7 @@ let main argv =
         let warm c n =
             for side in [ FloorSide; SidecarSide ] do
                 let call = if side = FloorSide then floorCall else sidecarCall
-                let r = chunkWithRetries c n (DateTime.UtcNow.AddSeconds 60.0) call
+                let r, _ = chunkWithRetries c n (DateTime.UtcNow.AddSeconds 60.0) call
 
                 for f in r.Failures do
                     log $"warm-up failure: {f}"
@@ -227,7 +232,13 @@ let main argv =
                 for concurrency, perSide in o.Phases do
                     let deadline = DateTime.UtcNow.AddSeconds o.PhaseSeconds
                     let half = max 1 (perSide / 2)
-                    let chunks = [ FloorSide, half; SidecarSide, half; SidecarSide, perSide - half; FloorSide, perSide - half ]
+
+                    let chunks =
+                        if concurrency = 1 then
+                            // 4 chunks of perSide / 2 calls, half of each on either side.
+                            [ for _ in 1..4 -> Alternating, half ]
+                        else
+                            [ FloorSide, half; SidecarSide, half; SidecarSide, perSide - half; FloorSide, perSide - half ]
                     let mutable floorChunks = []
                     let mutable sidecarChunks = []
                     let mutable peakChannels = None
@@ -235,29 +246,54 @@ let main argv =
                     let mutable drained = 0.0
                     let mutable peakRss = None
                     let mutable floorOverflows = Some 0L
+                    let mutable paired = []
                     let mutable sidecarOverflows = Some 0L
 
                     for side, n in chunks |> List.filter (fun (_, n) -> n > 0) do
                         sampler.TakePeak() |> ignore
-                        let watchRss = side = SidecarSide && Sidecar.resetPeakRss pid
-                        let sideName = if side = FloorSide then "floor" else "sidecar"
+                        let watchRss = side <> FloorSide && Sidecar.resetPeakRss pid
+
+                        let sideName =
+                            match side with
+                            | FloorSide -> "floor"
+                            | SidecarSide -> "sidecar"
+                            | Alternating -> "floor and sidecar in turn"
+
                         log $"c={concurrency}: {n} calls via {sideName}"
+                        // Alternating: each call's outcome, by index, to split the chunk between the sides.
+                        let outcomes = Collections.Concurrent.ConcurrentQueue<int * bool * float * string>()
+
+                        let alternating i =
+                            task {
+                                let onFloor = i % 4 = 0 || i % 4 = 3
+                                let t0 = Diagnostics.Stopwatch.GetTimestamp()
+                                let! r = if onFloor then stagedFloorCall i else sidecarCall i
+                                let ms = elapsedMs t0
+
+                                match r with
+                                | Ok() -> outcomes.Enqueue((i, onFloor, ms, null))
+                                | Error e -> outcomes.Enqueue((i, onFloor, ms, e))
+
+                                return r
+                            }
 
                         let call =
                             match side with
                             | FloorSide when concurrency = 1 -> stagedFloorCall
                             | FloorSide -> floorCall
                             | SidecarSide -> sidecarCall
+                            | Alternating -> alternating
 
                         let overflowsBefore = Asterisk.listenOverflows ()
-                        let r = chunkWithRetries concurrency n deadline call
+                        let r, first = chunkWithRetries concurrency n deadline call
 
                         let overflows =
                             Option.map2 (fun a b -> b - a) overflowsBefore (Asterisk.listenOverflows ())
 
-                        if side = FloorSide then
+                        if side <> SidecarSide then
                             floorOverflows <- Option.map2 (+) floorOverflows overflows
-                        else
+
+                        if side <> FloorSide then
                             sidecarOverflows <- Option.map2 (+) sidecarOverflows overflows
 
                         let atEnd = Asterisk.counts root
@@ -283,10 +319,39 @@ let main argv =
                         log
                             $"   {r.Latencies.Length} ok, {r.Failures.Length} failed, {r.Skipped} skipped in {f2 r.WallSeconds} s"
 
-                        if side = FloorSide then
-                            floorChunks <- r :: floorChunks
-                        else
-                            sidecarChunks <- r :: sidecarChunks
+                        match side with
+                        | FloorSide -> floorChunks <- r :: floorChunks
+                        | SidecarSide -> sidecarChunks <- r :: sidecarChunks
+                        | Alternating ->
+                            let mine =
+                                outcomes.ToArray() |> Array.filter (fun (i, _, _, _) -> i >= first && i < first + n)
+
+                            let part onFloor =
+                                let xs = mine |> Array.filter (fun (_, f, _, _) -> f = onFloor)
+
+                                {
+                                    Latencies = [ for _, _, ms, e in xs do if isNull e then yield ms ]
+                                    Failures = [ for _, _, _, e in xs do if not (isNull e) then yield e ]
+                                    // Each side's share of the chunk's wall time: the time its calls took.
+                                    WallSeconds = (xs |> Array.sumBy (fun (_, _, ms, _) -> ms)) / 1000.0
+                                    Skipped = if onFloor then r.Skipped else 0
+                                }
+
+                            floorChunks <- part true :: floorChunks
+                            sidecarChunks <- part false :: sidecarChunks
+
+                            let ok =
+                                mine
+                                |> Array.choose (fun (i, _, ms, e) -> if isNull e then Some(i, ms) else None)
+                                |> dict
+
+                            for floorIndex, sidecarIndex in
+                                [ for k in first / 4 .. (first + n) / 4 do
+                                      yield 4 * k, 4 * k + 1
+                                      yield 4 * k + 3, 4 * k + 2 ] do
+                                match ok.TryGetValue floorIndex, ok.TryGetValue sidecarIndex with
+                                | (true, f), (true, sc) -> paired <- (sc - f) :: paired
+                                | _ -> ()
 
                         let waited, left = drain ()
                         drained <- drained + waited
@@ -312,6 +377,7 @@ let main argv =
                         DrainSeconds = drained
                         SidecarPeakRssMiB = peakRss
                         FloorOverflows = floorOverflows
+                        PairedDifferences = paired
                         SidecarOverflows = sidecarOverflows
                         Skipped = (floorChunks @ sidecarChunks) |> List.sumBy _.Skipped
                     }
@@ -366,6 +432,15 @@ let main argv =
 
             line
                 $"| {label r.Concurrency} | {f2 r.Floor.P50} | {f2 r.Sidecar.P50} | {f2 d50} | {f2 r.Floor.P99} | {f2 r.Sidecar.P99} | {f2 q99}× | {f2 (r.Sidecar.Mean - r.Floor.Mean)} | {verdict} |"
+
+        for r in results do
+            if not r.PairedDifferences.IsEmpty then
+                let d = r.PairedDifferences |> Array.ofList |> Array.sort
+
+                line ""
+
+                line
+                    $"Sequential, paired (each sidecar call against the floor call next to it, {d.Length} pairs): sidecar − floor median **{f2 (percentile d 50.0)} ms**, quartiles {f2 (percentile d 25.0)} … {f2 (percentile d 75.0)} ms. Less sensitive to the machine's load than the difference of the medians."
 
         line ""
         line "### Where the time goes, sequential (ms)"
