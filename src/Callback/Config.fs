@@ -14,6 +14,8 @@ type AmiSettings = {
     Username: string
     Secret: Secret
     ResponseTimeout: TimeSpan
+    /// AMI sessions open at once, at most; more callbacks wait for a free one.
+    MaxSessions: int
 }
 
 /// The fixed parts of every Originate. `Channel` holds `{number}` and `Context` may hold `{language}`.
@@ -123,12 +125,14 @@ module Settings =
             and! username = required config "Ami:Username"
             and! secret = required config "Ami:Secret"
             and! responseTimeout = milliseconds config "Ami:ResponseTimeout" 5000 100 60000
+            and! maxSessions = number config "Ami:MaxSessions" 8 1 1000
 
             return {
                 Endpoint = endpoint
                 Username = username
                 Secret = Secret secret
                 ResponseTimeout = responseTimeout
+                MaxSessions = maxSessions
             }
         }
 

@@ -25,9 +25,23 @@ type StageResults = {
 /// Where the train left the rails, and why.
 type StageFailure =
     | SocketFailed of ConnectError
+    /// Every session slot stayed taken for the whole connect timeout (see `SessionGate`).
+    | NoFreeSession
     | LoginFailed of ActionError
     | OriginateFailed of ActionError
     | LogoffFailed of ActionError
+
+[<RequireQualifiedAccess>]
+module StageFailure =
+    /// For the log: the stage and what went wrong there, in words (no `%A`: it loses case fields in a
+    /// trimmed or native build).
+    let describe failure =
+        match failure with
+        | SocketFailed e -> $"socket: {ConnectError.describe e}"
+        | NoFreeSession -> "socket: no free AMI session within the connect timeout"
+        | LoginFailed e -> $"Login: {ActionError.describe e}"
+        | OriginateFailed e -> $"Originate: {ActionError.describe e}"
+        | LogoffFailed e -> $"Logoff: {ActionError.describe e}"
 
 /// What happened to one callback: the booleans, the Originate's ActionID once it was accepted, and the
 /// first failure if any.
@@ -133,9 +147,7 @@ module Pipeline =
             return outcome afterOriginate afterLogoff
         }
 
-    /// Places one callback. Never throws for a network or protocol fault: every fault ends as the
-    /// stage booleans reached plus the failure. The Originate is sent at most once.
-    let run (settings: Settings) (request: CallbackRequest) (ct: CancellationToken) : Task<CallbackOutcome> =
+    let private session (settings: Settings) (request: CallbackRequest) (ct: CancellationToken) =
         task {
             match! Connection.Open(settings.Ami.Endpoint, ct) with
             | Error e ->
@@ -155,4 +167,19 @@ module Pipeline =
                 match! login settings.Ami connection ct start with
                 | Error _ as failed -> return outcome failed failed
                 | Ok loggedIn -> return! originateThenLogoff settings connection request ct loggedIn
+        }
+
+    /// Places one callback, in one of the gate's session slots (waiting at most the connect timeout for
+    /// one). Never throws for a network or protocol fault: every fault ends as the stage booleans reached
+    /// plus the failure. The Originate is sent at most once.
+    let run (settings: Settings) (gate: SessionGate) (request: CallbackRequest) (ct: CancellationToken) =
+        task {
+            match! gate.Run(settings.Ami.Endpoint.ConnectTimeout, ct, (fun () -> session settings request ct)) with
+            | Some outcome -> return outcome
+            | None ->
+                return {
+                    Stages = StageResults.None
+                    CallId = None
+                    Failure = Some NoFreeSession
+                }
         }

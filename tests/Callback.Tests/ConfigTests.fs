@@ -47,6 +47,7 @@ let tests =
                 Expect.equal s.Ami.Endpoint.Transport (Tls None) "TLS with the system's roots"
                 Expect.equal s.Ami.Endpoint.ConnectTimeout (TimeSpan.FromSeconds 5.0) "connect"
                 Expect.equal s.Ami.ResponseTimeout (TimeSpan.FromSeconds 5.0) "response"
+                Expect.equal s.Ami.MaxSessions 8 "sessions at once"
                 Expect.equal s.Originate.Context "callback-{language}" "context"
                 Expect.equal s.Originate.Exten "s" "exten"
                 Expect.equal s.Originate.Priority 1 "priority"

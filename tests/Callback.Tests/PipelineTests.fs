@@ -10,6 +10,9 @@ open Callback.Domain
 open Callback.Tests.FakeAmi
 open Callback.Tests.Loopback
 
+/// A gate that never makes these tests wait: the session limit has tests of its own.
+let roomyGate = new SessionGate(64)
+
 let settingsFor (port: int) (transport: Transport) : Settings = {
     Ami = {
         Endpoint = {
@@ -21,6 +24,7 @@ let settingsFor (port: int) (transport: Transport) : Settings = {
         Username = "callback"
         Secret = Secret "s3cret-Value"
         ResponseTimeout = TimeSpan.FromMilliseconds 400.0
+        MaxSessions = 8
     }
     Originate = {
         Channel = "PJSIP/{number}@trunk"
@@ -62,7 +66,7 @@ let runAgainst (script: Script) =
     use server = new Server(script, Some pki.Value.Server)
 
     let outcome =
-        Pipeline.run (settingsFor server.Port (trustedTls ())) frenchCallback CancellationToken.None
+        Pipeline.run (settingsFor server.Port (trustedTls ())) roomyGate frenchCallback CancellationToken.None
 
     outcome.Result, server.ActionNames, server.Received
 
@@ -115,7 +119,7 @@ let tests =
             let settings = settingsFor server.Port (trustedTls ())
 
             for _ in 1..3 do
-                Pipeline.run settings frenchCallback CancellationToken.None
+                Pipeline.run settings roomyGate frenchCallback CancellationToken.None
                 |> _.Result
                 |> ignore
 
@@ -128,7 +132,7 @@ let tests =
             use server = new Server(script asterisk)
 
             let outcome =
-                (Pipeline.run (settingsFor server.Port PlainTcp) frenchCallback CancellationToken.None).Result
+                (Pipeline.run (settingsFor server.Port PlainTcp) roomyGate frenchCallback CancellationToken.None).Result
 
             Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "all five stages"
         }
@@ -137,7 +141,12 @@ let tests =
             let watch = Stopwatch.StartNew()
 
             let outcome =
-                (Pipeline.run (settingsFor (freePort ()) (trustedTls ())) frenchCallback CancellationToken.None).Result
+                (Pipeline.run
+                    (settingsFor (freePort ()) (trustedTls ()))
+                    roomyGate
+                    frenchCallback
+                    CancellationToken.None)
+                    .Result
 
             Expect.equal outcome.Stages StageResults.None "nothing succeeded"
             Expect.equal outcome.Failure (Some(SocketFailed Refused)) "refused"
@@ -148,7 +157,8 @@ let tests =
             use server = new Server(script asterisk, Some pki.Value.Server)
 
             let outcome =
-                (Pipeline.run (settingsFor server.Port (Tls None)) frenchCallback CancellationToken.None).Result
+                (Pipeline.run (settingsFor server.Port (Tls None)) roomyGate frenchCallback CancellationToken.None)
+                    .Result
 
             Expect.equal outcome.Stages StageResults.None "nothing succeeded"
 
@@ -166,7 +176,9 @@ let tests =
                 settingsFor server.Port (trustedTls ())
                 |> withEndpoint (fun e -> { e with Host = "127.0.0.2" })
 
-            let outcome = (Pipeline.run settings frenchCallback CancellationToken.None).Result
+            let outcome =
+                (Pipeline.run settings roomyGate frenchCallback CancellationToken.None).Result
+
             Expect.isFalse outcome.Stages.Socket "socket stage failed"
         }
 
@@ -181,7 +193,8 @@ let tests =
                 )
 
             let outcome =
-                (Pipeline.run (settingsFor server.Port (trustedTls ())) frenchCallback CancellationToken.None).Result
+                (Pipeline.run (settingsFor server.Port (trustedTls ())) roomyGate frenchCallback CancellationToken.None)
+                    .Result
 
             Expect.equal outcome.Stages StageResults.None "nothing succeeded"
             Expect.equal outcome.Failure (Some(SocketFailed(NotAsterisk "SSH-2.0-OpenSSH_9.2"))) "named"
@@ -200,7 +213,10 @@ let tests =
                 })
 
             let watch = Stopwatch.StartNew()
-            let outcome = (Pipeline.run settings frenchCallback CancellationToken.None).Result
+
+            let outcome =
+                (Pipeline.run settings roomyGate frenchCallback CancellationToken.None).Result
+
             Expect.equal outcome.Failure (Some(SocketFailed ConnectTimedOut)) "timed out"
             Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 2.0) "bounded by the connect timeout"
         }
@@ -266,6 +282,39 @@ let tests =
 
             let outcome, _, _ = runAgainst (answering "Originate" (eventsThen >> Send))
             Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "the real response counted"
+        }
+
+        test "with every session slot taken for the connect timeout, the callback is refused unsent" {
+            use server = new Server(script asterisk, Some pki.Value.Server)
+
+            let settings =
+                settingsFor server.Port (trustedTls ())
+                |> withEndpoint (fun e -> {
+                    e with
+                        ConnectTimeout = TimeSpan.FromMilliseconds 200.0
+                })
+
+            use gate = new SessionGate(1)
+            use release = new ManualResetEventSlim()
+
+            let occupied =
+                gate.Run(
+                    TimeSpan.FromSeconds 1.0,
+                    CancellationToken.None,
+                    fun () ->
+                        Tasks.Task.Run(fun () ->
+                            release.Wait()
+                            0)
+                )
+
+            let outcome =
+                (Pipeline.run settings gate frenchCallback CancellationToken.None).Result
+
+            release.Set()
+            occupied.Wait()
+            Expect.equal outcome.Stages StageResults.None "nothing done"
+            Expect.equal outcome.Failure (Some NoFreeSession) "why"
+            Expect.equal server.Sessions 0 "no connection opened"
         }
 
         test "an answer with bare LF line ends is understood" {

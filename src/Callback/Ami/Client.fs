@@ -20,6 +20,19 @@ type ActionError =
     | NoResponse
     | LinkFailed of LinkError
 
+[<RequireQualifiedAccess>]
+module ActionError =
+    /// For the log: what went wrong in words. An unencodable action names only the key.
+    let describe error =
+        match error with
+        | Unencodable(ForbiddenCharacter key) -> $"not sent: CR, LF or NUL in {key}"
+        | Unencodable(InvalidKey key) -> $"not sent: invalid key '{key}'"
+        | Unencodable(LineTooLong key) -> $"not sent: the {key} line is too long"
+        | Unencodable(TooManyLines count) -> $"not sent: {count} lines"
+        | Rejected message -> $"Asterisk answered Error: {message}"
+        | NoResponse -> "no response before the deadline"
+        | LinkFailed link -> LinkError.describe link
+
 /// The actions this program sends, in AMI's own words.
 [<RequireQualifiedAccess>]
 module Actions =

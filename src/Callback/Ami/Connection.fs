@@ -43,6 +43,28 @@ type LinkError =
     | Oversized
     | Broken of reason: string
 
+[<RequireQualifiedAccess>]
+module ConnectError =
+    /// For the log: what went wrong in words, never a secret.
+    let describe error =
+        match error with
+        | Refused -> "connection refused"
+        | Unreachable reason -> $"unreachable ({reason})"
+        | ConnectTimedOut -> "no connection and greeting within the connect timeout"
+        | TlsRejected reason -> $"TLS failed ({reason})"
+        | NotAsterisk greeting -> $"not an Asterisk manager (greeting '{greeting}')"
+        | ClosedBeforeGreeting -> "closed before the greeting"
+
+[<RequireQualifiedAccess>]
+module LinkError =
+    /// For the log: what went wrong in words.
+    let describe error =
+        match error with
+        | Closed -> "connection closed"
+        | Cancelled -> "cancelled"
+        | Oversized -> "a message over the size limit"
+        | Broken reason -> $"connection broken ({reason})"
+
 /// Cuts one item off the front of a buffer (a delegate, because F# closures cannot take byrefs).
 type internal Cut<'T> = delegate of byref<ReadOnlySequence<byte>> -> 'T voption
 

@@ -1,5 +1,6 @@
 namespace Callback.Http
 
+open System
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Http
@@ -44,7 +45,7 @@ module Endpoints =
                 s.AmiOrig,
                 s.AmiLogoff,
                 s.CallSpooled,
-                sprintf "%A" failure
+                StageFailure.describe failure
             )
 
     /// The visitor's form, for trying the sidecar in a browser; served only when `Demo__Enabled`.
@@ -61,7 +62,13 @@ module Endpoints =
     /// `POST /callback`, `GET /healthz` (liveness only: it never touches AMI) and, in demo mode, `GET /`.
     let map (app: WebApplication) (settings: Settings) =
         let logger = app.Logger
-        let callback = Handlers.callback (Pipeline.run settings) (report logger)
+        // One gate for the whole process: it bounds the AMI sessions of all requests together.
+        let gate = new SessionGate(settings.Ami.MaxSessions)
+
+        app.Lifetime.ApplicationStopped.Register(fun () -> (gate :> IDisposable).Dispose())
+        |> ignore
+
+        let callback = Handlers.callback (Pipeline.run settings gate) (report logger)
         app.MapPost("/callback", toDelegate callback) |> ignore
         app.MapHealthChecks "/healthz" |> ignore
 
