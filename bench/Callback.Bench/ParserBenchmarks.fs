@@ -72,6 +72,10 @@ type Parser() =
     member this.ProposedReceiveFast() =
         (Proposed.receiveProposed true (this.Open())).Messages
 
+    /// PROPOSED, API-changing: values kept as bytes until read (3 allocations per message).
+    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
+    member this.ProposedLazyValues() = Proposed.lazyDrain (this.Open())
+
 /// One buffer as a ReadOnlySequence cut into segments of the given sizes (cycled).
 type private Segment(memory: ReadOnlyMemory<byte>, index: int64) =
     inherit ReadOnlySequenceSegment<byte>()
@@ -171,6 +175,19 @@ let private verifyProposed () =
             if render expected <> render actual then
                 failwithf "FastFrameReader differs from FrameReader on %s cut into %A" name sizes
 
+            let lazyReader = Proposed.LazyFrameReader()
+            let mutable buffer = sequence
+            let lazyMessages = ResizeArray()
+            let mutable m = Unchecked.defaultof<Proposed.LazyMessage>
+
+            while lazyReader.TryReadMessage(&buffer, &m) do
+                lazyMessages.Add {
+                    Headers = m.Headers |> Array.mapi (fun i h -> { Key = h.Key; Value = m.Value i })
+                }
+
+            if render expected <> render (lazyMessages.ToArray(), buffer.Length) then
+                failwithf "LazyFrameReader differs from FrameReader on %s cut into %A" name sizes
+
 /// Every reader must see every message of the buffer; checked before anything is timed.
 let verify () =
     verifyProposed ()
@@ -191,6 +208,7 @@ let verify () =
             "ProposedFrameReaderInterned", (Proposed.fastDrain true (open' ())).Messages
             "ProposedReceive", (Proposed.receiveProposed false (open' ())).Messages
             "ProposedReceiveFast", (Proposed.receiveProposed true (open' ())).Messages
+            "ProposedLazyValues", Proposed.lazyDrain (open' ())
         ]
 
         for name, count in counts do
@@ -236,7 +254,9 @@ module Anatomy =
 
         while pos < span.Length do
             let nl = span.Slice(pos).IndexOf '\n'B
-            let line = span.Slice(pos, (if nl > 0 && span[pos + nl - 1] = '\r'B then nl - 1 else nl))
+
+            let line =
+                span.Slice(pos, (if nl > 0 && span[pos + nl - 1] = '\r'B then nl - 1 else nl))
 
             if line.IsEmpty then
                 if level >= 4 then
@@ -290,3 +310,67 @@ module Anatomy =
 
         [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
         member _.Step5HeaderArray() = run 4 key bytes
+
+/// The readers interleaved in ONE process, round after round, each timed with a Stopwatch: on a shared
+/// machine the load drifts between BenchmarkDotNet's separate processes, and an A/B comparison made
+/// minutes apart can show the drift instead of the change. Here every reader meets the same drift;
+/// the minimum over the rounds is the least disturbed run of each.
+let compare (rounds: int) =
+    let readers: (string * (Stream -> int)) list = [
+        "RawFloor", (fun s -> rawFloor s (Array.zeroCreate ReadSize))
+        "FrameReader", (fun s -> (framesDrain s).Messages)
+        "ReceiveMirror", (fun s -> (receiveMirror s).Messages)
+        "NaiveReadLine",
+        (fun s ->
+            let struct (c, _) = naiveSync s
+            c)
+        "ProposedFrameReader", (fun s -> (Proposed.fastDrain false s).Messages)
+        "ProposedFrameReaderInterned", (fun s -> (Proposed.fastDrain true s).Messages)
+        "ProposedReceive", (fun s -> (Proposed.receiveProposed false s).Messages)
+        "ProposedReceiveFast", (fun s -> (Proposed.receiveProposed true s).Messages)
+        "ProposedLazyValues", Proposed.lazyDrain
+    ]
+
+    let sb = Text.StringBuilder()
+    let line (x: string) = sb.AppendLine x |> ignore
+
+    for mix in [ Corpus.Mix.NewchannelHangup; Corpus.Mix.Callback ] do
+        let bytes = Corpus.build mix MessagesPerInvoke
+        let times = readers |> List.map (fun (n, _) -> n, ResizeArray<float>()) |> dict
+        let allocated = Collections.Generic.Dictionary<string, int64>()
+
+        for round in 1..rounds do
+            for name, read in readers do
+                let before = GC.GetAllocatedBytesForCurrentThread()
+                let watch = Diagnostics.Stopwatch.StartNew()
+                let n = read (new MemoryStream(bytes, false))
+                let ns = watch.Elapsed.TotalMilliseconds * 1e6 / float n
+                // The first rounds warm the JIT up.
+                if round > 3 then
+                    times[name].Add ns
+
+                allocated[name] <- (GC.GetAllocatedBytesForCurrentThread() - before) / int64 n
+
+        line $"### `{mix}`: {rounds - 3} interleaved rounds of {MessagesPerInvoke:N0} messages per reader"
+        line ""
+        line "| reader | min ns/message | median ns/message | min vs FrameReader | allocated B/message |"
+        line "|---|---:|---:|---:|---:|"
+        let minOf name = Seq.min times[name]
+        let baseline = minOf "FrameReader"
+
+        for name, _ in readers do
+            let sorted = times[name] |> Seq.sort |> Array.ofSeq
+            let median = sorted[sorted.Length / 2]
+            let change = (minOf name / baseline - 1.0) * 100.0
+
+            let changeText =
+                if name = "FrameReader" then
+                    "–"
+                else
+                    sprintf "%+.0f %%" change
+
+            line $"| {name} | {minOf name:N0} | {median:N0} | {changeText} | {allocated[name]:N0} |"
+
+        line ""
+
+    sb.ToString()

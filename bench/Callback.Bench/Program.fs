@@ -1,6 +1,7 @@
 /// Entry point:
 ///   parser [--quick] [--results FILE] [BenchmarkDotNet options]   in-memory parser benchmarks → parser.md
 ///   verify                                                       every reader counts every message
+///   compare [--rounds N] [--out FILE]                            the readers interleaved in one process
 ///   stream --client raw|naive|frames|connection|proposed --port P [--pings K] [--warmup W]
 ///   report --work DIR --out FILE                                 stream.md from bench/stream/run.sh's results
 module Callback.Bench.Program
@@ -17,6 +18,7 @@ open BenchmarkDotNet.Toolchains.InProcess.Emit
 let private usage () =
     eprintfn "usage: Callback.Bench parser [--quick] [--results FILE] [BenchmarkDotNet options]"
     eprintfn "       Callback.Bench verify"
+    eprintfn "       Callback.Bench compare [--rounds N] [--out FILE]"
 
     eprintfn
         "       Callback.Bench stream --client raw|naive|frames|connection|proposed --port P [--pings K] [--warmup W]"
@@ -56,8 +58,7 @@ let private parser (args: string list) =
             Job.Default, "default"
 
     let config =
-        DefaultConfig.Instance
-            .AddJob(job.WithId(if quick then "short" else "default"))
+        DefaultConfig.Instance.AddJob(job.WithId(if quick then "short" else "default"))
 
     // Quick: only the mix that bench/stream sends.
     let config =
@@ -72,7 +73,10 @@ let private parser (args: string list) =
 
     let summaries =
         BenchmarkRunner.Run(
-            [| typeof<ParserBenchmarks.Parser>; typeof<ParserBenchmarks.Anatomy.ParserAnatomy> |],
+            [|
+                typeof<ParserBenchmarks.Parser>
+                typeof<ParserBenchmarks.Anatomy.ParserAnatomy>
+            |],
             config,
             Array.ofList rest
         )
@@ -114,6 +118,19 @@ let main argv =
     | [ "verify" ] ->
         ParserBenchmarks.verify ()
         printfn "every reader counted every message"
+        0
+    | "compare" :: rest ->
+        let rounds =
+            fst (take "--rounds" rest) |> Option.map Int32.Parse |> Option.defaultValue 30
+
+        ParserBenchmarks.verify ()
+        let text = ParserBenchmarks.compare rounds
+
+        match fst (take "--out" rest) with
+        | Some out -> write out text
+        | None -> ()
+
+        printfn "%s" text
         0
     | "stream" :: rest -> stream rest
     | "report" :: rest ->

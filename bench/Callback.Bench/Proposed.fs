@@ -266,3 +266,173 @@ let receiveProposed (fast: bool) (stream: Stream) =
         | Error _ -> finished <- true
 
     tally
+
+// ---- lazy values: the larger, API-changing proposal ----
+
+/// A header whose value stays bytes until asked for.
+[<Struct>]
+type LazyHeader = { Key: string; Start: int; Length: int }
+
+/// One message: its own copy of its bytes (one array) and its headers (one array); a value becomes a
+/// string only when read.
+type LazyMessage = {
+    Bytes: byte[]
+    Headers: LazyHeader[]
+} with
+
+    member m.Value(i: int) =
+        let h = m.Headers[i]
+
+        if h.Length = 0 then
+            ""
+        else
+            Encoding.UTF8.GetString(m.Bytes, h.Start, h.Length)
+
+/// FrameReader's framing (blank line, bare LF, noise, incomplete tail left in the buffer) and key cache,
+/// but values left as offsets into one byte[] copy of the message: 3 allocations per message instead of
+/// one per field. A message across segments is copied out first (rare: once per read at most).
+[<Sealed>]
+type LazyFrameReader() =
+    let cacheBytes: byte[][] = Array.zeroCreate 256
+    let cacheKeys: string[] = Array.zeroCreate 256
+    let starts = Array.zeroCreate<int> 256
+    let lengths = Array.zeroCreate<int> 256
+    let mutable linear: byte[] = Array.zeroCreate 4096
+
+    let key (bytes: ReadOnlySpan<byte>) =
+        let mutable hash = 2166136261u
+
+        for b in bytes do
+            hash <- (hash ^^^ uint32 b) * 16777619u
+
+        let slot = int (hash &&& 255u)
+        let cached = cacheBytes[slot]
+
+        if not (isNull cached) && bytes.SequenceEqual(ReadOnlySpan cached) then
+            cacheKeys[slot]
+        else
+            let k = Encoding.UTF8.GetString bytes
+            cacheBytes[slot] <- bytes.ToArray()
+            cacheKeys[slot] <- k
+            k
+
+    /// The bytes the message took (0: not whole in `span`).
+    let parse (span: ReadOnlySpan<byte>) (message: byref<LazyMessage>) =
+        let mutable pos = 0
+        let mutable first = -1
+        let mutable count = 0
+        let mutable ended = false
+        let mutable newline = span.IndexOf '\n'B
+
+        while not ended && newline >= 0 do
+            let raw = span.Slice(pos, newline)
+
+            let length =
+                if raw.Length > 0 && raw[raw.Length - 1] = '\r'B then
+                    raw.Length - 1
+                else
+                    raw.Length
+
+            if length = 0 then
+                ended <- count > 0
+            else
+                if first < 0 then
+                    first <- pos
+
+                if count = starts.Length then
+                    failwith "more than 256 lines in one message"
+
+                starts[count] <- pos
+                lengths[count] <- length
+                count <- count + 1
+
+            pos <- pos + newline + 1
+            newline <- if ended then -1 else span.Slice(pos).IndexOf '\n'B
+
+        if not ended then
+            0
+        else
+            let body = span.Slice(first, starts[count - 1] + lengths[count - 1] - first)
+            let bytes = body.ToArray()
+            let headers = Array.zeroCreate<LazyHeader> count
+
+            for i in 0 .. count - 1 do
+                let line = span.Slice(starts[i], lengths[i])
+                let offset = starts[i] - first
+
+                headers[i] <-
+                    match line.IndexOf ':'B with
+                    | -1 -> {
+                        Key = Encoding.UTF8.GetString line
+                        Start = 0
+                        Length = 0
+                      }
+                    | colon ->
+                        let skip =
+                            if colon + 1 < line.Length && line[colon + 1] = ' 'B then
+                                2
+                            else
+                                1
+
+                        {
+                            Key = key (line.Slice(0, colon))
+                            Start = offset + colon + skip
+                            Length = line.Length - colon - skip
+                        }
+
+            message <- { Bytes = bytes; Headers = headers }
+            pos
+
+    member _.TryReadMessage(buffer: byref<ReadOnlySequence<byte>>, message: byref<LazyMessage>) : bool =
+        let taken = parse buffer.FirstSpan &message
+
+        if taken > 0 then
+            buffer <- buffer.Slice taken
+            true
+        elif buffer.IsSingleSegment then
+            false
+        else
+            let length = int (min buffer.Length (int64 FrameReader.MaxMessageBytes))
+
+            if linear.Length < length then
+                linear <- Array.zeroCreate (max length (2 * linear.Length))
+
+            buffer.Slice(0, length).CopyTo(Span linear)
+            let taken = parse (ReadOnlySpan(linear, 0, length)) &message
+
+            if taken > 0 then
+                buffer <- buffer.Slice taken
+                true
+            else
+                false
+
+/// LazyFrameReader draining each read; like Tally it reads the first header (the Event name) of each.
+let lazyDrain (stream: Stream) =
+    let reader =
+        PipeReader.Create(stream, StreamPipeReaderOptions(bufferSize = ReadSize, leaveOpen = true))
+
+    let frames = LazyFrameReader()
+    let mutable messages = 0
+    let mutable events = 0
+    let mutable finished = false
+
+    while not finished do
+        let result = readNow reader
+        let mutable buffer = result.Buffer
+        let mutable message = Unchecked.defaultof<LazyMessage>
+
+        while frames.TryReadMessage(&buffer, &message) do
+            messages <- messages + 1
+
+            if
+                message.Headers.Length > 0
+                && message.Headers[0].Key = "Event"
+                && message.Value 0 <> "UserEvent"
+            then
+                events <- events + 1
+
+        reader.AdvanceTo(buffer.Start, buffer.End)
+        finished <- result.IsCompleted
+
+    reader.Complete()
+    messages

@@ -49,7 +49,10 @@ let parser (summaries: Summary[]) (jobName: string) : string =
             allocated)
         |> List.ofSeq
 
-    let load = File.ReadAllText("/proc/loadavg").Split(' ') |> Array.take 3 |> String.concat " "
+    let load =
+        File.ReadAllText("/proc/loadavg").Split(' ')
+        |> Array.take 3
+        |> String.concat " "
 
     line "# AMI parser, in memory (BenchmarkDotNet)"
     line ""
@@ -78,7 +81,11 @@ let parser (summaries: Summary[]) (jobName: string) : string =
 
     line ""
 
-    for mix in rows |> List.map (fun (m, _, _, _, _) -> m) |> List.distinct |> List.filter ((<>) "anatomy") do
+    for mix in
+        rows
+        |> List.map (fun (m, _, _, _, _) -> m)
+        |> List.distinct
+        |> List.filter ((<>) "anatomy") do
         let shape = Corpus.shape mix
         let mine = rows |> List.filter (fun (m, _, _, _, _) -> m = mix)
 
@@ -132,7 +139,12 @@ let parser (summaries: Summary[]) (jobName: string) : string =
         let mutable previous = 0.0
 
         for _, name, mean, _, allocated in anatomy do
-            let alloc = if allocated.HasValue then f0 (float allocated.Value) else "?"
+            let alloc =
+                if allocated.HasValue then
+                    f0 (float allocated.Value)
+                else
+                    "?"
+
             line $"| {name} | {f1 mean} | {f1 (mean - previous)} | {alloc} |"
             previous <- mean
 

@@ -4,7 +4,7 @@
 // at the end marker (UserEvent: StreamEnd) time sequential Pings. Prints one JSON line.
 // Each library is used through its documented API, the way its README shows.
 //
-// usage: node node-client.js asterisk-manager|asterisk-ami|yana PORT PINGS WARMUP
+// usage: node node-client.js asterisk-manager|asterisk-ami|yana|asterisk-ami-client PORT PINGS WARMUP
 
 const [lib, portText, pingsText, warmupText] = process.argv.slice(2);
 const port = Number(portText);
@@ -118,6 +118,17 @@ if (lib === 'asterisk-manager') {
         else reject(new Error('no Pong: ' + JSON.stringify(res)));
       })
     );
+} else if (lib === 'asterisk-ami-client') {
+  // new AmiClient(options).connect(user, secret, {host, port}); events as 'event', responses by promise.
+  const AmiClient = require('asterisk-ami-client');
+  const ami = new AmiClient({ reconnect: false, keepAlive: false, emitEventsByTypes: false });
+  ami.on('event', (e) => onEvent(e.Event === 'UserEvent' ? e.UserEvent : undefined));
+  ami.on('internalError', (e) => finish(e));
+  ami.connect('bench', 'bench', { host, port }).catch((e) => finish(e));
+  sendPing = () =>
+    ami.action({ Action: 'Ping' }, true).then((res) => {
+      if (!res || res.Ping !== 'Pong') throw new Error('no Pong: ' + JSON.stringify(res));
+    });
 } else {
   finish('unknown library ' + lib);
 }

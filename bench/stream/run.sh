@@ -26,7 +26,7 @@ pings=2000
 warmup=200
 rounds=3
 install=1
-clients="raw naive frames connection proposed asterisk-manager asterisk-ami yana panoramisk telephony-asterisk-ami"
+clients="raw naive frames connection proposed asterisk-manager asterisk-ami yana asterisk-ami-client panoramisk telephony-asterisk-ami"
 args=""
 client_limit=300 # seconds, per client run
 
@@ -76,7 +76,7 @@ node_status="ok"
 if ! command -v node >/dev/null; then
   node_status="node is not installed"
 elif [ ! -d "$peers/node_modules/asterisk-manager" ] || [ ! -d "$peers/node_modules/asterisk-ami" ] ||
-  [ ! -d "$peers/node_modules/yana" ]; then
+  [ ! -d "$peers/node_modules/yana" ] || [ ! -d "$peers/node_modules/asterisk-ami-client" ]; then
   if [ "$install" = 1 ] && command -v npm >/dev/null; then
     say "npm ci in bench/peers"
     (cd "$peers" && npm ci --no-audit --no-fund --loglevel=error >&2) || node_status="npm ci failed"
@@ -84,7 +84,7 @@ elif [ ! -d "$peers/node_modules/asterisk-manager" ] || [ ! -d "$peers/node_modu
     node_status="bench/peers/node_modules missing (npm ci)"
   fi
 fi
-for c in asterisk-manager asterisk-ami yana; do
+for c in asterisk-manager asterisk-ami yana asterisk-ami-client; do
   status[$c]="$node_status"
   if [ "$node_status" = ok ] && [ ! -d "$peers/node_modules/$c" ]; then status[$c]="npm package $c not installed"; fi
 done
@@ -116,6 +116,7 @@ kind[proposed]=prototype; label[proposed]='prototype of the proposed Framing/Con
 kind[asterisk-manager]=peer; label[asterisk-manager]="npm asterisk-manager"
 kind[asterisk-ami]=peer; label[asterisk-ami]="npm asterisk-ami"
 kind[yana]=peer; label[yana]="npm yana"
+kind[asterisk-ami-client]=peer; label[asterisk-ami-client]="npm asterisk-ami-client"
 kind[panoramisk]=peer; label[panoramisk]="Debian python3-panoramisk"
 kind[telephony-asterisk-ami]=peer; label[telephony-asterisk-ami]="Debian libtelephony-asterisk-ami-perl"
 
@@ -123,7 +124,7 @@ client_command() { # name port
   case "$1" in
     raw|naive|frames|connection|proposed)
       echo dotnet "$bench_dll" stream --client "$1" --port "$2" --pings "$pings" --warmup "$warmup" ;;
-    asterisk-manager|asterisk-ami|yana) echo node "$peers/node-client.js" "$1" "$2" "$pings" "$warmup" ;;
+    asterisk-manager|asterisk-ami|yana|asterisk-ami-client) echo node "$peers/node-client.js" "$1" "$2" "$pings" "$warmup" ;;
     panoramisk) echo "$python" "$peers/panoramisk-client.py" "$2" "$pings" "$warmup" ;;
     telephony-asterisk-ami) echo perl "$peers/perl-client.pl" "$2" "$pings" "$warmup" ;;
   esac
@@ -178,7 +179,7 @@ json_field() { printf '%s' "$first_json" | sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p
   printf 'event_bytes\t%s\n' "$(json_field event_bytes_mean)"
   printf 'version:.NET\t%s\n' "$(dotnet --version 2>/dev/null)"
   printf 'version:node\t%s\n' "$(node --version 2>/dev/null || echo none)"
-  for c in asterisk-manager asterisk-ami yana; do
+  for c in asterisk-manager asterisk-ami yana asterisk-ami-client asterisk-ami-connector; do
     printf 'version:npm %s\t%s\n' "$c" "$(node -p "require('$peers/node_modules/$c/package.json').version" 2>/dev/null || echo none)"
   done
   printf 'version:python\t%s\n' "$("$python" --version 2>&1)"
