@@ -4,13 +4,41 @@ open System
 open System.Buffers
 open System.Text
 
+/// A small direct-mapped cache from bytes to the string they decode to. AMI repeats a few dozen keys and
+/// many short values (`call,all`, `Up`, `<unknown>`, a context name) in every event: after the first one,
+/// each costs a hash and a comparison instead of a string. A slot keeps its latest occupant.
+[<Sealed>]
+type internal StringCache(slots: int, maxLength: int) =
+    let bytesOf: byte[][] = Array.zeroCreate slots
+    let strings: string[] = Array.zeroCreate slots
+
+    member _.Get(bytes: ReadOnlySpan<byte>) =
+        if bytes.Length > maxLength then
+            Encoding.UTF8.GetString bytes
+        else
+            let mutable hash = 2166136261u
+
+            for b in bytes do
+                hash <- (hash ^^^ uint32 b) * 16777619u
+
+            let slot = int (hash % uint32 slots)
+            let cached = bytesOf[slot]
+
+            if not (isNull cached) && bytes.SequenceEqual(ReadOnlySpan cached) then
+                strings[slot]
+            else
+                let s = Encoding.UTF8.GetString bytes
+                bytesOf[slot] <- bytes.ToArray()
+                strings[slot] <- s
+                s
+
 /// Turns the bytes Asterisk sends into lines (the greeting) and messages (everything after it).
 ///
 /// Written by hand on top of System.IO.Pipelines' `ReadOnlySequence` because no library on our feed
 /// frames AMI. Splits only on the blank line, keeps key order and repeated keys, accepts a bare LF, and
 /// leaves an incomplete message in the buffer until the rest arrives. One instance per connection: it
-/// keeps a scratch list and a key cache, so steady-state parsing allocates one string per value and one
-/// array per message (keys come from the cache).
+/// keeps a scratch list and string caches, so steady-state parsing allocates one array per message and a
+/// string only for values it has not just seen (unique ids, channel names, times).
 type FrameReader() =
     static let trimCr (line: ReadOnlySpan<byte>) =
         if line.Length > 0 && line[line.Length - 1] = '\r'B then
@@ -19,26 +47,9 @@ type FrameReader() =
             line
 
     let headers = ResizeArray<Header>(32)
-    // A small direct-mapped cache from key bytes to the interned key string: AMI uses a few dozen keys.
-    let cacheBytes: byte[][] = Array.zeroCreate 256
-    let cacheKeys: string[] = Array.zeroCreate 256
-
-    let key (bytes: ReadOnlySpan<byte>) =
-        let mutable hash = 2166136261u
-
-        for b in bytes do
-            hash <- (hash ^^^ uint32 b) * 16777619u
-
-        let slot = int (hash &&& 255u)
-        let cached = cacheBytes[slot]
-
-        if not (isNull cached) && bytes.SequenceEqual(ReadOnlySpan cached) then
-            cacheKeys[slot]
-        else
-            let k = Encoding.UTF8.GetString bytes
-            cacheBytes[slot] <- bytes.ToArray()
-            cacheKeys[slot] <- k
-            k
+    let keys = StringCache(256, 64)
+    let values = StringCache(1024, 24)
+    let key (bytes: ReadOnlySpan<byte>) = keys.Get bytes
 
     let header (line: ReadOnlySpan<byte>) =
         match line.IndexOf ':'B with
@@ -57,7 +68,7 @@ type FrameReader() =
 
             {
                 Key = key (line.Slice(0, colon))
-                Value = if value.IsEmpty then "" else Encoding.UTF8.GetString value
+                Value = if value.IsEmpty then "" else values.Get value
             }
 
     /// One line into `headers`; true when it is the blank line that ends a message. Blank lines before any
