@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Every benchmark of the callback sidecar, in one command.
 #
-#   bench/run.sh [--quick] [--worktree] [--experiments]
+#   bench/run.sh [--quick] [--worktree] [--experiments] [--only e2e,startup,stream,parser]
 #
-#   --quick     about 1/5 of the calls and starts (finishes in under two minutes once built and once
-#               Asterisk is provisioned); the numbers are indicative only
+#   --quick     about 1/5 of the calls and starts, the shipped build only (no ReadyToRun), no waiting for
+#               Asterisk between chunks: under two minutes in all once Asterisk is provisioned (less when
+#               this commit was already published); the numbers are indicative only
 #   --worktree  measure the working tree's src/Callback instead of the last commit (to try a change)
 #   --experiments  also publish and measure (start-up, memory, size) two builds the project does not ship:
 #               self-contained + trimmed + ReadyToRun, and Native AOT (needs clang; F# trim warnings are
 #               not errors for these two). Adds a few minutes.
+#   --only      run only the named benchmarks (default: all four)
 #
 # In order:
 #   1. e2e      POST /callback against a raw AMI/TLS client (the protocol floor), same real Asterisk 22,
@@ -30,17 +32,23 @@ WORK=${CALLBACK_BENCH_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/callback-sidecar-ben
 QUICK=0
 WORKTREE=0
 EXPERIMENTS=0
-for arg in "$@"; do
+ONLY=e2e,startup,stream,parser
+ARGS=("$@")
+for ((i = 0; i < ${#ARGS[@]}; i++)); do
+  arg=${ARGS[$i]}
   case $arg in
+    --only) i=$((i + 1)); ONLY=${ARGS[$i]:-} ;;
+    --only=*) ONLY=${arg#--only=} ;;
     --quick) QUICK=1 ;;
     --worktree) WORKTREE=1 ;;
     --experiments) EXPERIMENTS=1 ;;
-    -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
 done
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+wanted() { [[ ",$ONLY," == *",$1,"* ]]; }
 T0=$(date +%s)
 mkdir -p "$WORK" "$RESULTS"
 cd "$REPO"
@@ -63,7 +71,14 @@ machine() {
 }
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
+E2E_OK=1  # 1 = nothing failed (or not asked for)
+STARTUP_OK=1
+ASTERISK_OK=0
+SIDECAR_ENV=()
+ASTERISK_ROOT=
+
 # ---- 0. the sidecar under test, published from a clean copy -------------------------------------------
+if wanted e2e || wanted startup; then
 PATHS=(src/Callback Directory.Build.props Directory.Packages.props global.json)
 snapshot_tar() {
   if [ "$WORKTREE" = 1 ]; then
@@ -83,17 +98,21 @@ PUB=$WORK/publish-$KEY
 if [ ! -f "$PUB/.done" ]; then
   log "publishing the sidecar ($SOURCE_DESC)"
   rm -rf "$SNAP" "$PUB"
-  # Two copies, so that both publishes run at once without sharing obj/.
-  for flavour in plain r2r; do
-    mkdir -p "$SNAP/$flavour"
-    snapshot_tar | tar -x -C "$SNAP/$flavour"
-  done
+  mkdir -p "$SNAP/plain"
+  snapshot_tar | tar -x -C "$SNAP/plain"
   dotnet publish "$SNAP/plain/src/Callback" -c Release -o "$PUB/plain" -nologo -v quiet --disable-build-servers \
     >"$WORK/publish-plain.log" 2>&1 &
-  dotnet publish "$SNAP/r2r/src/Callback" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-    -o "$PUB/r2r" -nologo -v quiet --disable-build-servers >"$WORK/publish-r2r.log" 2>&1 &
 else
   log "sidecar already published for this source ($KEY)"
+fi
+# ReadyToRun (not in --quick: it would double the build time), from its own copy so that both publishes
+# can run at once without sharing obj/.
+if [ "$QUICK" = 0 ] && [ ! -f "$PUB/r2r/Callback.dll" ]; then
+  rm -rf "$SNAP/r2r"
+  mkdir -p "$SNAP/r2r"
+  snapshot_tar | tar -x -C "$SNAP/r2r"
+  dotnet publish "$SNAP/r2r/src/Callback" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+    -o "$PUB/r2r" -nologo -v quiet --disable-build-servers >"$WORK/publish-r2r.log" 2>&1 &
 fi
 
 log "building the harnesses (bench/e2e, bench/startup)"
@@ -138,9 +157,10 @@ if [ ! -f "$PUB/.done" ]; then
 fi
 E2E_DLL=$HERE/e2e/bin/Release/net10.0/CallbackE2eBench.dll
 STARTUP_DLL=$HERE/startup/bin/Release/net10.0/CallbackStartupBench.dll
+fi
 
 # ---- Asterisk and the sidecar's settings ----------------------------------------------------------------
-ASTERISK_OK=0
+if wanted e2e; then
 if bash asterisk/dev/asterisk.sh start >"$WORK/asterisk-start.log" 2>&1; then
   ASTERISK_OK=1
   ASTERISK_STATUS=$(bash asterisk/dev/asterisk.sh status 2>/dev/null || true)
@@ -151,9 +171,9 @@ else
   tail -n 10 "$WORK/asterisk-start.log" >&2
   ASTERISK_STATUS="could not be started"
 fi
+fi
+if wanted e2e || wanted startup; then
 # KEY=VALUE lines, split on the first '=' (values hold spaces and <>): never sourced.
-SIDECAR_ENV=()
-ASTERISK_ROOT=
 while IFS= read -r line; do
   [ -n "$line" ] || continue
   k=${line%%=*}
@@ -163,8 +183,10 @@ while IFS= read -r line; do
     *) SIDECAR_ENV+=("$k=$v") ;;
   esac
 done < <(bash asterisk/dev/asterisk.sh env)
+fi
 
 # ---- 1. end to end -------------------------------------------------------------------------------------
+if wanted e2e; then
 if [ "$QUICK" = 1 ]; then
   E2E_ARGS=(--phase 1:40 --phase 8:80 --phase 32:128 --warmup 6 --probes 50 --drain-seconds 0 --phase-seconds 60)
 else
@@ -206,14 +228,16 @@ fi
     echo "**Not measured in this run**: $([ "$ASTERISK_OK" = 1 ] && echo 'the harness failed' || echo 'Asterisk could not be started')."
   fi
 } >"$RESULTS/e2e.md"
+fi
 
 # ---- 2. start-up, memory, size -------------------------------------------------------------------------
+if wanted startup; then
 if [ "$QUICK" = 1 ]; then
   STARTUP_ARGS=(--runs 4 --rss-runs 1 --idle-seconds 5)
   VARIANTS=(
     "framework-dependent (as shipped)|$PUB/plain/Callback.dll"
-    "ReadyToRun|$PUB/r2r/Callback.dll"
   )
+  [ -f "$PUB/r2r/Callback.dll" ] && VARIANTS+=("ReadyToRun|$PUB/r2r/Callback.dll")
 else
   STARTUP_ARGS=(--runs 10 --rss-runs 3 --idle-seconds 5)
   VARIANTS=(
@@ -264,7 +288,9 @@ size_of() { du -sh "$1" | cut -f1; }
   echo "| publish | command | size |"
   echo "| --- | --- | ---: |"
   echo "| framework-dependent | \`dotnet publish src/Callback -c Release\` | $(size_of "$PUB/plain") |"
-  echo "| ReadyToRun | \`dotnet publish src/Callback -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true\` | $(size_of "$PUB/r2r") |"
+  if [ -f "$PUB/r2r/Callback.dll" ]; then
+    echo "| ReadyToRun | \`dotnet publish src/Callback -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true\` | $(size_of "$PUB/r2r") |"
+  fi
   if [ "$EXPERIMENTS" = 1 ]; then
     echo "| experiment: self-contained, trimmed, ReadyToRun (includes the runtime) | \`… -r linux-x64 --self-contained true -p:PublishTrimmed=true -p:PublishReadyToRun=true\` | $(size_of "$PUB/trim-r2r") |"
     [ -x "$PUB/aot/Callback" ] && echo "| experiment: Native AOT (includes the runtime; symbols stripped) | \`… -r linux-x64 -p:PublishAot=true -p:StripSymbols=true\` | $(size_of "$PUB/aot") |"
@@ -292,9 +318,11 @@ size_of() { du -sh "$1" | cut -f1; }
   echo "| \`DOTNET_EnableWriteXorExecute=0\` | none (environment only; turns off a security hardening) | – |"
   echo "| ReadyToRun | \`<PublishReadyToRun>true</PublishReadyToRun>\` with \`<RuntimeIdentifier>linux-x64</RuntimeIdentifier>\` and \`<SelfContained>false</SelfContained>\` | – |"
 } >"$RESULTS/startup.md"
+fi
 
 # ---- 3. the other benchmarks, when present ------------------------------------------------------------
 OTHER_STATUS=()
+if wanted stream; then
 if [ -f "$HERE/stream/run.sh" ]; then
   log "bench/stream/run.sh"
   if bash "$HERE/stream/run.sh" $([ "$QUICK" = 1 ] && echo --quick); then
@@ -305,6 +333,8 @@ if [ -f "$HERE/stream/run.sh" ]; then
 else
   OTHER_STATUS+=("bench/stream/run.sh: not there yet, skipped")
 fi
+fi
+if wanted parser; then
 BDN_PROJ=$(ls "$HERE"/Callback.Bench/*.fsproj "$HERE"/Callback.Bench/*.csproj 2>/dev/null | head -n 1 || true)
 if [ -x "$HERE/Callback.Bench/run.sh" ] || [ -f "$HERE/Callback.Bench/run.sh" ]; then
   log "bench/Callback.Bench/run.sh"
@@ -325,12 +355,17 @@ elif [ -n "$BDN_PROJ" ]; then
 else
   OTHER_STATUS+=("bench/Callback.Bench: no project yet, skipped")
 fi
+fi
 
 # ---- print -------------------------------------------------------------------------------------------
 echo
-cat "$RESULTS/e2e.md"
-echo
-cat "$RESULTS/startup.md"
-echo
+if wanted e2e; then cat "$RESULTS/e2e.md"; echo; fi
+if wanted startup; then cat "$RESULTS/startup.md"; echo; fi
 for s in "${OTHER_STATUS[@]}"; do echo "- $s"; done
 log "all benchmarks done in $(($(date +%s) - T0)) s; results in bench/results/"
+# Exit 1 when a benchmark that could run failed (a missing one, or no Asterisk, is not a failure here).
+if { wanted e2e && [ "$ASTERISK_OK" = 1 ] && [ "$E2E_OK" = 0 ]; } || [ "$STARTUP_OK" = 0 ] ||
+  printf '%s\n' "${OTHER_STATUS[@]}" | grep -q FAILED; then
+  log "some benchmark FAILED (see above)"
+  exit 1
+fi
