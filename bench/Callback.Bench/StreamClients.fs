@@ -375,7 +375,7 @@ let private connection (o: Options) =
             }
     }
 
-// ---- the proposed changes (bench prototype, not product code) over the socket ----
+// ---- the proposed Connection.Receive (bench prototype, not product code) over the socket, with the product's FrameReader ----
 
 let private proposed (o: Options) =
     task {
@@ -395,7 +395,7 @@ let private proposed (o: Options) =
             greeted <- buffer[at] = byte '\n'
             at <- at + 1
 
-        use receiver = new Proposed.ReceiveProposed(stream, true)
+        use receiver = new Proposed.ReceiveProposed(stream, false)
         do! stream.WriteAsync(loginBytes.AsMemory())
         let mutable started = 0L
         let tally = Tally()

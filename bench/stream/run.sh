@@ -46,6 +46,12 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+# One benchmark at a time on this machine: two runs at once would measure each other.
+exec 9>"${TMPDIR:-/tmp}/callback-bench.lock"
+if ! flock -n 9; then
+  echo "waiting for another benchmark run to finish (at most 1 hour)..." >&2
+  flock -w 3600 9 || { echo "gave up waiting for the other benchmark run" >&2; exit 1; }
+fi
 work="$(mktemp -d)"
 server_pid=""
 cleanup() {
@@ -112,7 +118,7 @@ kind[raw]=floor; label[raw]='.NET raw floor: ReadAsync 16 KiB + count `\r\n\r\n`
 kind[naive]=naive; label[naive]='.NET naive: `StreamReader.ReadLineAsync` + `Dictionary`'
 kind[frames]=ours; label[frames]='**ours**: `FrameReader` draining a `PipeReader` on the socket'
 kind[connection]=ours; label[connection]='**ours**: `Connection.Receive` + `Client.send`'
-kind[proposed]=prototype; label[proposed]='prototype of the proposed Framing/Connection changes (bench code, not the product)'
+kind[proposed]=prototype; label[proposed]='prototype: proposed `Connection.Receive` (`ValueTask`, `TryRead` fast path) over the product'"'"'s `FrameReader` (bench code)'
 kind[asterisk-manager]=peer; label[asterisk-manager]="npm asterisk-manager"
 kind[asterisk-ami]=peer; label[asterisk-ami]="npm asterisk-ami"
 kind[yana]=peer; label[yana]="npm yana"
