@@ -152,8 +152,8 @@ fi
 if [ ! -f "$PUB/.done" ]; then
   touch "$PUB/.done"
   # Keep the cache small: only the newest few snapshots.
-  ls -dt "$WORK"/publish-* 2>/dev/null | tail -n +4 | xargs -r rm -rf
-  ls -dt "$WORK"/src-* 2>/dev/null | tail -n +4 | xargs -r rm -rf
+  ls -dt "$WORK"/publish-*/ 2>/dev/null | tail -n +4 | xargs -r rm -rf
+  ls -dt "$WORK"/src-*/ 2>/dev/null | tail -n +4 | xargs -r rm -rf
 fi
 E2E_DLL=$HERE/e2e/bin/Release/net10.0/CallbackE2eBench.dll
 STARTUP_DLL=$HERE/startup/bin/Release/net10.0/CallbackStartupBench.dll
