@@ -90,9 +90,14 @@ snapshot_tar() {
 if [ "$WORKTREE" = 1 ]; then
   SOURCE_DESC="working tree on top of $(git rev-parse --short HEAD) ($(git status --porcelain -- src/Callback | wc -l) changed file(s) in src/Callback)"
 else
-  SOURCE_DESC="commit $(git rev-parse --short HEAD) ($(git log -1 --format=%s HEAD | cut -c1-80))"
+  SOURCE_DESC="commit $(git rev-parse --short HEAD); src/Callback last changed in $(git log -1 --format='%h (%s)' HEAD -- src/Callback | cut -c1-100)"
 fi
-KEY=$(snapshot_tar | sha256sum | cut -c1-16)
+# The cache key is the content only (git archive would also embed the commit id).
+if [ "$WORKTREE" = 1 ]; then
+  KEY=$(snapshot_tar | sha256sum | cut -c1-16)
+else
+  KEY=$(git ls-tree -r HEAD -- "${PATHS[@]}" | sha256sum | cut -c1-16)
+fi
 SNAP=$WORK/src-$KEY
 PUB=$WORK/publish-$KEY
 if [ ! -f "$PUB/.done" ]; then
