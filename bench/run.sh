@@ -10,7 +10,7 @@
 #   --experiments  also publish and measure (start-up, memory, size) two builds the project does not ship:
 #               self-contained + trimmed + ReadyToRun, and Native AOT (needs clang; F# trim warnings are
 #               not errors for these two). Adds a few minutes.
-#   --only      run only the named benchmarks (default: all four)
+#   --only      run only the named benchmarks (default: all five: e2e,startup,stream,parser,container)
 #
 # In order:
 #   1. e2e      POST /callback against a raw AMI/TLS client (the protocol floor), same real Asterisk 22,
@@ -32,7 +32,7 @@ WORK=${CALLBACK_BENCH_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/callback-sidecar-ben
 QUICK=0
 WORKTREE=0
 EXPERIMENTS=0
-ONLY=e2e,startup,stream,parser
+ONLY=e2e,startup,stream,parser,container
 ARGS=("$@")
 for ((i = 0; i < ${#ARGS[@]}; i++)); do
   arg=${ARGS[$i]}
@@ -360,6 +360,20 @@ elif [ -n "$BDN_PROJ" ]; then
 else
   OTHER_STATUS+=("bench/Callback.Bench: no project yet, skipped")
 fi
+fi
+
+if wanted container; then
+  # Image size, build, start → 200, healthy, RSS, stop: docker/measure.sh (engine and base images made if
+  # missing; the engine is stopped again if this script started it).
+  log "docker/measure.sh"
+  engine_was_running=0
+  bash "$HERE/../docker/engine.sh" status >/dev/null 2>&1 && engine_was_running=1
+  if bash "$HERE/../docker/measure.sh" $([ "$QUICK" = 1 ] && echo 2 || echo 5) >"$RESULTS/container.md"; then
+    OTHER_STATUS+=("docker/measure.sh: done -> bench/results/container.md")
+  else
+    OTHER_STATUS+=("docker/measure.sh: FAILED (exit $?)")
+  fi
+  [ "$engine_was_running" = 1 ] || bash "$HERE/../docker/engine.sh" stop >/dev/null 2>&1 || true
 fi
 
 # ---- print -------------------------------------------------------------------------------------------
