@@ -9,7 +9,8 @@
  *
  * The events are the Newchannel and Hangup blocks of the recorded Asterisk 22 transcript (the fixture file),
  * in file order, cycled, sent in large writes, in two phases:
- *   1. warm-up: events for --warmup-s seconds (at least the first write), then the marker
+ *   1. warm-up: events for --warmup-s seconds and at least --warmup-events events (and at least the first
+ *      write), then the marker
  *        Event: UserEvent / Privilege: user,all / UserEvent: WarmupEnd / Sent: <w>
  *      The client answers it with any action (a Ping): runtimes with a JIT (.NET, V8) reach their steady
  *      state here, so the measured phase compares parsers, not compilers. Not timed.
@@ -26,8 +27,8 @@
  * JSON line on stdout when done.
  *
  * Build: cc -O2 -o fake-ami fake-ami.c
- * Usage: fake-ami --fixture FILE --events N [--warmup-s S] [--port 0] [--port-file FILE] [--chunk BYTES]
- *                 [--timeout-s S]
+ * Usage: fake-ami --fixture FILE --events N [--warmup-s S] [--warmup-events N] [--port 0] [--port-file FILE]
+ *                 [--chunk BYTES] [--timeout-s S]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -271,6 +272,7 @@ int main(int argc, char **argv) {
   const char *fixture = NULL, *port_file = NULL;
   long long events = -1;
   double warmup_s = 1.0;
+  long long warmup_events = 0;
   int port = 0, timeout_s = 600;
   size_t chunk = 256 * 1024;
   for (int i = 1; i < argc; i++) {
@@ -279,6 +281,7 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "--fixture") && v) fixture = argv[++i];
     else if (!strcmp(a, "--events") && v) events = atoll(argv[++i]);
     else if (!strcmp(a, "--warmup-s") && v) warmup_s = atof(argv[++i]);
+    else if (!strcmp(a, "--warmup-events") && v) warmup_events = atoll(argv[++i]);
     else if (!strcmp(a, "--port") && v) port = atoi(argv[++i]);
     else if (!strcmp(a, "--port-file") && v) port_file = argv[++i];
     else if (!strcmp(a, "--chunk") && v) chunk = (size_t)atol(argv[++i]);
@@ -355,7 +358,7 @@ int main(int argc, char **argv) {
   write_all(fd, first, flen);
   free(first);
   long long per_write = (long long)(ev.count - ev.cycle);
-  while (now_s() - t_login < warmup_s) {
+  while (now_s() - t_login < warmup_s || warm < warmup_events) {
     write_events(fd, &ev, warm, per_write);
     warm += per_write;
   }

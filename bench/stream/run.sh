@@ -4,10 +4,12 @@
 # that Debian and npm offer; then the Ping round trip of each. Prints a markdown table and writes it to
 # bench/results/stream.md.
 #
-#   bash bench/stream/run.sh            2 s of warm-up events, then 1,000,000 timed events; 2,000 pings
-#                                       (+200 untimed); 3 rounds (about 5 minutes)
-#   bash bench/stream/run.sh --quick    0.5 s warm-up, 100,000 events, 500 pings (+100), 1 round (< 1 minute)
-#   options: --events N  --warm-s S  --pings N  --ping-warmup N  --rounds N  --clients "raw naive ..."  --no-install
+#   bash bench/stream/run.sh            warm-up: 2 s and at least 300,000 events; then 1,000,000 timed events;
+#                                       2,000 pings (+200 untimed); 3 rounds (about 10 minutes)
+#   bash bench/stream/run.sh --quick    warm-up 0.5 s / 50,000 events, 100,000 events, 500 pings (+100),
+#                                       1 round (under a minute)
+#   options: --events N  --warm-s S  --warm-events N  --pings N  --ping-warmup N  --rounds N
+#            --clients "raw naive ..."  --no-install
 #
 # It installs what is missing (as root): gcc, the npm packages of bench/peers (npm ci, from the committed
 # lock file), Debian's python3-panoramisk and libtelephony-asterisk-ami-perl. A peer that cannot be installed
@@ -22,6 +24,7 @@ out="$repo/bench/results/stream.md"
 
 events=1000000
 warm_s=2
+warm_events=300000
 pings=2000
 warmup=200
 rounds=3
@@ -32,15 +35,16 @@ client_limit=300 # seconds, per client run
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) events=100000 warm_s=0.5 pings=500 warmup=100 rounds=1; args="$args --quick" ;;
+    --quick) events=100000 warm_s=0.5 warm_events=50000 pings=500 warmup=100 rounds=1; args="$args --quick" ;;
     --events) events="$2"; args="$args --events $2"; shift ;;
     --warm-s) warm_s="$2"; args="$args --warm-s $2"; shift ;;
+    --warm-events) warm_events="$2"; args="$args --warm-events $2"; shift ;;
     --pings) pings="$2"; args="$args --pings $2"; shift ;;
     --ping-warmup) warmup="$2"; args="$args --ping-warmup $2"; shift ;;
     --rounds) rounds="$2"; args="$args --rounds $2"; shift ;;
     --clients) clients="$2"; args="$args --clients \"$2\""; shift ;;
     --no-install) install=0 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -146,7 +150,7 @@ done
 run_one() { # name round
   local name="$1" round="$2" portfile="$work/port" port i
   rm -f "$portfile"
-  "$here/bin/fake-ami" --fixture "$fixture" --events "$events" --warmup-s "$warm_s" --port 0 --port-file "$portfile" \
+  "$here/bin/fake-ami" --fixture "$fixture" --events "$events" --warmup-s "$warm_s" --warmup-events "$warm_events" --port 0 --port-file "$portfile" \
     --timeout-s $((client_limit + 30)) >"$work/$name.$round.server.json" 2>"$work/$name.$round.server.log" &
   server_pid=$!
   for i in $(seq 1 200); do [ -s "$portfile" ] && break; sleep 0.05; done
@@ -178,6 +182,7 @@ json_field() { printf '%s' "$first_json" | sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p
   printf 'load\t%s\n' "$(cut -d ' ' -f 1-3 /proc/loadavg)"
   printf 'events\t%s\n' "$events"
   printf 'warm_s\t%s\n' "$warm_s"
+  printf 'warm_events\t%s\n' "$warm_events"
   printf 'pings\t%s\n' "$pings"
   printf 'warmup\t%s\n' "$warmup"
   printf 'rounds\t%s\n' "$rounds"
