@@ -160,6 +160,16 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
                 return Error(classify e)
         }
 
+    // One delegate for the connection's life, not one per Receive.
+    let cutMessage =
+        Cut(fun buffer ->
+            let mutable message = Unchecked.defaultof<Message>
+
+            if frames.TryReadMessage(&buffer, &message) then
+                ValueSome message
+            else
+                ValueNone)
+
     /// The banner Asterisk greeted us with, e.g. `Asterisk Call Manager/11.0.0`.
     member _.Greeting = greeting
 
@@ -215,18 +225,20 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             | :? ObjectDisposedException -> return Error Closed
         }
 
-    /// The next whole message, response or event, in arrival order.
-    member _.Receive(ct: CancellationToken) : Task<Result<Message, LinkError>> =
-        readUntil
-            reader
-            ct
-            (Cut(fun buffer ->
-                let mutable message = Unchecked.defaultof<Message>
+    /// The next whole message, response or event, in arrival order. When it is already buffered (events
+    /// come many to a read) it is cut synchronously, with no `ReadAsync` and no `Task`.
+    member _.Receive(ct: CancellationToken) : ValueTask<Result<Message, LinkError>> =
+        let mutable buffered = Unchecked.defaultof<ReadResult>
 
-                if frames.TryReadMessage(&buffer, &message) then
-                    ValueSome message
-                else
-                    ValueNone))
+        let fromBuffer =
+            if reader.TryRead(&buffered) then
+                take reader buffered cutMessage
+            else
+                ValueNone
+
+        match fromBuffer with
+        | ValueSome outcome -> ValueTask<Result<Message, LinkError>>(outcome)
+        | ValueNone -> ValueTask<Result<Message, LinkError>>(readUntil reader ct cutMessage)
 
     /// Closes the session's socket; a Logoff, if wanted, is the caller's to send first.
     interface IDisposable with
