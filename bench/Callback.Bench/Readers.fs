@@ -214,8 +214,9 @@ let framesDrain (stream: Stream) =
 /// Cuts one item off the front of a buffer (as Connection's internal `Cut`).
 type Cut<'T> = delegate of byref<ReadOnlySequence<byte>> -> 'T voption
 
-/// A copy of Connection.Receive's mechanics (its `take` and `readUntil`, one Task and one delegate per
-/// message) over any stream, so they can be measured in memory. Connection itself only opens sockets.
+/// A copy of Connection.Receive's mechanics as they were before 0935a3d (its `take` and `readUntil`: one
+/// ReadAsync, one Task and one delegate per message) over any stream, so they can be measured in memory.
+/// Proposed.ReceiveProposed is the change 0935a3d then made.
 [<Sealed>]
 type ReceiveMirror(stream: Stream) =
     let reader =

@@ -72,12 +72,12 @@ let parser (summaries: Summary[]) (jobName: string) : string =
     line "- **FrameReader**: the product's `FrameReader.TryReadMessage`, draining every message of each read."
 
     line
-        "- **ReceiveMirror**: the same parser behind a copy of `Connection.Receive`'s mechanics (one `ReadAsync`, one `Task` and one `Cut` delegate per message), as the product calls it."
+        "- **ReceiveMirror**: the same parser behind a copy of `Connection.Receive`'s mechanics before 0935a3d (one `ReadAsync`, one `Task` and one `Cut` delegate per message)."
 
     line "- **NaiveReadLine**: `StreamReader.ReadLine` + one `Dictionary<string,string>` per message."
 
     line
-        "- **Proposed…**: bench prototypes of proposed changes (bench/Callback.Bench/Proposed.fs, not product code): `ProposedFrameReader` = exact-size `Header[]` from a contiguous fast path; `…Interned` = + a cache for short values; `ProposedReceive` = `Connection.Receive` as a `ValueTask` with a `TryRead` fast path and one delegate per connection; `ProposedReceiveFast` = all of them."
+        "- **Proposed…**: bench prototypes of proposed changes (bench/Callback.Bench/Proposed.fs, not product code): `ProposedFrameReader` = exact-size `Header[]` from a contiguous fast path; `…Interned` = + a cache for short values; `ProposedReceive` = `Connection.Receive` as a `ValueTask` with a `TryRead` fast path and one delegate per connection (what 0935a3d adopted); `ProposedReceiveFast` = all of them."
 
     line ""
 

@@ -122,7 +122,7 @@ kind[raw]=floor; label[raw]='.NET raw floor: ReadAsync 16 KiB + count `\r\n\r\n`
 kind[naive]=naive; label[naive]='.NET naive: `StreamReader.ReadLineAsync` + `Dictionary`'
 kind[frames]=ours; label[frames]='**ours**: `FrameReader` draining a `PipeReader` on the socket'
 kind[connection]=ours; label[connection]='**ours**: `Connection.Receive` + `Client.send`'
-kind[proposed]=prototype; label[proposed]='prototype: proposed `Connection.Receive` (`ValueTask`, `TryRead` fast path) over the product'"'"'s `FrameReader` (bench code)'
+kind[proposed]=prototype; label[proposed]='bench prototype of `Connection.Receive` with a `ValueTask` and a `TryRead` fast path (adopted in 0935a3d)'
 kind[asterisk-manager]=peer; label[asterisk-manager]="npm asterisk-manager"
 kind[asterisk-ami]=peer; label[asterisk-ami]="npm asterisk-ami"
 kind[yana]=peer; label[yana]="npm yana"
