@@ -127,7 +127,9 @@ let demo (args: string list) =
     let info =
         ProcessStartInfo("dotnet", [ "src/Callback/bin/Release/net10.0/Callback.dll" ], WorkingDirectory = root)
 
-    for key, value in asteriskEnv () do
+    let env = asteriskEnv ()
+
+    for key, value in env do
         info.Environment[key] <- value
 
     info.Environment["Demo__Enabled"] <- "true"
@@ -158,7 +160,7 @@ The demo runs. Open http://127.0.0.1:{port}/ in a browser, or:
   curl -s http://127.0.0.1:{port}/callback -d phoneNumber='(514) 555-0123' -d language=fr
 
 The "visitor" is Local/1NXXNXXXXXX@demo-visitor on the local Asterisk; follow the call in its log:
-  tail -f {asteriskEnv () |> Array.find (fst >> (=) "ASTERISK_FULL_LOG") |> snd}
+  tail -f {env |> Array.find (fst >> (=) "ASTERISK_FULL_LOG") |> snd}
 
 Ctrl-C stops the sidecar, and Asterisk unless it was already running before the demo."""
 
