@@ -41,7 +41,12 @@ type Parser() =
     [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
     member this.FrameReader() = (framesDrain (this.Open())).Messages
 
-    /// The same parser behind a copy of Connection.Receive: one ReadAsync, Task and delegate per message.
+    /// The same, decoding every key and value of every message, as the naive reader and the peers do.
+    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
+    member this.FrameReaderEveryValue() =
+        (framesDrainWith true (this.Open())).Messages
+
+    /// The same parser behind a copy of Connection.Receive's mechanics (a ValueTask per message).
     [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
     member this.ReceiveMirror() = (receiveMirror (this.Open())).Messages
 
@@ -51,147 +56,8 @@ type Parser() =
         let struct (count, _) = naiveSync (this.Open())
         count
 
-    /// PROPOSED Framing.fs change 1 (bench prototype): contiguous fast path, exact-size Header[].
-    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
-    member this.ProposedFrameReader() =
-        (Proposed.fastDrain false (this.Open())).Messages
-
-    /// PROPOSED Framing.fs changes 1 + 2: the fast path and a cache for short values.
-    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
-    member this.ProposedFrameReaderInterned() =
-        (Proposed.fastDrain true (this.Open())).Messages
-
-    /// PROPOSED Connection.fs change (ValueTask + TryRead fast path + one delegate per connection) with
-    /// the product's FrameReader.
-    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
-    member this.ProposedReceive() =
-        (Proposed.receiveProposed false (this.Open())).Messages
-
-    /// Every proposed change: what Connection.Receive would cost.
-    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
-    member this.ProposedReceiveFast() =
-        (Proposed.receiveProposed true (this.Open())).Messages
-
-    /// PROPOSED, API-changing: values kept as bytes until read (3 allocations per message).
-    [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
-    member this.ProposedLazyValues() = Proposed.lazyDrain (this.Open())
-
-/// One buffer as a ReadOnlySequence cut into segments of the given sizes (cycled).
-type private Segment(memory: ReadOnlyMemory<byte>, index: int64) =
-    inherit ReadOnlySequenceSegment<byte>()
-
-    do
-        base.Memory <- memory
-        base.RunningIndex <- index
-
-    member this.Append(next: ReadOnlyMemory<byte>) =
-        let s = Segment(next, this.RunningIndex + int64 this.Memory.Length)
-        this.Next <- s
-        s
-
-let private segmented (bytes: byte[]) (sizes: int[]) =
-    let mutable at = 0
-    let mutable i = 0
-
-    let take () =
-        let n = min sizes[i % sizes.Length] (bytes.Length - at)
-        let m = ReadOnlyMemory(bytes, at, n)
-        at <- at + n
-        i <- i + 1
-        m
-
-    let first = Segment(take (), 0L)
-    let mutable last = first
-
-    while at < bytes.Length do
-        last <- last.Append(take ())
-
-    ReadOnlySequence<byte>(first, 0, last, last.Memory.Length)
-
-let private cutAll (read: Cut<Message>) (sequence: ReadOnlySequence<byte>) =
-    let mutable buffer = sequence
-    let messages = ResizeArray()
-    let mutable go = true
-
-    while go do
-        match read.Invoke(&buffer) with
-        | ValueSome m -> messages.Add m
-        | ValueNone -> go <- false
-
-    messages.ToArray(), buffer.Length
-
-/// The proposed FastFrameReader cuts exactly the messages the product's FrameReader cuts: the corpora
-/// and edge cases (bare LF, noise blank lines, a line without a colon, a lone CR line, an incomplete tail),
-/// whole or cut into segments of many sizes.
-let private verifyProposed () =
-    let edge =
-        Encoding.UTF8.GetBytes(
-            "\r\n\nEvent: A\nKey:NoSpace\nNoColon\nEmpty: \n\nEvent: B\r\nRepeat: 1\r\nRepeat: 2\r\n\r\n"
-            + "Event: C\r\nX: \u00e9t\u00e9\r\n\r\r\nY: z\r\n\r\nEvent: D\r\nIncomplete: yes\r\n"
-        )
-
-    let inputs = [
-        "edge cases", edge
-        "callback-transcript", Corpus.build Corpus.Mix.Callback 2_000
-        "newchannel-hangup", Corpus.build Corpus.Mix.NewchannelHangup 2_000
-    ]
-
-    let render (messages: Message[], rest: int64) =
-        let text =
-            messages
-            |> Array.map (fun m -> m.Headers |> Array.map (fun h -> $"{h.Key}={h.Value}") |> String.concat "|")
-            |> String.concat "\n"
-
-        $"{text}\nrest={rest}"
-
-    for name, bytes in inputs do
-        for sizes in [ [| bytes.Length |]; [| 1 |]; [| 7; 13 |]; [| 400; 17; 4096 |]; [| 16384 |] ] do
-            let sequence = segmented bytes sizes
-            let product = FrameReader()
-            let proposed = Proposed.FastFrameReader(true)
-
-            let expected =
-                cutAll
-                    (Cut(fun b ->
-                        let mutable m = Unchecked.defaultof<Message>
-
-                        if product.TryReadMessage(&b, &m) then
-                            ValueSome m
-                        else
-                            ValueNone))
-                    sequence
-
-            let actual =
-                cutAll
-                    (Cut(fun b ->
-                        let mutable m = Unchecked.defaultof<Message>
-
-                        if proposed.TryReadMessage(&b, &m) then
-                            ValueSome m
-                        else
-                            ValueNone))
-                    sequence
-
-            if render expected <> render actual then
-                failwithf "FastFrameReader differs from FrameReader on %s cut into %A" name sizes
-
-            let lazyReader = Proposed.LazyFrameReader()
-            let mutable buffer = sequence
-            let lazyMessages = ResizeArray()
-            let mutable m = Unchecked.defaultof<Proposed.LazyMessage>
-
-            while lazyReader.TryReadMessage(&buffer, &m) do
-                lazyMessages.Add {
-                    Headers = m.Headers |> Array.mapi (fun i h -> { Key = h.Key; Value = m.Value i })
-                }
-
-            if render expected <> render (lazyMessages.ToArray(), buffer.Length) then
-                failwithf "LazyFrameReader differs from FrameReader on %s cut into %A" name sizes
-
 /// Every reader must see every message of the buffer; checked before anything is timed.
 let verify () =
-    verifyProposed ()
-
     for mix in [ Corpus.Mix.NewchannelHangup; Corpus.Mix.Callback ] do
         let bytes = Corpus.build mix MessagesPerInvoke
         let open' () = new MemoryStream(bytes, false)
@@ -200,15 +66,11 @@ let verify () =
             "RawFloor", rawFloor (open' ()) (Array.zeroCreate ReadSize)
             "PipeFloor", pipeFloor (open' ())
             "FrameReader", (framesDrain (open' ())).Messages
+            "FrameReaderEveryValue", (framesDrainWith true (open' ())).Messages
             "ReceiveMirror", (receiveMirror (open' ())).Messages
             "NaiveReadLine",
             (let struct (c, _) = naiveSync (open' ())
              c)
-            "ProposedFrameReader", (Proposed.fastDrain false (open' ())).Messages
-            "ProposedFrameReaderInterned", (Proposed.fastDrain true (open' ())).Messages
-            "ProposedReceive", (Proposed.receiveProposed false (open' ())).Messages
-            "ProposedReceiveFast", (Proposed.receiveProposed true (open' ())).Messages
-            "ProposedLazyValues", Proposed.lazyDrain (open' ())
         ]
 
         for name, count in counts do
@@ -219,34 +81,22 @@ let verify () =
 /// each step adding one piece of what FrameReader does per line. The differences between rows are the
 /// cost of each piece.
 module Anatomy =
-    /// FrameReader's key cache.
-    [<Sealed>]
-    type KeyCache() =
-        let cacheBytes: byte[][] = Array.zeroCreate 256
-        let cacheKeys: string[] = Array.zeroCreate 256
+    /// Where one line lies (as the product's internal `Field`).
+    [<Struct>]
+    type Field = {
+        Start: int
+        KeyEnd: int
+        ValueStart: int
+        End: int
+    }
 
-        member _.Key(bytes: ReadOnlySpan<byte>) =
-            let mutable hash = 2166136261u
-
-            for b in bytes do
-                hash <- (hash ^^^ uint32 b) * 16777619u
-
-            let slot = int (hash &&& 255u)
-            let cached = cacheBytes[slot]
-
-            if not (isNull cached) && bytes.SequenceEqual(ReadOnlySpan cached) then
-                cacheKeys[slot]
-            else
-                let k = Encoding.UTF8.GetString bytes
-                cacheBytes[slot] <- bytes.ToArray()
-                cacheKeys[slot] <- k
-                k
-
-    /// level 0: split lines; 1: + find the colon; 2: + key from the cache; 3: + one string per value;
-    /// 4: + the Header[] of each message.
-    let run (level: int) (keys: KeyCache) (bytes: byte[]) =
+    /// level 0: split lines; 1: + find the colon and note where key and value lie; 2: + one copy of the
+    /// message's bytes and its exact-size field array (all FrameReader does); 3: + decode every key and
+    /// value, which FrameReader leaves to whoever reads them.
+    let run (level: int) (bytes: byte[]) =
         let span = ReadOnlySpan bytes
-        let scratch = Array.zeroCreate<Header> 128
+        let scratch = Array.zeroCreate<Field> 128
+        let mutable first = 0
         let mutable pos = 0
         let mutable count = 0
         let mutable messages = 0
@@ -259,29 +109,36 @@ module Anatomy =
                 span.Slice(pos, (if nl > 0 && span[pos + nl - 1] = '\r'B then nl - 1 else nl))
 
             if line.IsEmpty then
-                if level >= 4 then
-                    let headers = Array.zeroCreate<Header> count
-                    Array.blit scratch 0 headers 0 count
-                    check <- check + headers.Length
+                if level >= 2 && count > 0 then
+                    let own = span.Slice(first, scratch[count - 1].End - first).ToArray()
+                    let fields = Array.zeroCreate<Field> count
+                    Array.blit scratch 0 fields 0 count
+                    check <- check + own.Length + fields.Length
+
+                    if level >= 3 then
+                        for f in fields do
+                            let key = Encoding.UTF8.GetString(own, f.Start - first, f.KeyEnd - f.Start)
+                            let value = Encoding.UTF8.GetString(own, f.ValueStart - first, f.End - f.ValueStart)
+                            check <- check + key.Length + value.Length
 
                 messages <- messages + 1
                 count <- 0
             elif level >= 1 then
                 let colon = line.IndexOf ':'B
 
-                if level >= 2 then
-                    let k = keys.Key(line.Slice(0, colon))
+                if count = 0 then
+                    first <- pos
 
-                    let v =
-                        if level >= 3 && colon + 2 < line.Length then
-                            Encoding.UTF8.GetString(line.Slice(colon + 2))
-                        else
-                            ""
+                scratch[count] <- {
+                    Start = pos
+                    KeyEnd = pos + colon
+                    ValueStart = pos + colon + 2
+                    End = pos + line.Length
+                }
 
-                    scratch[count] <- { Key = k; Value = v }
-                    count <- count + 1
-                else
-                    check <- check + colon
+                count <- count + 1
+            else
+                check <- check + line.Length
 
             pos <- pos + nl + 1
 
@@ -290,26 +147,22 @@ module Anatomy =
     [<MemoryDiagnoser>]
     type ParserAnatomy() =
         let mutable bytes: byte[] = null
-        let key = KeyCache()
 
         [<GlobalSetup>]
         member _.Setup() =
             bytes <- Corpus.build Corpus.Mix.NewchannelHangup MessagesPerInvoke
 
         [<Benchmark(Baseline = true, OperationsPerInvoke = MessagesPerInvoke)>]
-        member _.Step1SplitLines() = run 0 key bytes
+        member _.Step1SplitLines() = run 0 bytes
 
         [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
-        member _.Step2FindColon() = run 1 key bytes
+        member _.Step2FindColon() = run 1 bytes
 
         [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
-        member _.Step3KeyCache() = run 2 key bytes
+        member _.Step3CopyMessage() = run 2 bytes
 
         [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
-        member _.Step4ValueStrings() = run 3 key bytes
-
-        [<Benchmark(OperationsPerInvoke = MessagesPerInvoke)>]
-        member _.Step5HeaderArray() = run 4 key bytes
+        member _.Step4DecodeEveryValue() = run 3 bytes
 
 /// The readers interleaved in ONE process, round after round, each timed with a Stopwatch: on a shared
 /// machine the load drifts between BenchmarkDotNet's separate processes, and an A/B comparison made
@@ -319,16 +172,12 @@ let compare (rounds: int) =
     let readers: (string * (Stream -> int)) list = [
         "RawFloor", (fun s -> rawFloor s (Array.zeroCreate ReadSize))
         "FrameReader", (fun s -> (framesDrain s).Messages)
+        "FrameReaderEveryValue", (fun s -> (framesDrainWith true s).Messages)
         "ReceiveMirror", (fun s -> (receiveMirror s).Messages)
         "NaiveReadLine",
         (fun s ->
             let struct (c, _) = naiveSync s
             c)
-        "ProposedFrameReader", (fun s -> (Proposed.fastDrain false s).Messages)
-        "ProposedFrameReaderInterned", (fun s -> (Proposed.fastDrain true s).Messages)
-        "ProposedReceive", (fun s -> (Proposed.receiveProposed false s).Messages)
-        "ProposedReceiveFast", (fun s -> (Proposed.receiveProposed true s).Messages)
-        "ProposedLazyValues", Proposed.lazyDrain
     ]
 
     let sb = Text.StringBuilder()

@@ -3,7 +3,7 @@
 ///   verify                                                       every reader counts every message
 ///   compare [--rounds N] [--out FILE]                            the readers interleaved in one process
 ///   profile [--out FILE]                                         CPU sampling of FrameReader, summarized
-///   stream --client raw|naive|frames|connection|proposed --port P [--pings K] [--warmup W]
+///   stream --client raw|naive|frames|connection|connection-every-value --port P [--pings K] [--warmup W]
 ///   report --work DIR --out FILE                                 stream.md from bench/stream/run.sh's results
 module Callback.Bench.Program
 
@@ -24,7 +24,7 @@ let private usage () =
     eprintfn "       Callback.Bench profile [--out FILE]"
 
     eprintfn
-        "       Callback.Bench stream --client raw|naive|frames|connection|proposed --port P [--pings K] [--warmup W]"
+        "       Callback.Bench stream --client raw|naive|frames|connection|connection-every-value --port P [--pings K] [--warmup W]"
 
     eprintfn "       Callback.Bench report --work DIR --out FILE"
     2

@@ -72,8 +72,13 @@ type SeparatorCounter() =
 
 /// What a reader saw: messages, events, fields, and the markers of bench/stream's fake server
 /// (`Event: UserEvent` with `UserEvent: WarmupEnd`, then `UserEvent: StreamEnd`; not counted as events).
+/// It reads what an event consumer reads: the name of every event (decoded), and of the fake server's
+/// UserEvents the `UserEvent` header. With `everyValue` it also decodes every key and value of every
+/// message, as the peers and the naive reader do whether or not the consumer looks at them.
 [<Sealed; AllowNullLiteral>]
-type Tally() =
+type Tally(everyValue: bool) =
+    new() = Tally(false)
+
     member val Messages = 0 with get, set
     member val Events = 0 with get, set
     member val Fields = 0L with get, set
@@ -84,15 +89,14 @@ type Tally() =
     member t.Warmed = t.WarmEvents >= 0
 
     member t.Observe(message: Message) =
-        let headers = message.Headers
         t.Messages <- t.Messages + 1
-        t.Fields <- t.Fields + int64 headers.Length
+        t.Fields <- t.Fields + int64 (if everyValue then message.Headers.Length else message.Count)
 
-        if headers.Length > 0 && headers[0].Key = "Event" then
-            if headers[0].Value = "UserEvent" then
-                match headers |> Array.tryFind (fun h -> h.Key = "UserEvent") with
-                | Some h when h.Value = "WarmupEnd" -> t.WarmEvents <- t.Events
-                | Some h when h.Value = "StreamEnd" -> t.Ended <- true
+        if Message.kind message = Event then
+            if message.Value 0 = "UserEvent" then
+                match Message.tryFind "UserEvent" message with
+                | Some "WarmupEnd" -> t.WarmEvents <- t.Events
+                | Some "StreamEnd" -> t.Ended <- true
                 | _ -> t.Events <- t.Events + 1
             else
                 t.Events <- t.Events + 1
@@ -195,12 +199,12 @@ let drainRead (frames: FrameReader) (reader: PipeReader) (result: ReadResult) (t
 
 /// FrameReader over PipeReader.Create(stream) (Connection's options), draining each read: the parser
 /// itself, without the per-message Task of Connection.Receive.
-let framesDrain (stream: Stream) =
+let framesDrainWith (everyValue: bool) (stream: Stream) =
     let reader =
         PipeReader.Create(stream, StreamPipeReaderOptions(bufferSize = ReadSize, leaveOpen = true))
 
     let frames = FrameReader()
-    let tally = Tally()
+    let tally = Tally(everyValue)
     let mutable finished = false
 
     while not finished do
@@ -211,20 +215,36 @@ let framesDrain (stream: Stream) =
     reader.Complete()
     tally
 
+/// FrameReader draining each read, reading what an event consumer reads (see `Tally`).
+let framesDrain (stream: Stream) = framesDrainWith false stream
+
 /// Cuts one item off the front of a buffer (as Connection's internal `Cut`).
 type Cut<'T> = delegate of byref<ReadOnlySequence<byte>> -> 'T voption
 
-/// A copy of Connection.Receive's mechanics as they were before 0935a3d (its `take` and `readUntil`: one
-/// ReadAsync, one Task and one delegate per message) over any stream, so they can be measured in memory.
-/// Proposed.ReceiveProposed is the change 0935a3d then made.
+/// A copy of Connection.Receive's mechanics (its `take` and `readUntil`: a `ValueTask`, every whole message
+/// of a read cut at once and queued, one `Cut` delegate per connection) over any stream, so they can be
+/// measured in memory: Connection itself only opens sockets.
 [<Sealed>]
 type ReceiveMirror(stream: Stream) =
     let reader =
         PipeReader.Create(stream, StreamPipeReaderOptions(bufferSize = ReadSize, leaveOpen = true))
 
     let frames = FrameReader()
+    let pending = Queue<Message>()
 
-    static let take (reader: PipeReader) (result: ReadResult) (cut: Cut<'T>) =
+    let cut =
+        Cut(fun buffer ->
+            let mutable message = Unchecked.defaultof<Message>
+
+            while frames.TryReadMessage(&buffer, &message) do
+                pending.Enqueue message
+
+            if pending.Count > 0 then
+                ValueSome(pending.Dequeue())
+            else
+                ValueNone)
+
+    static let take (reader: PipeReader) (result: ReadResult) (cut: Cut<Message>) =
         let mutable rest = result.Buffer
 
         match cut.Invoke(&rest) with
@@ -257,17 +277,17 @@ type ReceiveMirror(stream: Stream) =
             return outcome.Value
         }
 
-    member _.Receive(ct: CancellationToken) : Task<Result<Message, LinkError>> =
-        readUntil
-            reader
-            ct
-            (Cut(fun buffer ->
-                let mutable message = Unchecked.defaultof<Message>
+    member _.Receive(ct: CancellationToken) : ValueTask<Result<Message, LinkError>> =
+        let mutable buffered = Unchecked.defaultof<ReadResult>
 
-                if frames.TryReadMessage(&buffer, &message) then
-                    ValueSome message
-                else
-                    ValueNone))
+        let buffered =
+            if pending.Count > 0 then ValueSome(Ok(pending.Dequeue()))
+            elif reader.TryRead(&buffered) then take reader buffered cut
+            else ValueNone
+
+        match buffered with
+        | ValueSome outcome -> ValueTask<Result<Message, LinkError>>(outcome: Result<Message, LinkError>)
+        | ValueNone -> ValueTask<Result<Message, LinkError>>(readUntil reader ct cut: Task<Result<Message, LinkError>>)
 
     interface IDisposable with
         member _.Dispose() = reader.Complete()
@@ -279,7 +299,15 @@ let receiveMirror (stream: Stream) =
     let mutable finished = false
 
     while not finished do
-        match mirror.Receive(CancellationToken.None).GetAwaiter().GetResult() with
+        let pending = mirror.Receive CancellationToken.None
+
+        let outcome =
+            if pending.IsCompletedSuccessfully then
+                pending.Result
+            else
+                pending.AsTask().GetAwaiter().GetResult()
+
+        match outcome with
         | Ok message -> tally.Observe message
         | Error _ -> finished <- true
 

@@ -288,7 +288,8 @@ let private frames (o: Options) =
 
 // ---- ours, the product's Connection.Receive and Client.send ----
 
-let private connection (o: Options) =
+/// `everyValue`: also decode every key and value of every message (see `Tally`).
+let private connection (everyValue: bool) (o: Options) =
     task {
         let endpoint = {
             Host = "127.0.0.1"
@@ -323,7 +324,7 @@ let private connection (o: Options) =
             let! sent = connection.Send(login, ct)
             sent |> Result.defaultWith (failwithf "login not sent: %A")
             let mutable started = 0L
-            let tally = Tally()
+            let tally = Tally(everyValue)
 
             while not tally.Ended do
                 match! connection.Receive ct with
@@ -375,52 +376,7 @@ let private connection (o: Options) =
             }
     }
 
-// ---- the proposed Connection.Receive (bench prototype, not product code) over the socket, with the product's FrameReader ----
-
-let private proposed (o: Options) =
-    task {
-        use! stream = connect o.Port
-        let buffer = Array.zeroCreate<byte> 256
-        // The greeting comes alone (the server waits for our Login): read it byte-exact, then hand the
-        // stream to the receiver.
-        let mutable greeted = false
-        let mutable at = 0
-
-        while not greeted do
-            let! n = stream.ReadAsync(buffer.AsMemory(at, 1))
-
-            if n = 0 then
-                failwith "closed before the greeting"
-
-            greeted <- buffer[at] = byte '\n'
-            at <- at + 1
-
-        use receiver = new Proposed.ReceiveProposed(stream, false)
-        do! stream.WriteAsync(loginBytes.AsMemory())
-        let mutable started = 0L
-        let tally = Tally()
-
-        while not tally.Ended do
-            match! receiver.Receive CancellationToken.None with
-            | Ok message ->
-                tally.Observe message
-
-                if tally.Warmed && started = 0L then
-                    do! stream.WriteAsync(pingBytes.AsMemory())
-                    started <- Stopwatch.GetTimestamp()
-            | Error e -> failwithf "receive failed after %d events: %A" tally.Events e
-
-        return {
-            Events = tally.Events
-            WarmEvents = tally.WarmEvents
-            Ended = tally.Ended
-            ElapsedSeconds = seconds started
-            PingMicros = []
-            Error = null
-        }
-    }
-
-let clients = [ "raw"; "naive"; "frames"; "connection"; "proposed" ]
+let clients = [ "raw"; "naive"; "frames"; "connection"; "connection-every-value" ]
 
 /// Runs one client and prints its JSON line; the exit code is 0 even when it failed (the error is in
 /// the line), so the comparison goes on with the others.
@@ -430,8 +386,8 @@ let run (o: Options) : int =
         | "raw" -> raw o
         | "naive" -> naive o
         | "frames" -> frames o
-        | "connection" -> connection o
-        | "proposed" -> proposed o
+        | "connection" -> connection false o
+        | "connection-every-value" -> connection true o
         | other -> failwithf "unknown client '%s' (known: %s)" other (String.Join(", ", clients))
 
     let outcome =

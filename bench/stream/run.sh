@@ -29,7 +29,7 @@ pings=2000
 warmup=200
 rounds=3
 install=1
-clients="raw naive frames connection proposed asterisk-manager asterisk-ami yana asterisk-ami-client panoramisk telephony-asterisk-ami"
+clients="raw naive frames connection connection-every-value asterisk-manager asterisk-ami yana asterisk-ami-client panoramisk telephony-asterisk-ami"
 args=""
 client_limit=300 # seconds, per client run
 
@@ -114,15 +114,15 @@ if ! perl -MTelephony::Asterisk::AMI -e 1 2>/dev/null; then
   perl -MTelephony::Asterisk::AMI -e 1 2>/dev/null ||
     status[telephony-asterisk-ami]="libtelephony-asterisk-ami-perl not installable here ($(tail -n 1 "$work/apt.log" 2>/dev/null || echo 'apt-get unavailable'))"
 fi
-for c in raw naive frames connection proposed; do status[$c]=ok; done
+for c in raw naive frames connection connection-every-value; do status[$c]=ok; done
 
 # ---- what each client is ----
 declare -A kind label
 kind[raw]=floor; label[raw]='.NET raw floor: ReadAsync 16 KiB + count `\r\n\r\n`'
 kind[naive]=naive; label[naive]='.NET naive: `StreamReader.ReadLineAsync` + `Dictionary`'
 kind[frames]=ours; label[frames]='**ours**: `FrameReader` draining a `PipeReader` on the socket'
-kind[connection]=ours; label[connection]='**ours**: `Connection.Receive` + `Client.send`'
-kind[proposed]=prototype; label[proposed]='bench prototype of `Connection.Receive` with a `ValueTask` and a `TryRead` fast path (adopted in 0935a3d)'
+kind[connection]=ours; label[connection]='**ours**: `Connection.Receive` + `Client.send` (reads each event'"'"'s name)'
+kind[connection-every-value]=ours; label[connection-every-value]='ours: `Connection.Receive`, every key and value decoded (as the peers do)'
 kind[asterisk-manager]=peer; label[asterisk-manager]="npm asterisk-manager"
 kind[asterisk-ami]=peer; label[asterisk-ami]="npm asterisk-ami"
 kind[yana]=peer; label[yana]="npm yana"
@@ -132,7 +132,7 @@ kind[telephony-asterisk-ami]=peer; label[telephony-asterisk-ami]="Debian libtele
 
 client_command() { # name port
   case "$1" in
-    raw|naive|frames|connection|proposed)
+    raw|naive|frames|connection|connection-every-value)
       echo dotnet "$bench_dll" stream --client "$1" --port "$2" --pings "$pings" --warmup "$warmup" ;;
     asterisk-manager|asterisk-ami|yana|asterisk-ami-client) echo node "$peers/node-client.js" "$1" "$2" "$pings" "$warmup" ;;
     panoramisk) echo "$python" "$peers/panoramisk-client.py" "$2" "$pings" "$warmup" ;;

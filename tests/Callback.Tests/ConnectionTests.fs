@@ -80,6 +80,24 @@ let tests =
             Expect.equal (Message.tryFind "Channel" messages[2]) (Some "Local/1@x-0001;1") "last event whole"
         }
 
+        test "messages that came in the same read as the end of the stream are all received before it" {
+            let lastWords (a: ReceivedAction) =
+                SendThenClose(
+                    response "Goodbye" a.ActionId "Thanks for all the fish."
+                    + "Event: Shutdown\r\nShutdown: Cleanly\r\n\r\n"
+                )
+
+            use server = new Server(script lastWords)
+            use connection = opened server
+            send connection "Logoff" "o1"
+
+            match receiveAll connection 3 with
+            | [ Ok goodbye; Ok shutdown; Error Closed ] ->
+                Expect.equal (Message.tryFind "Response" goodbye) (Some "Goodbye") "the Logoff response"
+                Expect.equal (Message.tryFind "Event" shutdown) (Some "Shutdown") "the event after it"
+            | other -> failtestf "%A" other
+        }
+
         test "a peer that closes mid-message is reported as closed, not as a message" {
             use server =
                 new Server(script (fun _ -> SendThenClose "Response: Success\r\nActionID: l1\r\n"))

@@ -33,9 +33,8 @@ let segmented (chunks: byte[] list) =
 let bytes (text: string) = Encoding.UTF8.GetBytes text
 
 /// A message with these headers, in order.
-let message (lines: (string * string) list) = {
-    Headers = lines |> List.map (fun (k, v) -> { Key = k; Value = v }) |> Array.ofList
-}
+let message (lines: (string * string) list) =
+    lines |> List.map (fun (k, v) -> { Key = k; Value = v }) |> Message.ofHeaders
 
 /// Every whole message at the front of `buffer`, and what is left after them.
 let readAllFrom (reader: FrameReader) (buffer: ReadOnlySequence<byte>) =

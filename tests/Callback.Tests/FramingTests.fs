@@ -260,18 +260,56 @@ let tests =
                 Expect.equal messages [ message [ "CallerIDName", "Hélène" ] ] "decoded"
             }
 
-            test "a reader keeps working across many keys (its key cache never mixes them up)" {
+            test "a reader keeps working across many messages (no line of one leaks into the next)" {
                 let reader = FrameReader()
 
                 let text =
-                    String.Concat [ for i in 0..999 -> $"Key{i}: {i}\r\nX-{i % 7}: y\r\n\r\n" ]
+                    String.Concat [
+                        for i in 0..999 -> $"Key{i}: {i}\r\n" + String.replicate (i % 5) "X: y\r\n" + "\r\n"
+                    ]
 
                 let messages, _ = readAllFrom reader (ReadOnlySequence<byte>(bytes text))
 
                 Expect.equal
                     messages
-                    [ for i in 0..999 -> message [ $"Key{i}", string i; $"X-{i % 7}", "y" ] ]
-                    "every key"
+                    [
+                        for i in 0..999 -> message (($"Key{i}", string i) :: List.replicate (i % 5) ("X", "y"))
+                    ]
+                    "every message"
+            }
+
+            test "a message keeps its own copy of its bytes: the pipe may reuse the buffer" {
+                let buffer = bytes (loginResponse + fullyBooted)
+                let messages, _ = readAllFrom (FrameReader()) (ReadOnlySequence<byte>(buffer))
+                let before = messages |> List.map _.Headers
+                Array.Fill(buffer, byte 'z')
+                Expect.equal (messages |> List.map _.Headers) before "unchanged"
+            }
+
+            test "a long message, hundreds of lines across many segments, is read whole" {
+                let lines = [ for i in 0..599 -> "Output", $"line {i} of a long command output" ]
+
+                let all =
+                    bytes (wire [ for k, v in ("Response", "Success") :: lines -> $"{k}: {v}" ])
+
+                let chunks = all |> Array.chunkBySize 1000 |> List.ofArray
+
+                let messages, rest = readAllFrom (FrameReader()) (segmented chunks)
+
+                Expect.equal messages [ message (("Response", "Success") :: lines) ] "one message"
+                Expect.equal rest.Length 0L "nothing left"
+                Expect.isGreaterThan all.Length 16384 "longer than the first copy window"
+            }
+
+            test "a message longer than MaxMessageBytes is never cut, even when its end has arrived" {
+                let value = String('x', FrameReader.MaxMessageBytes)
+                let all = bytes ($"Event: Big\r\nData: {value}\r\n\r\nEvent: Next\r\n\r\n")
+                let chunks = all |> Array.chunkBySize 4096 |> List.ofArray
+
+                let messages, rest = readAllFrom (FrameReader()) (segmented chunks)
+
+                Expect.isEmpty messages "nothing cut"
+                Expect.equal rest.Length (int64 all.Length) "all left for the connection to refuse"
             }
 
             testPropertyWithConfig config "random messages cut into random segments come out whole and in order"

@@ -8,9 +8,8 @@ open FsCheck
 open FsCheck.FSharp
 open Callback.Ami
 
-let private message (lines: (string * string) list) = {
-    Headers = lines |> List.map (fun (k, v) -> { Key = k; Value = v }) |> Array.ofList
-}
+let private message (lines: (string * string) list) =
+    lines |> List.map (fun (k, v) -> { Key = k; Value = v }) |> Message.ofHeaders
 
 let private action name actionId headers = {
     Name = name

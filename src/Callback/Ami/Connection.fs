@@ -2,6 +2,7 @@ namespace Callback.Ami
 
 open System
 open System.Buffers
+open System.Collections.Generic
 open System.IO
 open System.IO.Pipelines
 open System.Net.Security
@@ -160,13 +161,20 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
                 return Error(classify e)
         }
 
+    /// Messages cut from the pipe and not yet received. Events come dozens to a read: cutting them all at
+    /// once touches the pipe (TryRead, AdvanceTo) once per read instead of once per message.
+    let pending = Queue<Message>()
+
     // One delegate for the connection's life, not one per Receive.
-    let cutMessage =
+    let cutMessages =
         Cut(fun buffer ->
             let mutable message = Unchecked.defaultof<Message>
 
-            if frames.TryReadMessage(&buffer, &message) then
-                ValueSome message
+            while frames.TryReadMessage(&buffer, &message) do
+                pending.Enqueue message
+
+            if pending.Count > 0 then
+                ValueSome(pending.Dequeue())
             else
                 ValueNone)
 
@@ -226,19 +234,22 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
         }
 
     /// The next whole message, response or event, in arrival order. When it is already buffered (events
-    /// come many to a read) it is cut synchronously, with no `ReadAsync` and no `Task`.
+    /// come many to a read) it is returned synchronously, with no `ReadAsync` and no `Task`. One caller at a
+    /// time: a session is a conversation.
     member _.Receive(ct: CancellationToken) : ValueTask<Result<Message, LinkError>> =
         let mutable buffered = Unchecked.defaultof<ReadResult>
 
         let fromBuffer =
-            if reader.TryRead(&buffered) then
-                take reader buffered cutMessage
+            if pending.Count > 0 then
+                ValueSome(Ok(pending.Dequeue()))
+            elif reader.TryRead(&buffered) then
+                take reader buffered cutMessages
             else
                 ValueNone
 
         match fromBuffer with
         | ValueSome outcome -> ValueTask<Result<Message, LinkError>>(outcome)
-        | ValueNone -> ValueTask<Result<Message, LinkError>>(readUntil reader ct cutMessage)
+        | ValueNone -> ValueTask<Result<Message, LinkError>>(readUntil reader ct cutMessages)
 
     /// Closes the session's socket; a Logoff, if wanted, is the caller's to send first.
     interface IDisposable with

@@ -4,41 +4,13 @@ open System
 open System.Buffers
 open System.Text
 
-/// A small direct-mapped cache from bytes to the string they decode to. AMI repeats a few dozen keys and
-/// many short values (`call,all`, `Up`, `<unknown>`, a context name) in every event: after the first one,
-/// each costs a hash and a comparison instead of a string. A slot keeps its latest occupant.
-[<Sealed>]
-type internal StringCache(slots: int, maxLength: int) =
-    let bytesOf: byte[][] = Array.zeroCreate slots
-    let strings: string[] = Array.zeroCreate slots
-
-    member _.Get(bytes: ReadOnlySpan<byte>) =
-        if bytes.Length > maxLength then
-            Encoding.UTF8.GetString bytes
-        else
-            let mutable hash = 2166136261u
-
-            for b in bytes do
-                hash <- (hash ^^^ uint32 b) * 16777619u
-
-            let slot = int (hash % uint32 slots)
-            let cached = bytesOf[slot]
-
-            if not (isNull cached) && bytes.SequenceEqual(ReadOnlySpan cached) then
-                strings[slot]
-            else
-                let s = Encoding.UTF8.GetString bytes
-                bytesOf[slot] <- bytes.ToArray()
-                strings[slot] <- s
-                s
-
 /// Turns the bytes Asterisk sends into lines (the greeting) and messages (everything after it).
 ///
 /// Written by hand on top of System.IO.Pipelines' `ReadOnlySequence` because no library on our feed
 /// frames AMI. Splits only on the blank line, keeps key order and repeated keys, accepts a bare LF, and
-/// leaves an incomplete message in the buffer until the rest arrives. One instance per connection: it
-/// keeps a scratch list and string caches, so steady-state parsing allocates one array per message and a
-/// string only for values it has not just seen (unique ids, channel names, times).
+/// leaves an incomplete message in the buffer until the rest arrives. It decodes nothing: a message is a
+/// copy of its bytes and where its lines lie (see `Message`). One instance per connection, for its scratch
+/// arrays.
 type FrameReader() =
     static let trimCr (line: ReadOnlySpan<byte>) =
         if line.Length > 0 && line[line.Length - 1] = '\r'B then
@@ -46,71 +18,101 @@ type FrameReader() =
         else
             line
 
-    let headers = ResizeArray<Header>(32)
-    let keys = StringCache(256, 64)
-    let values = StringCache(1024, 24)
-    let key (bytes: ReadOnlySpan<byte>) = keys.Get bytes
+    /// Where the lines of the message being cut lie in the span; grown when a message has more lines.
+    let mutable fields = Array.zeroCreate<Field> 64
+    /// A message that straddles the pipe's segments is copied here to be cut like any other.
+    let mutable linear: byte[] = Array.empty
 
-    let header (line: ReadOnlySpan<byte>) =
+    let field (line: ReadOnlySpan<byte>) (start: int) =
         match line.IndexOf ':'B with
         | -1 -> {
-            Key = Encoding.UTF8.GetString line
-            Value = ""
+            Start = start
+            KeyEnd = start + line.Length
+            ValueStart = start + line.Length
+            End = start + line.Length
           }
         | colon ->
-            let value = line.Slice(colon + 1)
-
-            let value =
-                if value.Length > 0 && value[0] = ' 'B then
-                    value.Slice 1
+            let space =
+                if colon + 1 < line.Length && line[colon + 1] = ' 'B then
+                    1
                 else
-                    value
+                    0
 
             {
-                Key = key (line.Slice(0, colon))
-                Value = if value.IsEmpty then "" else values.Get value
+                Start = start
+                KeyEnd = start + colon
+                ValueStart = start + colon + 1 + space
+                End = start + line.Length
             }
 
-    /// One line into `headers`; true when it is the blank line that ends a message. Blank lines before any
-    /// header are noise between messages.
-    let take (line: ReadOnlySpan<byte>) =
-        if line.IsEmpty then
-            headers.Count > 0
-        else
-            headers.Add(header line)
-            false
+    let add (f: Field) count =
+        if count = fields.Length then
+            Array.Resize(&fields, 2 * count)
 
-    /// The common case, a message wholly inside the buffer's first segment, with plain span searches
-    /// (vectorised by the runtime): the bytes the message took, or 0 when it does not end there.
-    let readFromSpan (span: ReadOnlySpan<byte>) =
+        fields[count] <- f
+
+    /// The message at the front of `span`: the bytes it took, or 0 when its blank line is not there yet.
+    /// Blank lines before its first line are noise between messages, taken with it.
+    let cut (span: ReadOnlySpan<byte>) (message: byref<Message>) =
         let mutable position = 0
+        let mutable count = 0
         let mutable complete = false
         let mutable newline = span.IndexOf '\n'B
 
         while not complete && newline >= 0 do
-            complete <- take (trimCr (span.Slice(position, newline)))
+            let line = trimCr (span.Slice(position, newline))
+
+            if line.IsEmpty then
+                complete <- count > 0
+            else
+                add (field line position) count
+                count <- count + 1
+
             position <- position + newline + 1
             newline <- if complete then -1 else span.Slice(position).IndexOf '\n'B
 
-        if complete then position else 0
+        if complete then
+            let first = fields[0].Start
+            let bytes = span.Slice(first, fields[count - 1].End - first).ToArray()
 
-    /// The general case, lines that may straddle segments.
-    let readFromSequence (reader: byref<SequenceReader<byte>>) =
-        let mutable raw = ReadOnlySequence<byte>()
-        let mutable complete = false
+            let own = Array.zeroCreate<Field> count
 
-        while not complete && reader.TryReadTo(&raw, '\n'B, true) do
-            complete <-
-                take (
-                    trimCr (
-                        if raw.IsSingleSegment then
-                            raw.FirstSpan
-                        else
-                            ReadOnlySpan(raw.ToArray())
-                    )
-                )
+            for i in 0 .. count - 1 do
+                let f = fields[i]
 
-        complete
+                own[i] <- {
+                    Start = f.Start - first
+                    KeyEnd = f.KeyEnd - first
+                    ValueStart = f.ValueStart - first
+                    End = f.End - first
+                }
+
+            message <- Message(bytes, own)
+            position
+        else
+            0
+
+    /// A buffer whose first segment ends inside a message: copy its front, in windows that double (a
+    /// message is rarely over a few hundred bytes, the buffer may hold many), and cut from the copy.
+    let cutAcrossSegments (buffer: ReadOnlySequence<byte>) (message: byref<Message>) =
+        let available = int (min buffer.Length (int64 FrameReader.MaxMessageBytes))
+        let mutable window = min available 4096
+        let mutable taken = 0
+
+        while taken = 0 && window > 0 do
+            if linear.Length < window then
+                linear <- Array.zeroCreate (max window (2 * linear.Length))
+
+            buffer.Slice(0, window).CopyTo(Span linear)
+            taken <- cut (ReadOnlySpan(linear, 0, window)) &message
+
+            window <-
+                if taken > 0 || window = available then
+                    0
+                else
+                    min available (2 * window)
+
+        taken
 
     /// The bytes a message (or the greeting line) may take before the peer is judged broken.
     static member MaxMessageBytes = 64 * 1024
@@ -129,26 +131,12 @@ type FrameReader() =
 
     /// Cuts one whole message off `buffer`; false (and `buffer` untouched) while its blank line is missing.
     member _.TryReadMessage(buffer: byref<ReadOnlySequence<byte>>, message: byref<Message>) : bool =
-        headers.Clear()
-        let inFirstSegment = readFromSpan buffer.FirstSpan
+        let taken =
+            match cut buffer.FirstSpan &message with
+            | 0 when not buffer.IsSingleSegment -> cutAcrossSegments buffer &message
+            | taken -> taken
 
-        let complete =
-            if inFirstSegment > 0 then
-                buffer <- buffer.Slice inFirstSegment
-                true
-            elif buffer.IsSingleSegment then
-                false
-            else
-                headers.Clear()
-                let mutable reader = SequenceReader<byte>(buffer)
-                let complete = readFromSequence &reader
+        if taken > 0 then
+            buffer <- buffer.Slice taken
 
-                if complete then
-                    buffer <- buffer.Slice reader.Position
-
-                complete
-
-        if complete then
-            message <- { Headers = headers.ToArray() }
-
-        complete
+        taken > 0

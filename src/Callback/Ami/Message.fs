@@ -3,13 +3,68 @@ namespace Callback.Ami
 open System
 open System.Text
 
-/// One `Key: Value` line of an AMI message.
+/// One `Key: Value` line of an AMI message, decoded.
 [<Struct>]
 type Header = { Key: string; Value: string }
 
-/// A message Asterisk sent. Keys repeat (`Output`, `ChanVariable`, `Variable`), so it is the ordered list
-/// of its lines, never a dictionary.
-type Message = { Headers: Header[] }
+/// Where one line lies in its message's bytes: the key is `[Start, KeyEnd)`, the value `[ValueStart, End)`
+/// (after the colon and one optional space). A line without a colon is all key, with an empty value.
+[<Struct>]
+type internal Field = {
+    Start: int
+    KeyEnd: int
+    ValueStart: int
+    End: int
+}
+
+/// A message Asterisk sent: its own copy of its bytes and where each line lies in them. Keys repeat
+/// (`Output`, `ChanVariable`, `Variable`), so it is the ordered list of its lines, never a dictionary.
+///
+/// A line becomes a string only when it is read. A client skips most of what it receives (every event
+/// that is not the answer it waits for) and reads three to six headers of the rest, so decoding each value
+/// as it arrives was most of the parser's time; now a message costs three allocations whatever its size.
+[<Sealed>]
+type Message internal (bytes: byte[], fields: Field[]) =
+
+    member internal _.Bytes = bytes
+    member internal _.Fields = fields
+
+    /// How many lines the message has.
+    member _.Count = fields.Length
+
+    /// The key of line `i`, decoded.
+    member _.Key(i: int) =
+        let f = fields[i]
+        Encoding.UTF8.GetString(bytes, f.Start, f.KeyEnd - f.Start)
+
+    /// The value of line `i`, decoded.
+    member _.Value(i: int) =
+        let f = fields[i]
+
+        if f.End = f.ValueStart then
+            ""
+        else
+            Encoding.UTF8.GetString(bytes, f.ValueStart, f.End - f.ValueStart)
+
+    /// Whether the key of line `i` is `key`, compared as AMI does (ASCII, case-insensitive), without
+    /// decoding it.
+    member _.KeyIs(i: int, key: string) =
+        let f = fields[i]
+        Ascii.EqualsIgnoreCase(ReadOnlySpan(bytes, f.Start, f.KeyEnd - f.Start), key.AsSpan())
+
+    /// Every line, decoded: for tests and diagnostics. Readers on the hot path use `Message.tryFind`.
+    member m.Headers =
+        Array.init fields.Length (fun i -> { Key = m.Key i; Value = m.Value i })
+
+    override m.Equals(other: obj) =
+        match other with
+        | :? Message as o -> m.Headers = o.Headers
+        | _ -> false
+
+    override m.GetHashCode() = hash m.Headers
+
+    override m.ToString() =
+        m.Headers |> Array.map (fun h -> $"{h.Key}: {h.Value}") |> String.concat "\n"
 
 /// What a message is, decided by its first key: some events (OriginateResponse) also carry `Response:`
 /// and our ActionID, and must not be taken for the answer to an action.
@@ -21,26 +76,52 @@ type MessageKind =
 [<RequireQualifiedAccess>]
 module Message =
 
+    /// A message with these lines, in order, as Asterisk would have sent them: for tests and fakes.
+    let ofHeaders (headers: Header seq) =
+        let headers = Array.ofSeq headers
+        let mutable length = 0
+
+        let fields =
+            headers
+            |> Array.map (fun h ->
+                let start = length
+                let keyEnd = start + Encoding.UTF8.GetByteCount h.Key
+                let valueStart = keyEnd + 2
+                length <- valueStart + Encoding.UTF8.GetByteCount h.Value + 2
+
+                {
+                    Start = start
+                    KeyEnd = keyEnd
+                    ValueStart = valueStart
+                    End = length - 2
+                })
+
+        let text =
+            headers |> Array.map (fun h -> $"{h.Key}: {h.Value}\r\n") |> String.concat ""
+
+        Message(Encoding.UTF8.GetBytes text, fields)
+
     /// The value of the first header named `key` (AMI keys are case-insensitive).
     let tryFind (key: string) (message: Message) =
-        message.Headers
-        |> Array.tryFind (fun h -> String.Equals(h.Key, key, StringComparison.OrdinalIgnoreCase))
-        |> Option.map _.Value
+        let mutable i = 0
+
+        while i < message.Count && not (message.KeyIs(i, key)) do
+            i <- i + 1
+
+        if i < message.Count then Some(message.Value i) else None
 
     /// Every value of the headers named `key`, in order.
-    let findAll (key: string) (message: Message) =
-        message.Headers
-        |> Array.filter (fun h -> String.Equals(h.Key, key, StringComparison.OrdinalIgnoreCase))
-        |> Array.map _.Value
+    let findAll (key: string) (message: Message) = [|
+        for i in 0 .. message.Count - 1 do
+            if message.KeyIs(i, key) then
+                message.Value i
+    |]
 
     let kind (message: Message) =
-        if message.Headers.Length = 0 then
-            Unknown
-        else
-            match message.Headers[0].Key with
-            | k when String.Equals(k, "Event", StringComparison.OrdinalIgnoreCase) -> Event
-            | k when String.Equals(k, "Response", StringComparison.OrdinalIgnoreCase) -> Response
-            | _ -> Unknown
+        if message.Count = 0 then Unknown
+        elif message.KeyIs(0, "Event") then Event
+        elif message.KeyIs(0, "Response") then Response
+        else Unknown
 
     let actionId = tryFind "ActionID"
 
