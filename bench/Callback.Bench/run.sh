@@ -2,16 +2,19 @@
 # In-memory AMI parser benchmarks (BenchmarkDotNet): the product's FrameReader against the raw floor and a
 # naive reader, per message, on real Asterisk 22 messages. Writes bench/results/parser.md.
 #
-#   bash bench/Callback.Bench/run.sh            BenchmarkDotNet's default job, both mixes (10-25 minutes)
-#   bash bench/Callback.Bench/run.sh --quick    its short job in process, one mix (about 30 s + build)
+#   bash bench/Callback.Bench/run.sh            BenchmarkDotNet's default job, both mixes (10-25 minutes), then
+#                                               the interleaved comparison (parser-compare.md) and the CPU
+#                                               profile (parser-cpu-profile.md)
+#   bash bench/Callback.Bench/run.sh --quick    its short job in process, one mix (about 30 s + build), and a
+#                                               shorter comparison; no profile
 #   other arguments go to BenchmarkDotNet, e.g.  --filter '*FrameReader*'  (a filtered run writes no results)
 #
-# The same program also has (after a build):
+# By hand, after a build:
 #   dotnet bench/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll compare --out bench/results/parser-compare.md
 #       the readers interleaved in one process (robust to load drift on a shared machine)
 #   dotnet bench/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll profile --out bench/results/parser-cpu-profile.md
 #       EventPipe CPU sampling of FrameReader and of Connection.Receive's mechanics, summarized
-#   bench/results/parser-profile.md explains the results and the changes proposed from them.
+#   bench/results/parser-profile.md explains what bounds the parser.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -24,3 +27,11 @@ fi
 cd "$here"
 dotnet build -c Release -nologo -v quiet -clp:ErrorsOnly
 dotnet bin/Release/net10.0/Callback.Bench.dll parser --results "$repo/bench/results/parser.md" "$@"
+case " $* " in
+  *" --filter "*) ;;
+  *" --quick "*)
+    dotnet bin/Release/net10.0/Callback.Bench.dll compare --rounds 8 --out "$repo/bench/results/parser-compare.md" >/dev/null ;;
+  *)
+    dotnet bin/Release/net10.0/Callback.Bench.dll compare --out "$repo/bench/results/parser-compare.md" >/dev/null
+    dotnet bin/Release/net10.0/Callback.Bench.dll profile --out "$repo/bench/results/parser-cpu-profile.md" >/dev/null ;;
+esac
