@@ -3,26 +3,29 @@
 #
 #   bench/run.sh [--quick] [--worktree] [--experiments] [--only e2e,startup,stream,parser]
 #
-#   --quick     about 1/5 of the calls and starts, the shipped build only (no ReadyToRun), no waiting for
-#               Asterisk between chunks: under two minutes in all once Asterisk is provisioned (less when
-#               this commit was already published); the numbers are indicative only
+#   --quick     about 1/5 of the calls and starts, the shipped build (Native AOT) and the framework-dependent
+#               one only (no ReadyToRun, no runtime knobs), no waiting for Asterisk between chunks: a few
+#               minutes in all once Asterisk is provisioned (less when this commit was already published);
+#               the numbers are indicative only
 #   --worktree  measure the working tree's src/Callback instead of the last commit (to try a change)
-#   --experiments  also publish and measure (start-up, memory, size) two builds the project does not ship:
-#               self-contained + trimmed + ReadyToRun, and Native AOT (needs clang; F# trim warnings are
-#               not errors for these two). Adds a few minutes.
+#   --experiments  also publish and measure (start-up, memory, size) a build the project does not ship:
+#               self-contained + trimmed + ReadyToRun (F# trim warnings are not errors for it). Adds a few
+#               minutes.
 #   --only      run only the named benchmarks (default: all five: e2e,startup,stream,parser,container)
 #
 # In order:
 #   1. e2e      POST /callback against a raw AMI/TLS client (the protocol floor), same real Asterisk 22,
 #               sequential, 8 and 32 concurrent clients   -> bench/results/e2e.md
-#   2. startup  start -> first 200 from /healthz, idle RSS, published size, plain and ReadyToRun, and
+#   2. startup  start -> first 200 from /healthz, idle RSS, published size: the Native AOT executable the
+#               image ships (needs clang), the framework-dependent build the tests run, ReadyToRun, and
 #               the runtime settings that matter           -> bench/results/startup.md
 #   3. bench/stream/run.sh and the BenchmarkDotNet project bench/Callback.Bench, when they exist.
 #
 # Needs root (the local Asterisk runs in a chroot; asterisk/dev/asterisk.sh provisions it the first time,
-# about 2.5 min) and the .NET 10 SDK. The sidecar under test is published from a clean copy of
-# src/Callback (last commit, or the working tree with --worktree) into a cache directory, never into the
-# repository's own bin/ and obj/, so concurrent builds of the repository do not disturb a run.
+# about 2.5 min), the .NET 10 SDK and clang (for Native AOT). The sidecar under test is published from a
+# clean copy of src/Callback (last commit, or the working tree with --worktree) into a cache directory,
+# never into the repository's own bin/ and obj/, so concurrent builds of the repository do not disturb a
+# run. The e2e benchmark runs the framework-dependent build (`dotnet Callback.dll`).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -110,8 +113,22 @@ if [ ! -f "$PUB/.done" ]; then
 else
   log "sidecar already published for this source ($KEY)"
 fi
-# ReadyToRun (not in --quick: it would double the build time), from its own copy so that both publishes
-# can run at once without sharing obj/.
+# Native AOT, as the Dockerfile publishes it (what the image ships), from its own copy so that the
+# publishes can run at once without sharing obj/. Needs clang (Debian's clang-NN will do).
+CC=$(command -v clang || ls /usr/bin/clang-[0-9]* 2>/dev/null | sort -V | tail -n 1 || true)
+if wanted startup && [ ! -x "$PUB/aot/Callback" ]; then
+  if [ -n "$CC" ]; then
+    rm -rf "$SNAP/aot"
+    mkdir -p "$SNAP/aot"
+    snapshot_tar | tar -x -C "$SNAP/aot"
+    dotnet publish "$SNAP/aot/src/Callback" -c Release -r linux-x64 -p:PublishAot=true \
+      -p:CppCompilerAndLinker="$(basename "$CC")" -p:StripSymbols=true -p:CopyOutputSymbolsToPublishDirectory=false \
+      -o "$PUB/aot" -nologo -v quiet --disable-build-servers >"$WORK/publish-aot.log" 2>&1 &
+  else
+    log "no clang: the Native AOT build (what the image ships) is not measured"
+  fi
+fi
+# ReadyToRun (not in --quick: it would double the build time), from its own copy as well.
 if [ "$QUICK" = 0 ] && [ ! -f "$PUB/r2r/Callback.dll" ]; then
   rm -rf "$SNAP/r2r"
   mkdir -p "$SNAP/r2r"
@@ -132,26 +149,14 @@ if [ "$BUILD_FAILED" = 1 ]; then
   exit 1
 fi
 if [ "$EXPERIMENTS" = 1 ] && [ ! -f "$PUB/.experiments" ]; then
-  log "experiments: publishing self-contained trimmed ReadyToRun, then Native AOT"
-  for flavour in trim aot; do
-    rm -rf "$SNAP/$flavour"
-    mkdir -p "$SNAP/$flavour"
-    snapshot_tar | tar -x -C "$SNAP/$flavour"
-  done
-  CC=$(command -v clang || ls /usr/bin/clang-[0-9]* 2>/dev/null | sort -V | tail -n 1 || true)
+  log "experiments: publishing self-contained trimmed ReadyToRun"
+  rm -rf "$SNAP/trim"
+  mkdir -p "$SNAP/trim"
+  snapshot_tar | tar -x -C "$SNAP/trim"
   dotnet publish "$SNAP/trim/src/Callback" -c Release -r linux-x64 --self-contained true -p:PublishTrimmed=true \
     -p:PublishReadyToRun=true -p:TreatWarningsAsErrors=false -o "$PUB/trim-r2r" -nologo -v quiet \
     --disable-build-servers >"$WORK/publish-trim.log" 2>&1 ||
     { tail -n 30 "$WORK/publish-trim.log" >&2; exit 1; }
-  if [ -n "$CC" ]; then
-    dotnet publish "$SNAP/aot/src/Callback" -c Release -r linux-x64 -p:PublishAot=true -p:CppCompilerAndLinker="$(basename "$CC")" \
-      -p:TreatWarningsAsErrors=false -p:StripSymbols=true -o "$PUB/aot" -nologo -v quiet \
-      --disable-build-servers >"$WORK/publish-aot.log" 2>&1 ||
-      { tail -n 30 "$WORK/publish-aot.log" >&2; exit 1; }
-    rm -f "$PUB/aot/"*.dbg
-  else
-    log "experiments: no clang, Native AOT skipped"
-  fi
   touch "$PUB/.experiments"
 fi
 if [ ! -f "$PUB/.done" ]; then
@@ -237,16 +242,17 @@ fi
 
 # ---- 2. start-up, memory, size -------------------------------------------------------------------------
 if wanted startup; then
+# The image runs the Native AOT executable; `dotnet fsi build.fsx test` and `demo` run the JIT build
+# (`dotnet Callback.dll`), kept as the comparison row.
+VARIANTS=()
+[ -x "$PUB/aot/Callback" ] && VARIANTS+=("as shipped: Native AOT (/app/Callback in the image)|$PUB/aot/Callback")
+VARIANTS+=("framework-dependent (dotnet Callback.dll, what tests run)|$PUB/plain/Callback.dll")
 if [ "$QUICK" = 1 ]; then
   STARTUP_ARGS=(--runs 4 --rss-runs 1 --idle-seconds 5)
-  VARIANTS=(
-    "framework-dependent (as shipped)|$PUB/plain/Callback.dll"
-  )
   [ -f "$PUB/r2r/Callback.dll" ] && VARIANTS+=("ReadyToRun|$PUB/r2r/Callback.dll")
 else
   STARTUP_ARGS=(--runs 10 --rss-runs 3 --idle-seconds 5)
-  VARIANTS=(
-    "framework-dependent (as shipped)|$PUB/plain/Callback.dll"
+  VARIANTS+=(
     "framework-dependent, gcServer=0|$PUB/plain/Callback.dll|DOTNET_gcServer=0"
     "framework-dependent, gcServer=0, gcConcurrent=0|$PUB/plain/Callback.dll|DOTNET_gcServer=0 DOTNET_gcConcurrent=0"
     "framework-dependent, GCgen0size=4 MiB|$PUB/plain/Callback.dll|DOTNET_GCgen0size=0x400000"
@@ -262,7 +268,6 @@ else
 fi
 if [ "$EXPERIMENTS" = 1 ]; then
   VARIANTS+=("experiment: self-contained, trimmed, ReadyToRun|$PUB/trim-r2r/Callback")
-  [ -x "$PUB/aot/Callback" ] && VARIANTS+=("experiment: Native AOT|$PUB/aot/Callback")
 fi
 VARIANT_ARGS=()
 for v in "${VARIANTS[@]}"; do VARIANT_ARGS+=(--variant "$v"); done
@@ -279,12 +284,12 @@ size_of() { du -sh "$1" | cut -f1; }
   machine
   echo
   echo "Produced by \`bench/run.sh$([ "$QUICK" = 1 ] && echo ' --quick')\` (harness: \`bench/startup\`). **Start → 200**: from just before"
-  echo "\`dotnet Callback.dll\` is created (in the publish directory, as the image's \`WORKDIR /app\`) to the first"
+  echo "the process (\`Callback\`, or \`dotnet Callback.dll\`) is created (in the publish directory, as the image's \`WORKDIR /app\`) to the first"
   echo "200 from \`GET /healthz\`, polled about every millisecond; median of ${STARTUP_ARGS[1]} starts per variant, the"
   echo "variants taking turns. **CPU ms at ready**: user + system time the process had used by then (less"
   echo "sensitive to a busy machine than wall time). **Idle RSS**: VmRSS from /proc/<pid>/status after"
   echo "${STARTUP_ARGS[5]} s idle after ready (no request served), median of ${STARTUP_ARGS[3]} start(s); *anon* is the process's own"
-  echo "memory (GC heap, JIT'd code, stacks), *file* the mapped runtime and assemblies (shared between"
+  echo "memory (GC heap, JIT'd code, stacks), *file* the mapped executable, runtime and assemblies (shared between"
   echo "processes using the same .NET, but counted in each one's RSS). Targets: start → 200 < 300 ms, idle RSS < 60 MB."
   echo "Environment variables are the runtime's own knobs; where a project property does the same, it is in the last table."
   echo
@@ -292,13 +297,15 @@ size_of() { du -sh "$1" | cut -f1; }
   echo
   echo "| publish | command | size |"
   echo "| --- | --- | ---: |"
-  echo "| framework-dependent | \`dotnet publish src/Callback -c Release\` | $(size_of "$PUB/plain") |"
+  if [ -x "$PUB/aot/Callback" ]; then
+    echo "| as shipped: Native AOT (includes the runtime; symbols stripped) | \`dotnet publish src/Callback -c Release -r linux-x64 -p:PublishAot=true -p:StripSymbols=true -p:CopyOutputSymbolsToPublishDirectory=false\` | $(size_of "$PUB/aot") |"
+  fi
+  echo "| framework-dependent (what tests run) | \`dotnet publish src/Callback -c Release\` | $(size_of "$PUB/plain") |"
   if [ -f "$PUB/r2r/Callback.dll" ]; then
     echo "| ReadyToRun | \`dotnet publish src/Callback -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true\` | $(size_of "$PUB/r2r") |"
   fi
   if [ "$EXPERIMENTS" = 1 ]; then
     echo "| experiment: self-contained, trimmed, ReadyToRun (includes the runtime) | \`… -r linux-x64 --self-contained true -p:PublishTrimmed=true -p:PublishReadyToRun=true\` | $(size_of "$PUB/trim-r2r") |"
-    [ -x "$PUB/aot/Callback" ] && echo "| experiment: Native AOT (includes the runtime; symbols stripped) | \`… -r linux-x64 -p:PublishAot=true -p:StripSymbols=true\` | $(size_of "$PUB/aot") |"
   fi
   echo
   echo "## Start → ready and idle memory"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# docker/measure.sh — build the image and measure it; prints a Markdown report on stdout.
+# docker/measure.sh — build the image and measure it as shipped (the Native AOT executable on the
+# runtime-deps image); prints a Markdown report on stdout.
 #
 #   docker/measure.sh [RUNS]       RUNS start measurements (default 5)
 #
@@ -50,9 +51,10 @@ echo "// measure.sh: a source change" >> "$CTX/src/Callback/Program.fs"
 build "warm, one source file changed (restore layer cached, publish re-runs)"
 echo
 SIZE=$("$DOCKER" image inspect -f '{{.Size}}' "$TAG")
-BASE=$("$DOCKER" image inspect -f '{{.Size}}' mcr.microsoft.com/dotnet/aspnet:10.0)
-printf 'Image size (`docker image inspect -f {{.Size}}`): %s MB, of which base image %s MB, app layer %s MB.\n\n' \
-  "$(awk -v s="$SIZE" 'BEGIN{printf "%.1f", s/1e6}')" "$(awk -v s="$BASE" 'BEGIN{printf "%.1f", s/1e6}')" \
+BASE_TAG=$(sed -n 's/^ARG RUNTIME_IMAGE=//p' "$CTX/Dockerfile")
+BASE=$("$DOCKER" image inspect -f '{{.Size}}' "$BASE_TAG")
+printf 'Image size (`docker image inspect -f {{.Size}}`): %s MB, of which base image (`%s`) %s MB, app layer %s MB.\n\n' \
+  "$(awk -v s="$SIZE" 'BEGIN{printf "%.1f", s/1e6}')" "$BASE_TAG" "$(awk -v s="$BASE" 'BEGIN{printf "%.1f", s/1e6}')" \
   "$(awk -v s="$SIZE" -v b="$BASE" 'BEGIN{printf "%.1f", (s-b)/1e6}')"
 
 RUN_ARGS=(--network host --read-only
@@ -79,6 +81,8 @@ for i in $(seq 1 "$RUNS"); do
     sleep 10   # idle
     PID=$("$DOCKER" inspect -f '{{.State.Pid}}' "$NAME")
     UIDS=$(awk '/^Uid:/ {print $2}' "/proc/$PID/status")
+    EXE=$(readlink "/proc/$PID/exe")
+    JIT=$(grep -cE '/(libcoreclr|libclrjit)\.so' "/proc/$PID/maps" || true)
     RSS=$(awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$PID/status")
     STATS=$("$DOCKER" stats --no-stream --format '{{.MemUsage}}' "$NAME" | cut -d/ -f1)
     RO=$("$DOCKER" inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$NAME")
@@ -98,4 +102,5 @@ echo "| \`docker stop\` (SIGTERM) | $(printf '%s\n' "${stops[@]}" | median) s, e
 echo "| idle RSS of the app process after 10 s (VmRSS from /proc/PID/status) | $RSS MiB |"
 echo "| idle memory charged to the container (\`docker stats\`, page cache excluded) | $STATS |"
 echo "| uid of the app process | $UIDS |"
+echo "| the app process's executable (/proc/PID/exe); libcoreclr/libclrjit mappings | \`$EXE\`; $JIT |"
 echo "| read-only root filesystem | $RO; health check exit code $HC |"

@@ -1,5 +1,6 @@
-/// The container image as it ships: built from the repository's Dockerfile, run read-only with host
-/// networking against the real local Asterisk, and checked from the outside (docker inspect, /proc, HTTP).
+/// The container image as it ships: built from the repository's Dockerfile (a Native AOT executable on the
+/// runtime-deps image), run read-only with host networking against the real local Asterisk, and checked
+/// from the outside (docker inspect, /proc, HTTP).
 module Callback.Tests.DockerTests
 
 open System
@@ -136,6 +137,34 @@ let tests =
 
             Expect.isTrue healthy $"health is '{status ()}', not 'healthy'\n{diagnostics ()}")
 
+        dockerTest "the process is the native executable: no .NET runtime or JIT is loaded" (fun () ->
+            Expect.equal (inspect "{{json .Config.Entrypoint}}") """["/app/Callback"]""" "the image's ENTRYPOINT"
+            let pid = inspect "{{.State.Pid}}"
+            // The file the kernel started, as the container sees it: the app, not `dotnet`.
+            Expect.equal (FileInfo $"/proc/{pid}/exe").LinkTarget "/app/Callback" "/proc/<pid>/exe"
+
+            let mapped =
+                File.ReadAllLines $"/proc/{pid}/maps"
+                |> Array.choose (fun line ->
+                    match line.IndexOf '/' with
+                    | -1 -> None
+                    | start -> Some(Path.GetFileName(line.Substring start)))
+                |> Array.distinct
+
+            let jitRuntime = [
+                "libcoreclr.so"
+                "libclrjit.so"
+                "libhostfxr.so"
+                "System.Private.CoreLib.dll"
+                "Callback.dll"
+            ]
+
+            Expect.isEmpty
+                (mapped |> Array.filter (fun file -> List.contains file jitRuntime))
+                "files of the JIT runtime mapped into the process"
+
+            Expect.contains mapped "Callback" "the executable itself is mapped")
+
         dockerTest "the app runs as uid 1654, not root" (fun () ->
             Expect.equal (inspect "{{.Config.User}}") "1654" "the image's USER"
             let pid = inspect "{{.State.Pid}}"
@@ -151,6 +180,26 @@ let tests =
             Expect.equal (inspect "{{.HostConfig.ReadonlyRootfs}}") "true" "ReadonlyRootfs"
             let response = http.GetAsync(url "/healthz").Result
             Expect.equal response.StatusCode HttpStatusCode.OK $"GET /healthz\n{diagnostics ()}")
+
+        dockerTest "the health check is the executable's own --health-check, and it passes" (fun () ->
+            Expect.equal
+                (inspect "{{json .Config.Healthcheck.Test}}")
+                """["CMD","/app/Callback","--health-check"]"""
+                "the image's HEALTHCHECK"
+
+            let check =
+                docker (minutes 1.0) [ "exec"; container.Value.Name; "/app/Callback"; "--health-check" ]
+
+            Expect.equal check.Code 0 $"exit code of /app/Callback --health-check\n{check.Output}")
+
+        dockerTest "invalid fields are refused with 422, every one named, all five booleans false" (fun () ->
+            let response =
+                http.PostAsync(url "/callback", form [ "phoneNumber", "911"; "language", "de" ]).Result
+
+            let body = response.Content.ReadAsStringAsync().Result
+            Expect.equal response.StatusCode HttpStatusCode.UnprocessableEntity $"422: {body}\n{diagnostics ()}"
+            Expect.equal (errorFields body) [ "phoneNumber"; "language" ] "the fields named in errors"
+            Expect.equal (stages body) [ false; false; false; false; false ] "five false booleans")
 
         dockerTest
             "a callback through the container reaches Asterisk, which runs callback-en for the visitor"
