@@ -116,7 +116,7 @@ fi
 # Native AOT, as the Dockerfile publishes it (what the image ships), from its own copy so that the
 # publishes can run at once without sharing obj/. Needs clang (Debian's clang-NN will do).
 CC=$(command -v clang || ls /usr/bin/clang-[0-9]* 2>/dev/null | sort -V | tail -n 1 || true)
-if wanted startup && [ ! -x "$PUB/aot/Callback" ]; then
+if { wanted startup || wanted e2e; } && [ ! -x "$PUB/aot/Callback" ]; then
   if [ -n "$CC" ]; then
     rm -rf "$SNAP/aot"
     mkdir -p "$SNAP/aot"
@@ -204,8 +204,16 @@ else
 fi
 E2E_OK=0
 if [ "$ASTERISK_OK" = 1 ]; then
-  log "e2e: sidecar vs raw AMI floor against the real Asterisk"
-  if env "${SIDECAR_ENV[@]}" timeout 1200 dotnet "$E2E_DLL" --sidecar-dll "$PUB/plain/Callback.dll" \
+  # The sidecar as the image ships it (the Native AOT executable), else the framework-dependent build.
+  if [ -x "$PUB/aot/Callback" ]; then
+    E2E_SIDECAR=$PUB/aot/Callback
+    E2E_SIDECAR_DESC="the Native AOT executable the image ships"
+  else
+    E2E_SIDECAR=$PUB/plain/Callback.dll
+    E2E_SIDECAR_DESC="the framework-dependent build (no clang here for Native AOT)"
+  fi
+  log "e2e: sidecar ($E2E_SIDECAR_DESC) vs raw AMI floor against the real Asterisk"
+  if env "${SIDECAR_ENV[@]}" timeout 1200 dotnet "$E2E_DLL" --sidecar-dll "$E2E_SIDECAR" \
     "${E2E_ARGS[@]}" --asterisk-root "$ASTERISK_ROOT" --asterisk-start "bash '$REPO/asterisk/dev/asterisk.sh' start" \
     --work "$WORK/e2e" --out "$WORK/e2e-body.md"; then
     E2E_OK=1
@@ -222,7 +230,7 @@ fi
   echo "process, against the same Asterisk, in the same run: the **floor** is a minimal raw client (TCP, TLS"
   echo "checked against the dev CA, greeting, Login, Originate with \`Async: true\`, Logoff, each response read up"
   echo "to its blank line, nothing from src/); the **sidecar** is \`POST /callback\` (form-encoded, keep-alive"
-  echo "HTTP/1.1 like a reverse proxy) to the published sidecar, which does the same AMI exchange. Every call"
+  echo "HTTP/1.1 like a reverse proxy) to the published sidecar (${E2E_SIDECAR_DESC:-not started}), which does the same AMI exchange. Every call"
   echo "uses a distinct valid number (1-514/438/450/613-555-0100…0999, en/fr alternating); a call counts only"
   echo "when all three AMI answers (floor) or all five booleans and 200 (sidecar) came back."
   echo "Sequential: the two clients take turns call by call (floor, sidecar, sidecar, floor, …) in 4 chunks;"
