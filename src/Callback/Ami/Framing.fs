@@ -2,7 +2,68 @@ namespace Callback.Ami
 
 open System
 open System.Buffers
+open System.Numerics
+open System.Runtime.Intrinsics
 open System.Text
+
+/// Where the line ends (`\n`) and colons are in up to 64 bytes, one bit per byte. Splitting a message line
+/// by line with `IndexOf` costs a call per line and per colon (most of the parser's time on 20-byte
+/// lines); comparing whole blocks at once and walking the set bits does the same in a few instructions
+/// per line. By hand because no library here marks every occurrence of two bytes.
+[<RequireQualifiedAccess>]
+module Marks =
+    /// Bytes looked at per call.
+    [<Literal>]
+    let Block = 64
+
+    let private newline = '\n'B
+    let private colon = ':'B
+
+    /// Both masks of a full 64-byte block, with the widest vectors the CPU runs natively.
+    let private vectored (block: ReadOnlySpan<byte>) =
+        if Vector256.IsHardwareAccelerated then
+            let a = Vector256.Create(values = block)
+            let b = Vector256.Create(values = block.Slice 32)
+            let n = Vector256.Create newline
+            let c = Vector256.Create colon
+            let bits (v: Vector256<byte>) = uint64 (v.ExtractMostSignificantBits())
+
+            struct (bits (Vector256.Equals(a, n)) ||| (bits (Vector256.Equals(b, n)) <<< 32),
+                    bits (Vector256.Equals(a, c)) ||| (bits (Vector256.Equals(b, c)) <<< 32))
+        else
+            let n = Vector128.Create newline
+            let c = Vector128.Create colon
+            let mutable newlines = 0UL
+            let mutable colons = 0UL
+
+            for i in 0..3 do
+                let v = Vector128.Create(values = block.Slice(16 * i))
+
+                newlines <-
+                    newlines
+                    ||| (uint64 (Vector128.Equals(v, n).ExtractMostSignificantBits()) <<< (16 * i))
+
+                colons <-
+                    colons
+                    ||| (uint64 (Vector128.Equals(v, c).ExtractMostSignificantBits()) <<< (16 * i))
+
+            struct (newlines, colons)
+
+    /// Newlines and colons among the first `Block` bytes of `bytes` (or all of them, when fewer).
+    let find (bytes: ReadOnlySpan<byte>) =
+        if bytes.Length >= Block && Vector128.IsHardwareAccelerated then
+            vectored bytes
+        else
+            let mutable newlines = 0UL
+            let mutable colons = 0UL
+
+            for i in 0 .. min Block bytes.Length - 1 do
+                if bytes[i] = newline then
+                    newlines <- newlines ||| (1UL <<< i)
+                elif bytes[i] = colon then
+                    colons <- colons ||| (1UL <<< i)
+
+            struct (newlines, colons)
 
 /// Turns the bytes Asterisk sends into lines (the greeting) and messages (everything after it).
 ///
@@ -23,26 +84,27 @@ type FrameReader() =
     /// A message that straddles the pipe's segments is copied here to be cut like any other.
     let mutable linear: byte[] = Array.empty
 
-    let field (line: ReadOnlySpan<byte>) (start: int) =
-        match line.IndexOf ':'B with
-        | -1 -> {
-            Start = start
-            KeyEnd = start + line.Length
-            ValueStart = start + line.Length
-            End = start + line.Length
-          }
-        | colon ->
+    /// Line `[start, lineEnd)` (CR already trimmed), its first colon at `colon` (-1: none).
+    let field (span: ReadOnlySpan<byte>) start colon lineEnd =
+        if colon < 0 then
+            {
+                Start = start
+                KeyEnd = lineEnd
+                ValueStart = lineEnd
+                End = lineEnd
+            }
+        else
             let space =
-                if colon + 1 < line.Length && line[colon + 1] = ' 'B then
+                if colon + 1 < lineEnd && span[colon + 1] = ' 'B then
                     1
                 else
                     0
 
             {
                 Start = start
-                KeyEnd = start + colon
-                ValueStart = start + colon + 1 + space
-                End = start + line.Length
+                KeyEnd = colon
+                ValueStart = colon + 1 + space
+                End = lineEnd
             }
 
     let add (f: Field) count =
@@ -54,22 +116,43 @@ type FrameReader() =
     /// The message at the front of `span`: the bytes it took, or 0 when its blank line is not there yet.
     /// Blank lines before its first line are noise between messages, taken with it.
     let cut (span: ReadOnlySpan<byte>) (message: byref<Message>) =
-        let mutable position = 0
+        let mutable lineStart = 0
+        let mutable colon = -1
         let mutable count = 0
-        let mutable complete = false
-        let mutable newline = span.IndexOf '\n'B
+        let mutable taken = 0
+        let mutable block = 0
 
-        while not complete && newline >= 0 do
-            let line = trimCr (span.Slice(position, newline))
+        while taken = 0 && block < span.Length do
+            let struct (newlines, colons) = Marks.find (span.Slice block)
+            let mutable marks = newlines ||| colons
 
-            if line.IsEmpty then
-                complete <- count > 0
-            else
-                add (field line position) count
-                count <- count + 1
+            while taken = 0 && marks <> 0UL do
+                let bit = BitOperations.TrailingZeroCount marks
+                let at = block + bit
+                marks <- marks &&& (marks - 1UL)
 
-            position <- position + newline + 1
-            newline <- if complete then -1 else span.Slice(position).IndexOf '\n'B
+                if (colons >>> bit) &&& 1UL <> 0UL then
+                    if colon < 0 then
+                        colon <- at
+                else
+                    let lineEnd =
+                        if at > lineStart && span[at - 1] = '\r'B then
+                            at - 1
+                        else
+                            at
+
+                    if lineEnd > lineStart then
+                        add (field span lineStart colon lineEnd) count
+                        count <- count + 1
+                    elif count > 0 then
+                        taken <- at + 1
+
+                    lineStart <- at + 1
+                    colon <- -1
+
+            block <- block + Marks.Block
+
+        let complete = taken > 0
 
         if complete then
             let first = fields[0].Start
@@ -88,9 +171,8 @@ type FrameReader() =
                 }
 
             message <- Message(bytes, own)
-            position
-        else
-            0
+
+        taken
 
     /// A buffer whose first segment ends inside a message: copy its front, in windows that double (a
     /// message is rarely over a few hundred bytes, the buffer may hold many), and cut from the copy.
