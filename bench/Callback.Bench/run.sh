@@ -14,7 +14,9 @@
 #       the readers interleaved in one process (robust to load drift on a shared machine)
 #   dotnet bench/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll profile --out bench/results/parser-cpu-profile.md
 #       EventPipe CPU sampling of FrameReader and of Connection.Receive's mechanics, summarized
-#   bench/results/parser-profile.md explains what bounds the parser.
+#   dotnet bench/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll ping --out bench/results/ping-layers.md
+#       a Ping round trip layer by layer (raw stream, pipe, Connection, deadline, Client.send), interleaved
+#   bench/results/parser-profile.md explains what bounds the parser and the Ping.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -30,8 +32,10 @@ dotnet bin/Release/net10.0/Callback.Bench.dll parser --results "$repo/bench/resu
 case " $* " in
   *" --filter "*) ;;
   *" --quick "*)
-    dotnet bin/Release/net10.0/Callback.Bench.dll compare --rounds 8 --out "$repo/bench/results/parser-compare.md" >/dev/null ;;
+    dotnet bin/Release/net10.0/Callback.Bench.dll compare --rounds 8 --out "$repo/bench/results/parser-compare.md" >/dev/null
+    dotnet bin/Release/net10.0/Callback.Bench.dll ping --pings 1000 --out "$repo/bench/results/ping-layers.md" >/dev/null ;;
   *)
     dotnet bin/Release/net10.0/Callback.Bench.dll compare --out "$repo/bench/results/parser-compare.md" >/dev/null
+    dotnet bin/Release/net10.0/Callback.Bench.dll ping --pings 5000 --out "$repo/bench/results/ping-layers.md" >/dev/null
     dotnet bin/Release/net10.0/Callback.Bench.dll profile --out "$repo/bench/results/parser-cpu-profile.md" >/dev/null ;;
 esac
