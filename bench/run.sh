@@ -4,9 +4,10 @@
 #   bench/run.sh [--quick] [--worktree] [--experiments] [--only e2e,startup,stream,parser]
 #
 #   --quick     about 1/5 of the calls and starts, the shipped build (Native AOT) and the framework-dependent
-#               one only (no ReadyToRun, no runtime knobs), no waiting for Asterisk between chunks: a few
-#               minutes in all once Asterisk is provisioned (less when this commit was already published);
-#               the numbers are indicative only
+#               one only (no ReadyToRun, no runtime knobs), no waiting for Asterisk between chunks, one
+#               cached image build: under 2 minutes once Asterisk, the base images and this commit's
+#               builds are cached (the first run on a new commit adds its publishes and an image build,
+#               1-2 minutes); the numbers are indicative only
 #   --worktree  measure the working tree's src/Callback instead of the last commit (to try a change)
 #   --experiments  also publish and measure (start-up, memory, size) a build the project does not ship:
 #               self-contained + trimmed + ReadyToRun (F# trim warnings are not errors for it). Adds a few
@@ -383,7 +384,7 @@ if wanted container; then
   log "docker/measure.sh"
   engine_was_running=0
   bash "$HERE/../docker/engine.sh" status >/dev/null 2>&1 && engine_was_running=1
-  if bash "$HERE/../docker/measure.sh" $([ "$QUICK" = 1 ] && echo 2 || echo 5) >"$RESULTS/container.md"; then
+  if MEASURE_QUICK=$QUICK bash "$HERE/../docker/measure.sh" $([ "$QUICK" = 1 ] && echo 2 || echo 5) >"$RESULTS/container.md"; then
     OTHER_STATUS+=("docker/measure.sh: done -> bench/results/container.md")
   else
     OTHER_STATUS+=("docker/measure.sh: FAILED (exit $?)")
