@@ -257,7 +257,7 @@ VARIANTS=()
 [ -x "$PUB/aot/Callback" ] && VARIANTS+=("as shipped: Native AOT (/app/Callback in the image)|$PUB/aot/Callback")
 VARIANTS+=("framework-dependent (dotnet Callback.dll, what tests run)|$PUB/plain/Callback.dll")
 if [ "$QUICK" = 1 ]; then
-  STARTUP_ARGS=(--runs 4 --rss-runs 1 --idle-seconds 5)
+  STARTUP_ARGS=(--runs 4 --rss-runs 1 --idle-seconds 2)
   [ -f "$PUB/r2r/Callback.dll" ] && VARIANTS+=("ReadyToRun|$PUB/r2r/Callback.dll")
 else
   STARTUP_ARGS=(--runs 10 --rss-runs 3 --idle-seconds 5)
@@ -384,7 +384,7 @@ if wanted container; then
   log "docker/measure.sh"
   engine_was_running=0
   bash "$HERE/../docker/engine.sh" status >/dev/null 2>&1 && engine_was_running=1
-  if MEASURE_QUICK=$QUICK bash "$HERE/../docker/measure.sh" $([ "$QUICK" = 1 ] && echo 2 || echo 5) >"$RESULTS/container.md"; then
+  if MEASURE_QUICK=$QUICK bash "$HERE/../docker/measure.sh" $([ "$QUICK" = 1 ] && echo 1 || echo 5) >"$RESULTS/container.md"; then
     OTHER_STATUS+=("docker/measure.sh: done -> bench/results/container.md")
   else
     OTHER_STATUS+=("docker/measure.sh: FAILED (exit $?)")
