@@ -16,6 +16,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(git -C "$HERE" rev-parse --show-toplevel)"
 RUNS="${1:-5}"
+# Seconds of idling before the RSS is read (2 in a quick run).
+IDLE=$([ "${MEASURE_QUICK:-0}" = 1 ] && echo 2 || echo 10)
 PORT="${MEASURE_PORT:-18080}"
 TAG="${MEASURE_TAG:-callback-sidecar}"
 NAME="callback-sidecar-measure"
@@ -85,7 +87,7 @@ for i in $(seq 1 "$RUNS"); do
   done
   t2=$(now); healthy+=("$(secs "$t0" "$t2")")
   if (( i == RUNS )); then
-    sleep 10   # idle
+    sleep "$IDLE"   # idle
     PID=$("$DOCKER" inspect -f '{{.State.Pid}}' "$NAME")
     UIDS=$(awk '/^Uid:/ {print $2}' "/proc/$PID/status")
     EXE=$(readlink "/proc/$PID/exe")
@@ -106,7 +108,7 @@ echo "| --- | --- |"
 echo "| \`docker run -d\` → first 200 from /healthz | $(printf '%s\n' "${starts[@]}" | median) s (all: ${starts[*]}) |"
 echo "| \`docker run -d\` → health status \`healthy\` | $(printf '%s\n' "${healthy[@]}" | median) s (first check runs one --interval after start) |"
 echo "| \`docker stop\` (SIGTERM) | $(printf '%s\n' "${stops[@]}" | median) s, exit code $EXIT |"
-echo "| idle RSS of the app process after 10 s (VmRSS from /proc/PID/status) | $RSS MiB |"
+echo "| idle RSS of the app process after $IDLE s (VmRSS from /proc/PID/status) | $RSS MiB |"
 echo "| idle memory charged to the container (\`docker stats\`, page cache excluded) | $STATS |"
 echo "| uid of the app process | $UIDS |"
 echo "| the app process's executable (/proc/PID/exe); libcoreclr/libclrjit mappings | \`$EXE\`; $JIT |"

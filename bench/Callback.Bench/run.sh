@@ -5,8 +5,8 @@
 #   bash bench/Callback.Bench/run.sh            BenchmarkDotNet's default job, both mixes (10-25 minutes), then
 #                                               the interleaved comparison (parser-compare.md) and the CPU
 #                                               profile (parser-cpu-profile.md)
-#   bash bench/Callback.Bench/run.sh --quick    its short job in process, one mix (about 30 s + build), and a
-#                                               shorter comparison; no profile
+#   bash bench/Callback.Bench/run.sh --quick    its short job in process, one mix (about 30 s + build), and
+#                                               a short Ping breakdown; no comparison, no profile
 #   other arguments go to BenchmarkDotNet, e.g.  --filter '*FrameReader*'  (a filtered run writes no results)
 #
 # By hand, after a build:
@@ -32,7 +32,6 @@ dotnet bin/Release/net10.0/Callback.Bench.dll parser --results "$repo/bench/resu
 case " $* " in
   *" --filter "*) ;;
   *" --quick "*)
-    dotnet bin/Release/net10.0/Callback.Bench.dll compare --rounds 8 --out "$repo/bench/results/parser-compare.md" >/dev/null
     dotnet bin/Release/net10.0/Callback.Bench.dll ping --pings 1000 --out "$repo/bench/results/ping-layers.md" >/dev/null ;;
   *)
     dotnet bin/Release/net10.0/Callback.Bench.dll compare --out "$repo/bench/results/parser-compare.md" >/dev/null
