@@ -84,14 +84,15 @@ type FrameReader() =
     /// A message that straddles the pipe's segments is copied here to be cut like any other.
     let mutable linear: byte[] = Array.empty
 
-    /// Line `[start, lineEnd)` (CR already trimmed), its first colon at `colon` (-1: none).
-    let field (span: ReadOnlySpan<byte>) start colon lineEnd =
+    /// Line `[start, lineEnd)` of `span` (CR already trimmed), its first colon at `colon` (-1: none), as
+    /// offsets from `first`, where the message's copy of its bytes will begin.
+    let field (span: ReadOnlySpan<byte>) first start colon lineEnd =
         if colon < 0 then
             {
-                Start = start
-                KeyEnd = lineEnd
-                ValueStart = lineEnd
-                End = lineEnd
+                Start = start - first
+                KeyEnd = lineEnd - first
+                ValueStart = lineEnd - first
+                End = lineEnd - first
             }
         else
             let space =
@@ -101,10 +102,10 @@ type FrameReader() =
                     0
 
             {
-                Start = start
-                KeyEnd = colon
-                ValueStart = colon + 1 + space
-                End = lineEnd
+                Start = start - first
+                KeyEnd = colon - first
+                ValueStart = colon + 1 + space - first
+                End = lineEnd - first
             }
 
     let add (f: Field) count =
@@ -117,6 +118,7 @@ type FrameReader() =
     /// Blank lines before its first line are noise between messages, taken with it.
     let cut (span: ReadOnlySpan<byte>) (message: byref<Message>) =
         let mutable lineStart = 0
+        let mutable first = -1
         let mutable colon = -1
         let mutable count = 0
         let mutable taken = 0
@@ -142,7 +144,10 @@ type FrameReader() =
                             at
 
                     if lineEnd > lineStart then
-                        add (field span lineStart colon lineEnd) count
+                        if count = 0 then
+                            first <- lineStart
+
+                        add (field span first lineStart colon lineEnd) count
                         count <- count + 1
                     elif count > 0 then
                         taken <- at + 1
@@ -152,25 +157,9 @@ type FrameReader() =
 
             block <- block + Marks.Block
 
-        let complete = taken > 0
-
-        if complete then
-            let first = fields[0].Start
-            let bytes = span.Slice(first, fields[count - 1].End - first).ToArray()
-
-            let own = Array.zeroCreate<Field> count
-
-            for i in 0 .. count - 1 do
-                let f = fields[i]
-
-                own[i] <- {
-                    Start = f.Start - first
-                    KeyEnd = f.KeyEnd - first
-                    ValueStart = f.ValueStart - first
-                    End = f.End - first
-                }
-
-            message <- Message(bytes, own)
+        if taken > 0 then
+            let bytes = span.Slice(first, fields[count - 1].End).ToArray()
+            message <- Message(bytes, Array.sub fields 0 count)
 
         taken
 
