@@ -193,10 +193,7 @@ let compare (rounds: int) =
     let sb = Text.StringBuilder()
     let line (x: string) = sb.AppendLine x |> ignore
 
-    let load =
-        File.ReadAllText("/proc/loadavg").Split(' ')
-        |> Array.take 3
-        |> String.concat " "
+    let load = loadAverage ()
 
     line "# AMI parser readers interleaved in one process"
     line ""

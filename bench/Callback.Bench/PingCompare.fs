@@ -165,7 +165,8 @@ let run (pings: int) (warmup: int) =
                 answer |> Result.defaultWith (failwithf "receive: %A") |> ignore
             }
 
-        let fixedIdPing () =
+        /// Client.send's Ping, with the ActionID `actionId` gives.
+        let clientPing (actionId: unit -> string) () =
             task {
                 let! answer =
                     Client.send
@@ -173,7 +174,7 @@ let run (pings: int) (warmup: int) =
                         (TimeSpan.FromSeconds 5.0)
                         {
                             Name = "Ping"
-                            ActionId = "fixed"
+                            ActionId = actionId ()
                             Headers = []
                         }
                         CancellationToken.None
@@ -181,21 +182,8 @@ let run (pings: int) (warmup: int) =
                 answer |> Result.defaultWith (failwithf "ping: %A") |> ignore
             }
 
-        let productPing () =
-            task {
-                let! answer =
-                    Client.send
-                        connection
-                        (TimeSpan.FromSeconds 5.0)
-                        {
-                            Name = "Ping"
-                            ActionId = Actions.newActionId ()
-                            Headers = []
-                        }
-                        CancellationToken.None
-
-                answer |> Result.defaultWith (failwithf "ping: %A") |> ignore
-            }
+        let fixedIdPing = clientPing (fun () -> "fixed")
+        let productPing = clientPing Actions.newActionId
 
         let clients: (unit -> Task<unit>) array = [|
             rawPing

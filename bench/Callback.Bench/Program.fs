@@ -46,6 +46,12 @@ let private write (file: string) (text: string) =
     File.WriteAllText(file, text)
     printfn "wrote %s" file
 
+/// Writes `text` to the file `--out` names, if any, and prints it; the exit code.
+let private emit (args: string list) (text: string) =
+    fst (take "--out" args) |> Option.iter (fun out -> write out text)
+    printfn "%s" text
+    0
+
 let private parser (args: string list) =
     let quick = args |> List.contains "--quick"
     let results, rest = take "--results" (args |> List.filter ((<>) "--quick"))
@@ -102,7 +108,6 @@ let private parser (args: string list) =
 
 /// CPU sampling (EventPipe) of FrameReader and ReceiveMirror on the newchannel-hangup mix, summarized.
 let private profile (args: string list) =
-    let out = fst (take "--out" args)
     let started = DateTime.Now.AddSeconds -1.0
     let wanted = set [ "FrameReader"; "ReceiveMirror" ]
 
@@ -144,12 +149,7 @@ let private profile (args: string list) =
         ]
         |> String.concat "\n"
 
-    match out with
-    | Some file -> write file text
-    | None -> ()
-
-    printfn "%s" text
-    0
+    emit args text
 
 let private stream (args: string list) =
     let get name = fst (take name args)
@@ -182,12 +182,7 @@ let main argv =
         ParserBenchmarks.verify ()
         let text = ParserBenchmarks.compare rounds
 
-        match fst (take "--out" rest) with
-        | Some out -> write out text
-        | None -> ()
-
-        printfn "%s" text
-        0
+        emit rest text
     | "profile" :: rest -> profile rest
     | "ping" :: rest ->
         let pings =
@@ -195,10 +190,7 @@ let main argv =
 
         let table = (PingCompare.run pings 500).GetAwaiter().GetResult()
 
-        let load =
-            IO.File.ReadAllText("/proc/loadavg").Split(' ')
-            |> Array.take 3
-            |> String.concat " "
+        let load = Readers.loadAverage ()
 
         let text =
             [
@@ -211,12 +203,7 @@ let main argv =
             ]
             |> String.concat "\n"
 
-        match fst (take "--out" rest) with
-        | Some out -> write out text
-        | None -> ()
-
-        printfn "%s" text
-        0
+        emit rest text
     | "stream" :: rest -> stream rest
     | "report" :: rest ->
         match fst (take "--work" rest), fst (take "--out" rest) with

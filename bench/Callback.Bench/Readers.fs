@@ -12,6 +12,12 @@ open System.Threading
 open System.Threading.Tasks
 open Callback.Ami
 
+/// The machine's load averages (1, 5, 15 minutes) as /proc/loadavg gives them, for the results files.
+let loadAverage () =
+    File.ReadAllText("/proc/loadavg").Split(' ')
+    |> Array.take 3
+    |> String.concat " "
+
 /// Bytes asked of the stream per read by every reader: Connection's PipeReader bufferSize.
 [<Literal>]
 let ReadSize = 16384

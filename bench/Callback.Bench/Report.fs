@@ -49,10 +49,7 @@ let parser (summaries: Summary[]) (jobName: string) : string =
             allocated)
         |> List.ofSeq
 
-    let load =
-        File.ReadAllText("/proc/loadavg").Split(' ')
-        |> Array.take 3
-        |> String.concat " "
+    let load = Readers.loadAverage ()
 
     line "# AMI parser, in memory (BenchmarkDotNet)"
     line ""
