@@ -38,6 +38,7 @@ let settingsFor (port: int) (transport: Transport) : Settings = {
         KnownProxies = []
         KnownNetworks = []
     }
+    Destination = DestinationPolicy.defaults
     DemoEnabled = false
 }
 
@@ -49,12 +50,12 @@ let withEndpoint (change: Endpoint -> Endpoint) (s: Settings) = {
         }
 }
 
-let trustedTls () = Tls(Some pki.Value.Ca)
+let trustedTls () = Tls [ pki.Value.Ca ]
 
 let frenchCallback =
     match
         CallbackRequest.validate {
-            PhoneNumber = Some "(514) 555-0123"
+            PhoneNumber = Some TestNumbers.Allowed
             Language = Some "fr"
         }
     with
@@ -100,7 +101,7 @@ let tests =
                 Expect.wantSome outcome.CallId "the Originate's ActionID is the call id"
 
             let expected =
-                $"Action: Originate\r\nActionID: {callId}\r\nChannel: PJSIP/15145550123@trunk\r\n"
+                $"Action: Originate\r\nActionID: {callId}\r\nChannel: PJSIP/{TestNumbers.AllowedDigits}@trunk\r\n"
                 + "Context: callback-fr\r\nExten: s\r\nPriority: 1\r\nCallerID: Web callback <5145550000>\r\n"
                 + "Timeout: 30000\r\nAsync: true\r\nVariable: CALLBACK_LANGUAGE=fr\r\n\r\n"
 
@@ -157,8 +158,7 @@ let tests =
             use server = new Server(script asterisk, Some pki.Value.Server)
 
             let outcome =
-                (Pipeline.run (settingsFor server.Port (Tls None)) roomyGate frenchCallback CancellationToken.None)
-                    .Result
+                (Pipeline.run (settingsFor server.Port (Tls [])) roomyGate frenchCallback CancellationToken.None).Result
 
             Expect.equal outcome.Stages StageResults.None "nothing succeeded"
 

@@ -16,9 +16,9 @@ open System.Threading.Tasks
 type Transport =
     /// Only when TLS is explicitly turned off: the secret then crosses the network in clear.
     | PlainTcp
-    /// TLS 1.2 or 1.3 with the server certificate checked, chain and host name; `trustedRoot`, when
-    /// given, is the only root trusted (a self-signed Asterisk), otherwise the system's roots are.
-    | Tls of trustedRoot: X509Certificate2 option
+    /// TLS 1.2 or 1.3 with the server certificate checked, chain and host name; `trustedRoots`, when
+    /// not empty, are the only roots trusted (a self-signed Asterisk), otherwise the system's roots are.
+    | Tls of trustedRoots: X509Certificate2 list
 
 /// Where Asterisk's manager listens and how long connecting (TCP, TLS, greeting) may take.
 type Endpoint = {
@@ -111,7 +111,7 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             return outcome.Value
         }
 
-    static let tlsOptions host trustedRoot =
+    static let tlsOptions host (trustedRoots: X509Certificate2 list) =
         let options =
             SslClientAuthenticationOptions(
                 TargetHost = host,
@@ -119,16 +119,17 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck
             )
 
-        trustedRoot
-        |> Option.iter (fun (root: X509Certificate2) ->
+        if not trustedRoots.IsEmpty then
             let policy =
                 new X509ChainPolicy(
                     TrustMode = X509ChainTrustMode.CustomRootTrust,
                     RevocationMode = X509RevocationMode.NoCheck
                 )
 
-            policy.CustomTrustStore.Add root |> ignore
-            options.CertificateChainPolicy <- policy)
+            for root in trustedRoots do
+                policy.CustomTrustStore.Add root |> ignore
+
+            options.CertificateChainPolicy <- policy
 
         options
 
@@ -152,9 +153,9 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
 
                 match endpoint.Transport with
                 | PlainTcp -> return Ok(network :> Stream)
-                | Tls trustedRoot ->
+                | Tls trustedRoots ->
                     let ssl = new SslStream(network, leaveInnerStreamOpen = false)
-                    do! ssl.AuthenticateAsClientAsync(tlsOptions endpoint.Host trustedRoot, ct)
+                    do! ssl.AuthenticateAsClientAsync(tlsOptions endpoint.Host trustedRoots, ct)
                     return Ok(ssl :> Stream)
             with e ->
                 socket.Dispose()

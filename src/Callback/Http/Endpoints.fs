@@ -68,7 +68,9 @@ module Endpoints =
         app.Lifetime.ApplicationStopped.Register(fun () -> (gate :> IDisposable).Dispose())
         |> ignore
 
-        let callback = Handlers.callback (Pipeline.run settings gate) (report logger)
+        let callback =
+            Handlers.callback settings.Destination (Pipeline.run settings gate) (report logger)
+
         app.MapPost("/callback", toDelegate callback) |> ignore
         app.MapHealthChecks "/healthz" |> ignore
 
