@@ -169,17 +169,43 @@ let tests =
             Expect.equal server.ReceivedByteCount 0L "no AMI byte was sent"
         }
 
+        // The server is reached at the address and name the client asked for; only its certificate names
+        // another host, so the handshake itself must refuse it. Catches host-name checking turned off.
         test "a certificate for another host name fails the socket stage even from a trusted authority" {
-            use server = new Server(script asterisk, Some pki.Value.Server)
+            for host in [ "localhost"; "127.0.0.1" ] do
+                use server = new Server(script asterisk, Some pki.Value.OtherHost)
 
-            let settings =
-                settingsFor server.Port (trustedTls ())
-                |> withEndpoint (fun e -> { e with Host = "127.0.0.2" })
+                let settings =
+                    settingsFor server.Port (trustedTls ())
+                    |> withEndpoint (fun e -> { e with Host = host })
 
-            let outcome =
-                (Pipeline.run settings roomyGate frenchCallback CancellationToken.None).Result
+                let outcome =
+                    (Pipeline.run settings roomyGate frenchCallback CancellationToken.None).Result
 
-            Expect.isFalse outcome.Stages.Socket "socket stage failed"
+                match outcome.Failure with
+                | Some(SocketFailed(TlsRejected _)) -> ()
+                | other -> failtestf "%s: expected a TLS rejection, got %A" host other
+
+                Expect.equal outcome.Stages StageResults.None "nothing succeeded"
+                Expect.equal server.ReceivedByteCount 0L "no AMI byte was sent"
+        }
+
+        test "an Originate answered with anything but Success is not spooled, and Logoff still goes out" {
+            for kind in [ "Failure"; "Follows" ] do
+                let outcome, actions, _ =
+                    runAgainst (answering "Originate" (fun a -> Send(response kind a.ActionId "odd")))
+
+                Expect.equal outcome.Stages (stagesOf (true, true, false, true, false)) kind
+                Expect.equal outcome.Failure (Some(OriginateFailed(Unexpected(kind, "odd")))) "why"
+                Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "Logoff sent"
+        }
+
+        test "a Login answered with anything but Success stops the train" {
+            let outcome, actions, _ =
+                runAgainst (answering "Login" (fun a -> Send(response "Follows" a.ActionId "odd")))
+
+            Expect.equal outcome.Stages (stagesOf (true, false, false, false, false)) "socket only"
+            Expect.equal actions [ "Login" ] "nothing after Login"
         }
 
         test "a server that does not greet as Asterisk fails the socket stage and is sent nothing" {
@@ -277,7 +303,7 @@ let tests =
             let eventsThen (a: ReceivedAction) =
                 "Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n"
                 + $"Event: OriginateResponse\r\nActionID: {a.ActionId}\r\nResponse: Failure\r\nReason: 0\r\n\r\n"
-                + response "Success" "someone-else" "Not yours"
+                + response "Error" "someone-else" "Not yours"
                 + response "Success" a.ActionId "Originate successfully queued"
 
             let outcome, _, _ = runAgainst (answering "Originate" (eventsThen >> Send))
