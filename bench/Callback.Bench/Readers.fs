@@ -262,7 +262,7 @@ type ReceiveMirror(stream: Stream) =
 
             if result.IsCompleted then
                 ValueSome(Error Closed)
-            elif result.Buffer.Length > int64 FrameReader.MaxMessageBytes then
+            elif result.Buffer.Length > int64 FrameReader.DefaultMaxMessageBytes then
                 ValueSome(Error Oversized)
             else
                 ValueNone

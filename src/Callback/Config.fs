@@ -17,6 +17,8 @@ type AmiSettings = {
     ResponseTimeout: TimeSpan
     /// AMI sessions open at once, at most; more callbacks wait for a free one.
     MaxSessions: int
+    /// The largest AMI message read; a longer one is skipped (and logged), the session goes on.
+    MaxMessageBytes: int
 }
 
 /// The fixed parts of every Originate. `Channel` holds `{number}` and `Context` may hold `{language}`.
@@ -155,6 +157,10 @@ module Settings =
             }
         }
 
+    /// 64 KiB at least (a channel with many variables is a few KiB), 64 MiB at most.
+    let private maxMessageBytes config =
+        number config "Ami:MaxMessageBytes" FrameReader.DefaultMaxMessageBytes 65536 (64 * 1024 * 1024)
+
     let private ami config =
         validation {
             let! endpoint = endpoint config
@@ -162,6 +168,7 @@ module Settings =
             and! secret = secret config
             and! responseTimeout = milliseconds config "Ami:ResponseTimeout" 5000 100 60000
             and! maxSessions = number config "Ami:MaxSessions" 8 1 1000
+            and! maxMessageBytes = maxMessageBytes config
 
             return {
                 Endpoint = endpoint
@@ -169,6 +176,7 @@ module Settings =
                 Secret = secret
                 ResponseTimeout = responseTimeout
                 MaxSessions = maxSessions
+                MaxMessageBytes = maxMessageBytes
             }
         }
 

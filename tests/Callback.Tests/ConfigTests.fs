@@ -80,12 +80,28 @@ let tests =
                 Expect.equal s.Ami.Endpoint.ConnectTimeout (TimeSpan.FromSeconds 5.0) "connect"
                 Expect.equal s.Ami.ResponseTimeout (TimeSpan.FromSeconds 5.0) "response"
                 Expect.equal s.Ami.MaxSessions 8 "sessions at once"
+                Expect.equal s.Ami.MaxMessageBytes (1024 * 1024) "1 MiB per AMI message"
                 Expect.equal s.Originate.Context "callback-{language}" "context"
                 Expect.equal s.Originate.Exten "s" "exten"
                 Expect.equal s.Originate.Priority 1 "priority"
                 Expect.equal s.Originate.Timeout (TimeSpan.FromSeconds 30.0) "ring time"
                 Expect.isNone s.Originate.CallerId "caller id"
                 Expect.isFalse s.DemoEnabled "demo off"
+        }
+
+        test "Ami__MaxMessageBytes is read, from 64 KiB to 64 MiB" {
+            Expect.equal
+                (settingsOf (minimal @ [ "Ami:MaxMessageBytes", "4194304" ])).Ami.MaxMessageBytes
+                4194304
+                "4 MiB"
+
+            for bad in [ "65535"; "67108865"; "1MiB" ] do
+                Expect.equal
+                    (errorsOf (minimal @ [ "Ami:MaxMessageBytes", bad ]))
+                    [
+                        $"Ami__MaxMessageBytes must be a whole number from 65536 to 67108864 (got '{bad}')."
+                    ]
+                    bad
         }
 
         test "plain TCP only when Ami__UseTls is false" {

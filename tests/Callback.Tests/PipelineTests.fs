@@ -25,6 +25,7 @@ let settingsFor (port: int) (transport: Transport) : Settings = {
         Secret = Secret "s3cret-Value"
         ResponseTimeout = TimeSpan.FromMilliseconds 400.0
         MaxSessions = 8
+        MaxMessageBytes = FrameReader.DefaultMaxMessageBytes
     }
     Originate = {
         Channel = "PJSIP/{number}@trunk"
@@ -308,6 +309,21 @@ let tests =
 
             let outcome, _, _ = runAgainst (answering "Originate" (eventsThen >> Send))
             Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "the real response counted"
+        }
+
+        // The issue's case: with the old 64 KiB cap this callback failed with amiLogin false.
+        test "a 120-variable event before the Login response, and one over the cap, do not stop the callback" {
+            let variables =
+                String.concat "" [ for i in 1..120 -> $"ChanVariable: VAR_{i}=" + String('v', 600) + "\r\n" ]
+
+            let bigEventsFirst (a: ReceivedAction) =
+                $"Event: VarSet\r\n{variables}\r\n"
+                + $"Event: Huge\r\nData: {String('x', FrameReader.DefaultMaxMessageBytes)}\r\n\r\n"
+                + response "Success" a.ActionId "Authentication accepted"
+
+            let outcome, _, _ = runAgainst (answering "Login" (bigEventsFirst >> Send))
+            Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "every stage"
+            Expect.equal outcome.SkippedMessages 1L "the one over the cap skipped, and reported"
         }
 
         test "with every session slot taken for the connect timeout, the callback is refused unsent" {

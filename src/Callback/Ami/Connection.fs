@@ -76,9 +76,14 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
 
     static let greetingPrefix = "Asterisk Call Manager/"
 
+    /// The greeting is one short line (`Asterisk Call Manager/11.0.0`); a peer sending more without a
+    /// line end is not Asterisk.
+    static let maxGreetingBytes = 4096L
+
     // Runs one synchronous cut over the buffer (byrefs cannot live inside a task) and tells the pipe
-    // what was consumed and examined.
-    static let take (reader: PipeReader) (result: ReadResult) (cut: Cut<'T>) =
+    // what was consumed (the cut may drop bytes without returning an item: a message over the cap) and
+    // that everything was examined. More than `limit` bytes left uncut is an error.
+    static let take (reader: PipeReader) (result: ReadResult) (limit: int64) (cut: Cut<'T>) =
         let mutable rest = result.Buffer
 
         match cut.Invoke(&rest) with
@@ -86,23 +91,20 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             reader.AdvanceTo rest.Start
             ValueSome(Ok value)
         | ValueNone ->
-            reader.AdvanceTo(result.Buffer.Start, result.Buffer.End)
+            reader.AdvanceTo(rest.Start, result.Buffer.End)
 
-            if result.IsCompleted then
-                ValueSome(Error Closed)
-            elif result.Buffer.Length > int64 FrameReader.MaxMessageBytes then
-                ValueSome(Error Oversized)
-            else
-                ValueNone
+            if result.IsCompleted then ValueSome(Error Closed)
+            elif rest.Length > limit then ValueSome(Error Oversized)
+            else ValueNone
 
-    static let readUntil (reader: PipeReader) (ct: CancellationToken) cut =
+    static let readUntil (reader: PipeReader) (ct: CancellationToken) limit cut =
         task {
             let mutable outcome = ValueNone
 
             try
                 while outcome.IsNone do
                     let! result = reader.ReadAsync ct
-                    outcome <- take reader result cut
+                    outcome <- take reader result limit cut
             with
             | :? OperationCanceledException -> outcome <- ValueSome(Error Cancelled)
             | :? IOException as e -> outcome <- ValueSome(Error(Broken e.Message))
@@ -179,12 +181,21 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             else
                 ValueNone)
 
+    /// The FrameReader enforces the cap on messages itself, skipping what is over it.
+    static let noLimit = Int64.MaxValue
+
     /// The banner Asterisk greeted us with, e.g. `Asterisk Call Manager/11.0.0`.
     member _.Greeting = greeting
 
-    /// Opens TCP (and TLS), then reads the greeting; all within `endpoint.ConnectTimeout`.
-    /// Only the prefix of the greeting is checked: its version number changes between releases.
-    static member Open(endpoint: Endpoint, ct: CancellationToken) : Task<Result<Connection, ConnectError>> =
+    /// How many messages over the size cap were skipped on this session so far.
+    member _.SkippedMessages = frames.Skipped
+
+    /// Opens TCP (and TLS), then reads the greeting; all within `endpoint.ConnectTimeout`. Only the prefix
+    /// of the greeting is checked: its version number changes between releases. A message longer than
+    /// `maxMessageBytes` (default `FrameReader.DefaultMaxMessageBytes`) is skipped, not received.
+    static member Open
+        (endpoint: Endpoint, ct: CancellationToken, ?maxMessageBytes: int)
+        : Task<Result<Connection, ConnectError>> =
         task {
             use deadline = CancellationTokenSource.CreateLinkedTokenSource ct
             deadline.CancelAfter endpoint.ConnectTimeout
@@ -193,12 +204,15 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             | Error e -> return Error e
             | Ok stream ->
                 let reader = PipeReader.Create(stream, StreamPipeReaderOptions(bufferSize = 16384))
-                let frames = FrameReader()
+
+                let frames =
+                    FrameReader(defaultArg maxMessageBytes FrameReader.DefaultMaxMessageBytes)
 
                 let! line =
                     readUntil
                         reader
                         deadline.Token
+                        maxGreetingBytes
                         (Cut(fun buffer ->
                             let mutable line = null
 
@@ -244,13 +258,13 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             if pending.Count > 0 then
                 ValueSome(Ok(pending.Dequeue()))
             elif reader.TryRead(&buffered) then
-                take reader buffered cutMessages
+                take reader buffered noLimit cutMessages
             else
                 ValueNone
 
         match fromBuffer with
         | ValueSome outcome -> ValueTask<Result<Message, LinkError>>(outcome)
-        | ValueNone -> ValueTask<Result<Message, LinkError>>(readUntil reader ct cutMessages)
+        | ValueNone -> ValueTask<Result<Message, LinkError>>(readUntil reader ct noLimit cutMessages)
 
     /// Closes the session's socket; a Logoff, if wanted, is the caller's to send first.
     interface IDisposable with

@@ -23,6 +23,14 @@ module Endpoints =
     /// One line per callback: the client (as the trusted proxy reported it), the masked number, the stages.
     let private report (logger: ILogger) (ctx: HttpContext) (request: CallbackRequest) (outcome: CallbackOutcome) =
         let s = outcome.Stages
+
+        if outcome.SkippedMessages > 0L then
+            logger.LogWarning(
+                "Callback to {Number}: skipped {Count} AMI messages over Ami__MaxMessageBytes",
+                masked request.PhoneNumber,
+                outcome.SkippedMessages
+            )
+
         let client = string ctx.Connection.RemoteIpAddress
 
         match outcome.Failure with
