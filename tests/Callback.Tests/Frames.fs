@@ -32,6 +32,10 @@ let segmented (chunks: byte[] list) =
 
 let bytes (text: string) = Encoding.UTF8.GetBytes text
 
+/// The lines as Asterisk writes a message: each ended by CRLF, then the blank line.
+let wire (lines: string list) =
+    String.concat "" (lines |> List.map (fun l -> l + "\r\n")) + "\r\n"
+
 /// A message with these headers, in order.
 let message (lines: (string * string) list) =
     lines |> List.map (fun (k, v) -> { Key = k; Value = v }) |> Message.ofHeaders
