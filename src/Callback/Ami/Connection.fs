@@ -41,6 +41,7 @@ type ConnectError =
 type LinkError =
     | Closed
     | Cancelled
+    /// The greeting did not end within its limit. (A message over the cap is skipped, not an error.)
     | Oversized
     | Broken of reason: string
 
@@ -63,7 +64,7 @@ module LinkError =
         match error with
         | Closed -> "connection closed"
         | Cancelled -> "cancelled"
-        | Oversized -> "a message over the size limit"
+        | Oversized -> "a greeting over the size limit"
         | Broken reason -> $"connection broken ({reason})"
 
 /// Cuts one item off the front of a buffer (a delegate, because F# closures cannot take byrefs).
