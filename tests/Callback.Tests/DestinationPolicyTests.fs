@@ -25,7 +25,7 @@ let tests =
     testList "DestinationPolicy" [
         testList "by default" [
             test "the shared test number is FIXED_LINE_OR_MOBILE and allowed" {
-                Expect.equal (parsed TestNumbers.Allowed).Type PhoneNumberType.FIXED_LINE_OR_MOBILE "its type"
+                Expect.equal (parsed TestNumbers.Allowed).NumberType PhoneNumberType.FIXED_LINE_OR_MOBILE "its type"
                 Expect.equal (checkWith defaults TestNumbers.Allowed) (Ok TestNumbers.AllowedDigits) "allowed"
 
                 for n in [ 0; 42; 99 ] do

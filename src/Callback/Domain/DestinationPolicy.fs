@@ -99,10 +99,10 @@ module DestinationPolicy =
             Ok number
 
     let private checkType policy (number: PhoneNumber) =
-        if policy.AllowedTypes.Contains number.Type then
+        if policy.AllowedTypes.Contains number.NumberType then
             Ok number
         else
-            Error(NumberTypeNotAllowed number.Type)
+            Error(NumberTypeNotAllowed number.NumberType)
 
     /// The number when the policy lets us ring it, or the first reason it does not.
     let check (policy: DestinationPolicy) (number: PhoneNumber) : Result<PhoneNumber, DestinationRefusal> =

@@ -13,9 +13,10 @@ type PhoneNumberError =
     | PremiumRate
     | NotUsOrCanada
 
-/// A North American number we are willing to call back: exactly 11 ASCII digits, the first one `1`,
-/// a valid US or Canadian number according to libphonenumber, neither premium-rate nor an N11 service
-/// code. The only way to get one is `PhoneNumber.tryParse`, so nothing downstream checks it again.
+/// A North American number we could call back: exactly 11 ASCII digits, the first one `1`, a valid US
+/// or Canadian number according to libphonenumber, neither premium-rate nor an N11 service code. The
+/// only way to get one is `PhoneNumber.tryParse`, so nothing downstream checks it again; which of these
+/// the owner pays to ring is the `DestinationPolicy`'s decision.
 [<Struct; CustomEquality; NoComparison>]
 type PhoneNumber =
     private
@@ -28,7 +29,7 @@ type PhoneNumber =
 
     /// What libphonenumber says the number is (fixed line, mobile, toll-free, personal, …), found while
     /// parsing, for the destination policy.
-    member this.Type =
+    member this.NumberType =
         let (PhoneNumber(_, kind)) = this
         kind
 
