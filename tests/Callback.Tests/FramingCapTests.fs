@@ -110,6 +110,18 @@ let tests =
             Expect.equal reader.Skipped 1L "one skipped"
         }
 
+        // Catches noise counted as a message over the cap, which would then swallow the next real one.
+        test "more blank lines than the cap between messages are dropped, and the next message is read" {
+            let all = bytes (String.replicate 5000 "\r\n" + loginResponse)
+
+            for size in [ 1; 4096; all.Length ] do
+                let reader = FrameReader 4096
+                let messages, rest = readAllFrom reader (segmented (segmentsOf size all))
+                Expect.equal messages (readAll loginResponse) $"segments of {size}"
+                Expect.equal rest.Length 0L "nothing left"
+                Expect.equal reader.Skipped 0L "nothing skipped"
+        }
+
         testPropertyWithConfig config "messages over the cap are skipped and counted, the others come out in order"
         <| Prop.forAll (Arb.fromGen streamWithOversized) (fun (kept, skipped, chunks) ->
             let reader = FrameReader smallCap

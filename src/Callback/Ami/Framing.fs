@@ -237,15 +237,17 @@ type FrameReader(maxMessageBytes: int) =
         | 0 when not buffer.IsSingleSegment && first.Length < maxMessageBytes -> cutAcrossSegments buffer &message
         | taken -> taken
 
-    /// A message is over the cap when its end is not within the cap's bytes from its first line: the
-    /// noise before it (blank lines) is dropped, and skipping starts.
+    /// No message ends within the cap's bytes. Blank lines in front (noise between messages) are dropped
+    /// first, and the cut is tried again on what follows; a message that starts right away is skipped.
     let startSkipping (buffer: byref<ReadOnlySequence<byte>>) =
         let mutable reader = SequenceReader<byte>(buffer)
-        reader.AdvancePastAny('\r'B, '\n'B) |> ignore
-        buffer <- buffer.Slice reader.Position
-        skipping <- true
-        lineState <- 0
-        skipped <- skipped + 1L
+
+        if reader.AdvancePastAny('\r'B, '\n'B) > 0L then
+            buffer <- buffer.Slice reader.Position
+        else
+            skipping <- true
+            lineState <- 0
+            skipped <- skipped + 1L
 
     /// The default cap on one message: 1 MiB, far above the largest event Asterisk sends in practice
     /// (a channel with many variables is a few KiB), low enough that a broken peer cannot exhaust memory.
