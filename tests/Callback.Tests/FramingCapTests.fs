@@ -110,6 +110,11 @@ let tests =
             Expect.equal reader.Skipped 1L "one skipped"
         }
 
+        test "a cap too small for any message is refused when the reader is made" {
+            Expect.throwsT<ArgumentException> (fun () -> FrameReader 63 |> ignore) "63 bytes"
+            Expect.equal (FrameReader 64).MaxMessageBytes 64 "64 bytes"
+        }
+
         // Catches noise counted as a message over the cap, which would then swallow the next real one.
         test "more blank lines than the cap between messages are dropped, and the next message is read" {
             let all = bytes (String.replicate 5000 "\r\n" + loginResponse)

@@ -90,6 +90,10 @@ type FrameReader(maxMessageBytes: int) =
     let mutable lineState = 0
     let mutable skipped = 0L
 
+    do
+        if maxMessageBytes < 64 then
+            invalidArg (nameof maxMessageBytes) "A cap under 64 bytes would skip every message."
+
     /// Line `[start, lineEnd)` of `span` (CR already trimmed), its first colon at `colon` (-1: none), as
     /// offsets from `first`, where the message's copy of its bytes will begin.
     let field (span: ReadOnlySpan<byte>) first start colon lineEnd =
