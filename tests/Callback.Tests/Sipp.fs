@@ -72,8 +72,9 @@ type RtpPhone(voice: byte, peerVoice: byte) =
                 try
                     socket.Send(packet sequence, remote) |> ignore
                     Interlocked.Increment &sent |> ignore
-                with :? SocketException ->
-                    ()
+                with
+                | :? SocketException
+                | :? ObjectDisposedException -> ()
 
     do
         Thread(receive, IsBackground = true).Start()
@@ -222,6 +223,9 @@ let keyword (name: string) (value: string) = [ "-key"; name; value ]
 /// Starts `scenario` as phone `name` on 127.0.0.1:`sipPort` for `calls` calls, its media speaking with
 /// `voice` and recognising `peerVoice`; waits (up to 10 s) until SIPp listens. Fails the test otherwise.
 let start name scenario sipPort calls options (voice: byte, peerVoice: byte) =
+    if boundUdp sipPort then
+        failwithf "127.0.0.1:%d is taken before SIPp %s starts (a phone of an earlier test left running?)" sipPort name
+
     let directory = Directory.CreateTempSubdirectory("sipp-").FullName
     let media = new RtpPhone(voice, peerVoice)
 
