@@ -25,7 +25,8 @@ let field (key: string) (event: Event) =
 /// Whether an event is `Event: name`.
 let isEvent (name: string) (event: Event) = field "Event" event = name
 
-let private parse (text: string) : Event list =
+/// The messages of an AMI stream's text (CRLF lines, a blank line after each message).
+let parse (text: string) : Event list =
     text.Split("\r\n\r\n", StringSplitOptions.RemoveEmptyEntries)
     |> Array.map (fun message ->
         message.Split("\r\n")
