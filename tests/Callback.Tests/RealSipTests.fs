@@ -15,6 +15,7 @@ open Callback.Tests.LocalAsterisk
 open Callback.Tests.TestSidecar
 open Callback.Tests.AmiMonitor
 open Callback.Tests.Sipp
+open Callback.Tests.SipEvidence
 
 /// The visitor's number in every test here: one constant, so that it can follow the destination policy.
 let visitorNumber = "+1 438 555 2368"
@@ -53,101 +54,62 @@ let private callback (sidecar: Sidecar) (language: string) (number: string) =
     Expect.equal status HttpStatusCode.OK $"200: {body}"
     Expect.equal (stages body) [ true; true; true; true; true ] "five true booleans"
 
-/// Channels of the call whose first channel is the trunk's: every event of a channel named `PJSIP/<prefix>-`.
-let private ofChannel (prefix: string) (events: Event list) =
-    events
-    |> List.filter (fun e -> (field "Channel" e).StartsWith $"PJSIP/{prefix}-")
+/// SIPp's side of an answered callback: one INVITE to the visitor's 11 digits from Originate__CallerId, the
+/// owner rung once, `hungUp` sent the one BYE and Asterisk then hung up `other`.
+let private provenBySipp env (visitorPhone: Phone) (ownerPhone: Phone) (hungUp: Phone) (other: Phone) =
+    let invites = calls visitorPhone
+    Expect.equal invites.Length 1 "the trunk gets exactly one INVITE"
+    let trunk = setting env "SIP_TRUNK"
+    Expect.equal (firstLine invites.Head) $"INVITE sip:{visitorDigits}@{trunk} SIP/2.0" "its Request-URI"
+    let callerId = Regex.Match(setting env "Originate__CallerId", "^(.*) <(.*)>$")
+    let from = $"\"{callerId.Groups[1].Value}\" <sip:{callerId.Groups[2].Value}@"
+    Expect.stringContains (header "From" invites.Head) from "its From"
+    Expect.equal (calls ownerPhone).Length 1 "the owner's phone is rung once"
 
-/// The events of SIP channels only: the Local-channel lists may run callbacks on the same Asterisk meanwhile.
-let private sip (events: Event list) =
-    events |> List.filter (fun e -> (field "Channel" e).StartsWith "PJSIP/")
+    let sentBye =
+        hungUp.Messages
+        |> List.filter (fun m -> m.Sent && (firstLine m).StartsWith "BYE ")
 
-/// Waits until every PJSIP channel that appeared has hung up and the OriginateResponse came.
-let private awaitCallEnd (monitor: Monitor) =
-    monitor.Await (TimeSpan.FromSeconds 30.0) (fun events ->
-        let pjsip (name: string) =
-            events
-            |> List.filter (fun e -> isEvent name e && (field "Channel" e).StartsWith "PJSIP/")
-            |> List.map (field "Uniqueid")
-            |> set
+    Expect.equal sentBye.Length 1 $"{hungUp.Name} hangs up"
+    Expect.equal (received "BYE" other.Messages).Length 1 $"Asterisk then hangs up {other.Name}"
 
-        let created = pjsip "Newchannel"
+/// The RTP of an answered callback: the announcement to the visitor and the whisper to the owner before the
+/// bridge, then each phone's voice at the other.
+let private provenByRtp (visitorPhone: Phone) (ownerPhone: Phone) =
+    Expect.isGreaterThan visitorPhone.Media.PromptBeforePeer 50 "the visitor hears the announcement (≥ 1 s) first"
+    Expect.isGreaterThan ownerPhone.Media.PromptBeforePeer 15 "the owner hears the whisper (≥ 0.3 s) before the bridge"
+    Expect.isGreaterThan visitorPhone.Media.FromPeer 25 "the owner's voice reaches the visitor"
+    Expect.isGreaterThan ownerPhone.Media.FromPeer 25 "the visitor's voice reaches the owner"
 
-        List.exists (isEvent "OriginateResponse") (sip events)
-        && not created.IsEmpty
-        && created = pjsip "Hangup")
+/// Asterisk's side of an answered callback in `language`: its events and its log since `offset`.
+let private provenByAsterisk env offset language (monitor: Monitor) =
+    let events = monitor.Events
 
-/// Where `record` saves a monitor's stream when CALLBACK_RECORD_SIP_FIXTURES names a folder (the fixtures
-/// in tests/fixtures/ami/ were made so); otherwise nothing is written.
-let private record (name: string) (monitor: Monitor) =
-    match Environment.GetEnvironmentVariable "CALLBACK_RECORD_SIP_FIXTURES" with
-    | null
-    | "" -> ()
-    | folder ->
-        monitor.Logoff()
-        File.WriteAllBytes(Path.Combine(folder, $"sip-{name}.txt"), monitor.Bytes)
+    Expect.equal
+        (playbacks "trunk" events)
+        [ "pls-hold-while-try", language ]
+        "the announcement, in the visitor's language"
 
-/// The fields a failure test asserts, in the order Asterisk emitted them: Hangup causes per channel kind,
-/// DialEnd statuses, OriginateResponse Response and Reason.
-let private outcome (events: Event list) =
-    let kind (e: Event) = (field "Channel" e).Split('-')[0]
+    Expect.equal (playbacks "owner" events) [ "hello", language ] "the whisper, to the owner only, in the same language"
 
-    {|
-        Hangups =
-            events
-            |> List.filter (isEvent "Hangup")
-            |> List.filter (fun e -> (field "Channel" e).StartsWith "PJSIP/")
-            |> List.map (fun e -> kind e, field "Cause" e)
-        DialEnds =
-            events
-            |> List.filter (isEvent "DialEnd")
-            |> List.map (fun e -> field "DestChannel" e |> fun c -> c.Split('-')[0], field "DialStatus" e)
-        Originate =
-            events
-            |> sip
-            |> List.filter (isEvent "OriginateResponse")
-            |> List.map (fun e -> field "Response" e, field "Reason" e)
-    |}
+    let bridges endpoint =
+        onEndpoint endpoint events
+        |> List.filter (isEvent "BridgeEnter")
+        |> List.map (field "BridgeUniqueid")
 
-/// Stops every phone of a test at its end.
-let private phones (list: Phone list) = {
-    new IDisposable with
-        member _.Dispose() =
-            for phone in list do
-                (phone :> IDisposable).Dispose()
-}
+    Expect.equal (bridges "trunk") (bridges "owner") "both legs enter the same bridge"
+    Expect.equal (bridges "trunk").Length 1 "once"
+    Expect.equal ((outcome events).Hangups |> List.map snd) [ "16"; "16" ] "both legs end with normal clearing"
+    Expect.equal (outcome events).Originate [ "Success", "4" ] "OriginateResponse Success, Reason 4 (answered)"
+    Expect.isEmpty (sip (monitor.Channels())) "no channel is left"
 
-/// The first INVITE of each call a phone received (retransmissions and re-INVITEs left out), by Call-ID.
-let private calls (phone: Phone) =
-    received "INVITE" phone.Messages
-    |> List.filter (fun m -> not ((header "To" m).Contains "tag="))
-    |> List.distinctBy (header "Call-ID")
+    let played channel sound =
+        $@"<PJSIP/{channel}-\w+> Playing '{sound}\.gsm' \(language '{language}'\)"
 
-/// The events of Asterisk's channels whose name starts `PJSIP/<endpoint>-`.
-let private onEndpoint (endpoint: string) (events: Event list) =
-    events
-    |> List.filter (fun e -> (field "Channel" e).StartsWith $"PJSIP/{endpoint}-")
-
-/// The Playback apps that ran on `endpoint`'s channels: (sound, channel language).
-let private playbacks endpoint events =
-    onEndpoint endpoint events
-    |> List.filter (fun e -> isEvent "Newexten" e && field "Application" e = "Playback")
-    |> List.map (fun e -> field "AppData" e, field "Language" e)
-
-/// Whether Asterisk's root has sounds/<language>/<sound>.gsm (the host sees the root's absolute symlinks
-/// dangle, so look from inside).
-let private soundExists env (language: string) (sound: string) =
-    let root = (setting env "ASTERISK_FULL_LOG").Replace("/var/log/asterisk/full", "")
-
-    (run [] (TimeSpan.FromSeconds 5.0) "chroot" [
-        root
-        "test"
-        "-f"
-        $"/usr/share/asterisk/sounds/{language}/{sound}.gsm"
-    ])
-        .Code
-        =
-        0
+    Expect.isTrue (awaitLog env offset (played "trunk" "pls-hold-while-try")) "the log: the announcement"
+    Expect.isTrue (awaitLog env offset (played "owner" "hello")) "the log: the whisper"
+    Expect.isTrue (soundExists env language "pls-hold-while-try") $"sounds/{language}/pls-hold-while-try.gsm exists"
+    Expect.isTrue (soundExists env language "hello") $"sounds/{language}/hello.gsm exists"
 
 /// A callback in `language` that is answered at both ends, ended by whichever phone's scenario is
 /// `answer-hangup`: proven by SIPp's traces and RTP counts and by Asterisk's events and log.
@@ -168,32 +130,13 @@ let private bridgedCallback language visitorScenario ownerScenario (env, monitor
     let offset = logLength env
     callback sidecar language visitorNumber
 
-    Expect.equal
-        (visitorPhone.AwaitExit(TimeSpan.FromSeconds 30.0))
-        (Some 0)
-        $"the visitor's SIPp ends its call: {visitorPhone.Output}"
+    let ended (phone: Phone) (seconds: float) =
+        phone.AwaitExit(TimeSpan.FromSeconds seconds)
 
-    Expect.equal
-        (ownerPhone.AwaitExit(TimeSpan.FromSeconds 10.0))
-        (Some 0)
-        $"the owner's SIPp ends its call: {ownerPhone.Output}"
-
+    Expect.equal (ended visitorPhone 30.0) (Some 0) $"the visitor's SIPp ends its call: {tail 10 visitorPhone.Output}"
+    Expect.equal (ended ownerPhone 10.0) (Some 0) $"the owner's SIPp ends its call: {tail 10 ownerPhone.Output}"
     Expect.isTrue (awaitCallEnd monitor) "Asterisk hung up both legs"
     record $"callback-{language}" monitor
-
-    // SIPp's side: one call, to the visitor's 11 digits, from Originate__CallerId.
-    let invites = calls visitorPhone
-    Expect.equal invites.Length 1 "the trunk gets exactly one INVITE"
-    let trunk = setting env "SIP_TRUNK"
-    Expect.equal (firstLine invites.Head) $"INVITE sip:{visitorDigits}@{trunk} SIP/2.0" "its Request-URI"
-    let callerId = Regex.Match(setting env "Originate__CallerId", "^(.*) <(.*)>$")
-
-    Expect.stringContains
-        (header "From" invites.Head)
-        $"\"{callerId.Groups[1].Value}\" <sip:{callerId.Groups[2].Value}@"
-        "its From"
-
-    Expect.equal (calls ownerPhone).Length 1 "the owner's phone is rung once"
 
     let hungUp, other =
         if visitorScenario = "answer-hangup" then
@@ -201,62 +144,9 @@ let private bridgedCallback language visitorScenario ownerScenario (env, monitor
         else
             ownerPhone, visitorPhone
 
-    Expect.equal
-        (hungUp.Messages
-         |> List.filter (fun m -> m.Sent && (firstLine m).StartsWith "BYE "))
-            .Length
-        1
-        $"{hungUp.Name} hangs up"
-
-    Expect.equal (received "BYE" other.Messages).Length 1 $"Asterisk then hangs up {other.Name}"
-
-    // RTP: the announcement to the visitor and the whisper to the owner before the bridge, then each voice.
-    Expect.isGreaterThan
-        visitorPhone.Media.PromptBeforePeer
-        50
-        "the visitor hears the announcement (≥ 1 s) before the bridge"
-
-    Expect.isGreaterThan ownerPhone.Media.PromptBeforePeer 15 "the owner hears the whisper (≥ 0.3 s) before the bridge"
-    Expect.isGreaterThan visitorPhone.Media.FromPeer 25 "the owner's voice reaches the visitor"
-    Expect.isGreaterThan ownerPhone.Media.FromPeer 25 "the visitor's voice reaches the owner"
-
-    // Asterisk's side.
-    let events = monitor.Events
-
-    Expect.equal
-        (playbacks "trunk" events)
-        [ "pls-hold-while-try", language ]
-        "the announcement, in the visitor's language"
-
-    Expect.equal
-        (playbacks "owner" events)
-        [ "hello", language ]
-        "the whisper, on the owner's leg only, in the visitor's language"
-
-    let bridges endpoint =
-        onEndpoint endpoint events
-        |> List.filter (isEvent "BridgeEnter")
-        |> List.map (field "BridgeUniqueid")
-
-    Expect.equal (bridges "trunk") (bridges "owner") "both legs enter the same bridge"
-    Expect.equal (bridges "trunk").Length 1 "once"
-    Expect.equal ((outcome events).Hangups |> List.map snd) [ "16"; "16" ] "both legs end with normal clearing"
-    Expect.equal (outcome events).Originate [ "Success", "4" ] "OriginateResponse Success, Reason 4 (answered)"
-    Expect.isEmpty (sip (monitor.Channels())) "no channel is left"
-
-    Expect.isTrue
-        (awaitLog env offset $@"<PJSIP/trunk-\w+> Playing 'pls-hold-while-try\.gsm' \(language '{language}'\)")
-        "the log: the announcement"
-
-    Expect.isTrue
-        (awaitLog env offset $@"<PJSIP/owner-\w+> Playing 'hello\.gsm' \(language '{language}'\)")
-        "the log: the whisper"
-
-    Expect.isTrue
-        (soundExists env language "pls-hold-while-try")
-        $"sounds/{language}/pls-hold-while-try.gsm exists (no silent fallback to en)"
-
-    Expect.isTrue (soundExists env language "hello") $"sounds/{language}/hello.gsm exists"
+    provenBySipp env visitorPhone ownerPhone hungUp other
+    provenByRtp visitorPhone ownerPhone
+    provenByAsterisk env offset language monitor
 
 let private ring = variable "ring_ms" "200"
 
