@@ -394,6 +394,12 @@ let tests =
         withSip "the dev Asterisk loads the shipped pjsip.conf, only the provider's address pointed at SIPp"
         <| fun (env, _) -> pjsipAsShipped env
 
+        withSip "SIP listens on 127.0.0.1:5060 only, not on every address as the shipped file would"
+        <| fun _ ->
+            let udp = File.ReadAllText "/proc/net/udp"
+            Expect.stringContains udp " 0100007F:13C4 " "127.0.0.1:5060 is bound"
+            Expect.isFalse (udp.Contains " 00000000:13C4 ") "0.0.0.0:5060 is not"
+
         withSip
             "an English callback over SIP: one INVITE, announced in English, whisper to the owner, bridged, the owner's BYE ends both legs"
         <| bridgedCallback "en" "answer" "answer-hangup"
