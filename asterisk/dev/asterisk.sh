@@ -7,7 +7,7 @@
 #   asterisk.sh status      say whether it is running and answering (exit 0 yes, 1 no or unhealthy)
 #   asterisk.sh env         KEY=VALUE lines for the sidecar and the tests (split each line on the first '=')
 #   asterisk.sh env-sip     the same with the visitor rung through the SIP trunk (SIPp phones), + SIP_* keys
-#   asterisk.sh monitor-env credentials of the dev-only read=all manager user (fixture recording only)
+#   asterisk.sh monitor-env credentials of the dev-only read=all manager user (fixtures, the Real SIP tests)
 #
 # Run as root. Asterisk is not packaged for Debian 12, so it runs in a chroot of Debian sid; the chroot
 # shares the host network, so AMI is on 127.0.0.1:5038 (plain) and 127.0.0.1:5039 (TLS), SIP on 127.0.0.1:5060
@@ -206,6 +206,13 @@ sys.exit(0 if data.startswith(b"Asterisk Call Manager/") else 1)
 PY
 }
 
+# Is a UDP socket bound to $SIP_HOST:$SIP_PORT (an Asterisk started with configs from before chan_pjsip has none)?
+sip_listens() {
+  local hex
+  hex=$(printf '%08X:%04X' "$(python3 -c 'import ipaddress,sys; print(int.from_bytes(ipaddress.ip_address(sys.argv[1]).packed, "little"))' "$SIP_HOST")" "$SIP_PORT")
+  grep -q " $hex " /proc/net/udp
+}
+
 # Something listens on the TLS port at all (ours or not)?
 port_in_use() {
   python3 -c 'import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex((sys.argv[1], int(sys.argv[2]))))' \
@@ -277,8 +284,8 @@ start() {
   need_root
   provision
   if pid=$(running_pid); then
-    if tls_ami_answers; then log "start: already running (pid $pid)"; return 0; fi
-    log "start: pid $pid is running but TLS AMI does not answer: restarting it"
+    if tls_ami_answers && sip_listens; then log "start: already running (pid $pid)"; return 0; fi
+    log "start: pid $pid is running but TLS AMI or SIP on $SIP_HOST:$SIP_PORT does not answer: restarting it"
     stop_asterisk
   elif port_in_use; then
     die "something else already listens on $AMI_HOST:$TLS_PORT; not starting a second Asterisk"
