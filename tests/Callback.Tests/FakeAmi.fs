@@ -140,6 +140,11 @@ type Server(script: Script, tls: X509Certificate2 option) =
     let actions = Collections.Concurrent.ConcurrentQueue<ReceivedAction>()
     let stop = new CancellationTokenSource()
     let mutable sessions = 0
+    let mutable nextId = 0
+
+    /// The open sessions: their client (to close it) and their stream with the lock that orders writes.
+    let live =
+        Collections.Concurrent.ConcurrentDictionary<int, TcpClient * Stream * SemaphoreSlim>()
 
     let record (bytes: byte[]) count =
         lock received (fun () -> received.Write(bytes, 0, count))
@@ -170,9 +175,19 @@ type Server(script: Script, tls: X509Certificate2 option) =
                     }
 
             use stream = stream
+            use gate = new SemaphoreSlim(1, 1)
+            let id = Interlocked.Increment &nextId
+            live[id] <- (client, stream, gate)
 
             let write (text: string) =
-                stream.WriteAsync(Encoding.UTF8.GetBytes text, stop.Token).AsTask()
+                task {
+                    do! gate.WaitAsync stop.Token
+
+                    try
+                        do! stream.WriteAsync(Encoding.UTF8.GetBytes text, stop.Token)
+                    finally
+                        gate.Release() |> ignore
+                }
 
             match script.Greeting with
             | Some g -> do! write g
@@ -183,7 +198,13 @@ type Server(script: Script, tls: X509Certificate2 option) =
             let mutable openSession = true
 
             while openSession do
-                let! n = stream.ReadAsync(buffer, stop.Token)
+                let! n =
+                    task {
+                        try
+                            return! stream.ReadAsync(buffer, stop.Token)
+                        with _ ->
+                            return 0
+                    }
 
                 if n = 0 then
                     openSession <- false
@@ -207,6 +228,8 @@ type Server(script: Script, tls: X509Certificate2 option) =
                             openSession <- false
                         | Silent -> ()
                         | Close -> openSession <- false
+
+            live.TryRemove id |> ignore
         }
 
     do listener.Start()
@@ -235,10 +258,52 @@ type Server(script: Script, tls: X509Certificate2 option) =
     member _.Actions = List.ofSeq actions
     member _.ActionNames = actions |> Seq.map _.Name |> List.ofSeq
     /// How many TCP connections were accepted.
-    member _.Sessions = sessions
+    member _.Sessions = Volatile.Read &sessions
+
+    /// Writes `text` (unsolicited events, say) to every open session, each write whole.
+    member _.Push(text: string) =
+        task {
+            for KeyValue(_, (_, stream, gate)) in live do
+                do! gate.WaitAsync()
+
+                try
+                    do! stream.WriteAsync(Encoding.UTF8.GetBytes text)
+                finally
+                    gate.Release() |> ignore
+        }
+
+    /// Closes every open session at once, as a crashed Asterisk or a cut cable would.
+    member _.Kick() =
+        for KeyValue(id, (client, _, _)) in live do
+            live.TryRemove id |> ignore
+            client.Close()
+
+    /// How many sessions are open now.
+    member _.OpenSessions = live.Count
 
     interface IDisposable with
         member _.Dispose() =
             stop.Cancel()
             listener.Stop()
             accept.Wait(TimeSpan.FromSeconds 2.0) |> ignore
+
+/// The challenge the fake hands out on `Action: Challenge`.
+[<Literal>]
+let Challenge = "418253967"
+
+/// Asterisk's MD5 login: `Challenge` answers `Challenge`; a Login passes only with `AuthType: MD5` and
+/// `Key: md5(challenge + secret)` (computed here from the manager.c description, not by the client's code).
+let md5Asterisk (secret: string) (action: ReceivedAction) =
+    let key =
+        MD5.HashData(Encoding.UTF8.GetBytes(Challenge + secret))
+        |> Array.map (fun b -> b.ToString "x2")
+        |> String.concat ""
+
+    match action.Name with
+    | "Challenge" when action.Get "AuthType" = "MD5" ->
+        Send $"Response: Success\r\nActionID: {action.ActionId}\r\nChallenge: {Challenge}\r\n\r\n"
+    | "Login" when action.Get "AuthType" = "MD5" && action.Get "Key" = key ->
+        Send(response "Success" action.ActionId "Authentication accepted")
+    | "Login" -> Send(response "Error" action.ActionId "Authentication failed")
+    | "Ping" -> Send $"Response: Success\r\nActionID: {action.ActionId}\r\nPing: Pong\r\nTimestamp: 1.0\r\n\r\n"
+    | _ -> asterisk action

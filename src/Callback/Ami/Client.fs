@@ -22,6 +22,9 @@ type ActionError =
     /// No Response with our ActionID before the deadline.
     | NoResponse
     | LinkFailed of LinkError
+    /// A supervised link that is not logged in right now (connecting, or waiting to reconnect): the action
+    /// was not sent and is not kept to be sent later.
+    | NotReady of state: string
 
 [<RequireQualifiedAccess>]
 module ActionError =
@@ -37,6 +40,7 @@ module ActionError =
         | Unexpected(response, message) -> $"Asterisk answered '{response}' instead of Success: {message}"
         | NoResponse -> "no response before the deadline"
         | LinkFailed link -> LinkError.describe link
+        | NotReady state -> $"not sent: the AMI link is {state}"
 
 /// The actions this program sends, in AMI's own words.
 [<RequireQualifiedAccess>]
@@ -87,7 +91,7 @@ module Client =
     /// What `Response:` says the action did: `Success`, or `Goodbye` for a Logoff (Asterisk 22 says
     /// Goodbye, some versions Success). Anything else is a failure: `Follows` is a command's output,
     /// `Failure` and unknown words say nothing we can rely on, and a missing line says nothing at all.
-    let private judge (action: Action) (response: Message) =
+    let internal judge (action: Action) (response: Message) =
         let said = Message.tryFind "Response" response |> Option.defaultValue ""
         let message = Message.tryFind "Message" response |> Option.defaultValue ""
 

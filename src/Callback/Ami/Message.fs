@@ -52,6 +52,23 @@ type Message internal (bytes: byte[], fields: Field[]) =
         let f = fields[i]
         Ascii.EqualsIgnoreCase(ReadOnlySpan(bytes, f.Start, f.KeyEnd - f.Start), key.AsSpan())
 
+    /// The value of the first line whose key is `key` (ASCII, case-insensitive), or null when there is
+    /// none: the C# reader's `Message.tryFind`.
+    member m.Get(key: string) : string =
+        let mutable i = 0
+
+        while i < fields.Length && not (m.KeyIs(i, key)) do
+            i <- i + 1
+
+        if i < fields.Length then m.Value i else null
+
+    /// Every value of the lines whose key is `key`, in order (keys repeat: `Output`, `ChanVariable`).
+    member m.GetAll(key: string) : string[] = [|
+        for i in 0 .. fields.Length - 1 do
+            if m.KeyIs(i, key) then
+                m.Value i
+    |]
+
     /// Every line, decoded: for tests and diagnostics. Readers on the hot path use `Message.tryFind`.
     member m.Headers =
         Array.init fields.Length (fun i -> { Key = m.Key i; Value = m.Value i })
@@ -102,20 +119,10 @@ module Message =
         Message(Encoding.UTF8.GetBytes text, fields)
 
     /// The value of the first header named `key` (AMI keys are case-insensitive).
-    let tryFind (key: string) (message: Message) =
-        let mutable i = 0
-
-        while i < message.Count && not (message.KeyIs(i, key)) do
-            i <- i + 1
-
-        if i < message.Count then Some(message.Value i) else None
+    let tryFind (key: string) (message: Message) = Option.ofObj (message.Get key)
 
     /// Every value of the headers named `key`, in order.
-    let findAll (key: string) (message: Message) = [|
-        for i in 0 .. message.Count - 1 do
-            if message.KeyIs(i, key) then
-                message.Value i
-    |]
+    let findAll (key: string) (message: Message) = message.GetAll key
 
     let kind (message: Message) =
         if message.Count = 0 then Unknown
