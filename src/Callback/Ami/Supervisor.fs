@@ -218,3 +218,6 @@ type Supervisor(options: SupervisorOptions, logger: ILogger) =
 
     interface IAsyncDisposable with
         member this.DisposeAsync() = ValueTask(this.StopAsync())
+
+    interface IDisposable with
+        member this.Dispose() = this.StopAsync().Wait()
