@@ -95,17 +95,17 @@ module Pipeline =
             | Error e -> return Error(onFailure e, progress)
         }
 
-    let private login (ami: AmiSettings) connection ct =
-        stage
-            (fun () -> Client.send connection ami.ResponseTimeout (Actions.login ami.Username ami.Secret) ct)
-            LoginFailed
-            (fun p -> { p with Stages.AmiLogin = true })
+    let private login (ami: AmiSettings) (session: Session) ct =
+        stage (fun () -> session.Send(Actions.login ami.Username ami.Secret, ct)) LoginFailed (fun p -> {
+            p with
+                Stages.AmiLogin = true
+        })
 
-    let private originate (settings: Settings) connection request ct (progress: Progress) =
+    let private originate (settings: Settings) (session: Session) request ct (progress: Progress) =
         let action = originateAction settings.Originate request
 
         stage
-            (fun () -> Client.send connection settings.Ami.ResponseTimeout action ct)
+            (fun () -> session.Send(action, ct))
             OriginateFailed
             (fun p -> {
                 Stages = {
@@ -117,11 +117,8 @@ module Pipeline =
             })
             progress
 
-    let private logoff (ami: AmiSettings) connection ct =
-        stage (fun () -> Client.send connection ami.ResponseTimeout (Actions.logoff ()) ct) LogoffFailed (fun p -> {
-            p with
-                Stages.AmiLogoff = true
-        })
+    let private logoff (session: Session) ct =
+        stage (fun () -> session.Send(Actions.logoff (), ct)) LogoffFailed (fun p -> { p with Stages.AmiLogoff = true })
 
     let private progressOf (result: StageResult) =
         match result with
@@ -143,10 +140,10 @@ module Pipeline =
         }
 
     /// Once logged in: Originate, then Logoff whatever the Originate's fate. The first failure is kept.
-    let private originateThenLogoff settings connection request ct progress =
+    let private originateThenLogoff settings session request ct progress =
         task {
-            let! afterOriginate = originate settings connection request ct progress
-            let! afterLogoff = logoff settings.Ami connection ct (progressOf afterOriginate)
+            let! afterOriginate = originate settings session request ct progress
+            let! afterLogoff = logoff session ct (progressOf afterOriginate)
             return outcome afterOriginate afterLogoff
         }
 
@@ -161,19 +158,22 @@ module Pipeline =
                     SkippedMessages = 0L
                 }
             | Ok connection ->
-                use connection = connection
+                // The same session layer as the long-lived monitor: one reader loop, answers by ActionID.
+                // It owns the connection and closes it when disposed.
+                let options = SessionOptions(ResponseTimeout = settings.Ami.ResponseTimeout)
+                use session = new Session(connection, options)
 
                 let start = {
                     Stages = { StageResults.None with Socket = true }
                     CallId = None
                 }
 
-                let! loggedIn = login settings.Ami connection ct start
+                let! loggedIn = login settings.Ami session ct start
 
                 let! result =
                     match loggedIn with
                     | Error _ as failed -> Task.FromResult(outcome failed failed)
-                    | Ok progress -> originateThenLogoff settings connection request ct progress
+                    | Ok progress -> originateThenLogoff settings session request ct progress
 
                 return {
                     result with
