@@ -9,7 +9,7 @@ open Callback.Ami
 open Callback.Tests.FakeAmi
 open Callback.Tests.SessionTests
 
-let private openSession (server: Server) =
+let private openPlain (server: Server) =
     let endpoint = {
         Host = "127.0.0.1"
         Port = server.Port
@@ -39,7 +39,7 @@ let tests =
         // Catches a Login that sends Secret on plain TCP, or a wrong key (the fake refuses it).
         test "MD5 login sends Challenge, then Login with the key: the secret never crosses the wire" {
             use server = new Server(script (md5Asterisk "s3cret-pass"))
-            use session = openSession server
+            use session = openPlain server
             Expect.equal (login session "s3cret-pass" (EventMask.Of("call", "system")) true) (Ok()) "logged in"
             Expect.equal server.ActionNames [ "Challenge"; "Login" ] "challenge first"
             Expect.isFalse (server.Received.Contains "s3cret-pass") "no secret on the wire"
@@ -49,20 +49,20 @@ let tests =
 
         test "MD5 login with the wrong secret is Rejected" {
             use server = new Server(script (md5Asterisk "s3cret-pass"))
-            use session = openSession server
+            use session = openPlain server
             Expect.equal (login session "wrong" EventMask.Off true) (Error(Rejected "Authentication failed")) "rejected"
         }
 
         test "a Challenge answer without a Challenge line fails the login without sending Login" {
             use server = new Server(script (fun a -> Send(response "Success" a.ActionId "hm")))
-            use session = openSession server
+            use session = openPlain server
             Expect.isError (login session "pw" EventMask.Off true) "failed"
             Expect.equal server.ActionNames [ "Challenge" ] "no Login sent"
         }
 
         test "plain login (over TLS) sends Username, Secret and the Events mask, and no Challenge" {
             use server = new Server(script asterisk)
-            use session = openSession server
+            use session = openPlain server
             Expect.equal (login session "pw" EventMask.Off false) (Ok()) "logged in"
             Expect.equal server.ActionNames [ "Login" ] "no challenge"
             Expect.equal (server.Actions[0].Get "Secret") "pw" "secret"

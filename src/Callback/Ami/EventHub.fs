@@ -57,11 +57,12 @@ type EventSubscription internal (capacity: int, unsubscribe: EventSubscription -
 /// reconnections). Only the reader loop of the current session publishes.
 [<Sealed; AllowNullLiteral>]
 type EventHub(logger: ILogger) =
+    let gate = obj ()
     let mutable subscribers: EventSubscription[] = [||]
     let mutable received = 0L
 
     let unsubscribe (s: EventSubscription) =
-        lock logger (fun () -> subscribers <- subscribers |> Array.filter (fun x -> not (obj.ReferenceEquals(x, s))))
+        lock gate (fun () -> subscribers <- subscribers |> Array.filter (fun x -> not (obj.ReferenceEquals(x, s))))
 
     let deliver (s: EventSubscription) (message: Message) =
         let droppedNow = s.Offer message
@@ -92,7 +93,7 @@ type EventHub(logger: ILogger) =
 
         let s = new EventSubscription(capacity, unsubscribe)
         s.BurstStart <- -1L
-        lock logger (fun () -> subscribers <- Array.append subscribers [| s |])
+        lock gate (fun () -> subscribers <- Array.append subscribers [| s |])
         s
 
     /// How many events were published so far.
@@ -107,5 +108,5 @@ type EventHub(logger: ILogger) =
 
     /// Ends every subscription (their readers complete once drained).
     member _.Complete() =
-        for s in lock logger (fun () -> subscribers) do
+        for s in lock gate (fun () -> subscribers) do
             s.Complete()

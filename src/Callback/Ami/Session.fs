@@ -8,80 +8,6 @@ open System.Threading.Tasks
 open Microsoft.Extensions.Logging
 open Microsoft.Extensions.Logging.Abstractions
 
-/// The answer to a list action (`CoreShowChannels`, `Status`, …): the acknowledging Response, one event
-/// per item, and the `…Complete` event that ended the list (null when Asterisk answered without a list).
-type ListResponse = {
-    Response: Message
-    Items: IReadOnlyList<Message>
-    Completion: Message
-}
-
-/// An action that did not succeed, for callers that prefer exceptions (C#): `Error` says why.
-type AmiException(error: ActionError) =
-    inherit Exception(ActionError.describe error)
-    member _.Error = error
-
-/// How a session waits: for each answer, and between keep-alive Pings (zero: no keep-alive).
-[<Sealed; AllowNullLiteral>]
-type SessionOptions() =
-    member val ResponseTimeout = TimeSpan.FromSeconds 5.0 with get, set
-    member val KeepAliveInterval = TimeSpan.Zero with get, set
-
-/// An action sent and not answered yet. A list action collects its items once its Response said
-/// `EventList: start`, until the event that says `EventList: Complete`.
-[<Sealed>]
-type internal PendingAction(action: Callback.Ami.Action, isList: bool) =
-    let answer =
-        TaskCompletionSource<Result<ListResponse, ActionError>>(TaskCreationOptions.RunContinuationsAsynchronously)
-
-    member _.Action = action
-    member _.IsList = isList
-    member val Ack: Message option = None with get, set
-    member val Items = ResizeArray<Message>()
-    member _.Answer = answer.Task
-    member _.Complete result = answer.TrySetResult result |> ignore
-
-[<RequireQualifiedAccess>]
-module internal Dispatch =
-
-    let private said (key: string) (expected: string) (message: Message) =
-        String.Equals(message.Get key, expected, StringComparison.OrdinalIgnoreCase)
-
-    let isListStart = said "EventList" "start"
-    let isListComplete = said "EventList" "Complete"
-
-    /// The Response ends a plain action, starts a list, or ends a list that will not come.
-    let response (pending: PendingAction) (message: Message) =
-        match Client.judge pending.Action message with
-        | Ok ack when pending.IsList && isListStart ack ->
-            pending.Ack <- Some ack
-            None
-        | Ok ack ->
-            Some(
-                Ok {
-                    Response = ack
-                    Items = [||]
-                    Completion = Unchecked.defaultof<_>
-                }
-            )
-        | Error(Rejected _) when message.GetAll("Output").Length > 0 ->
-            Some(Error(Rejected(String.Join(" / ", message.GetAll "Output"))))
-        | Error e -> Some(Error e)
-
-    /// An event carrying the ActionID of a list whose Response came: an item, or the list's end.
-    let listEvent (pending: PendingAction) (ack: Message) (message: Message) =
-        if isListComplete message then
-            Some(
-                Ok {
-                    Response = ack
-                    Items = pending.Items.ToArray()
-                    Completion = message
-                }
-            )
-        else
-            pending.Items.Add message
-            None
-
 /// A long-lived AMI session over one open connection. One reader loop owns the connection: it completes
 /// each action by its ActionID (any number in flight, answered in any order), collects list items, and
 /// hands every other event to the `EventHub` without ever waiting for a subscriber. An event that
@@ -154,14 +80,27 @@ type Session(connection: Connection, options: SessionOptions, hub: EventHub, log
 
         lifetime.Cancel()
 
+    /// Writes one action, one writer at a time. `ValueNone`: the deadline passed while another action was
+    /// being written, and nothing of this one was.
     let write (bytes: EncodedAction) (ct: CancellationToken) =
         task {
-            do! writeLock.WaitAsync ct
+            let! entered =
+                task {
+                    try
+                        do! writeLock.WaitAsync ct
+                        return true
+                    with :? OperationCanceledException ->
+                        return false
+                }
 
-            try
-                return! connection.Send(bytes, ct)
-            finally
-                writeLock.Release() |> ignore
+            if not entered then
+                return ValueNone
+            else
+                try
+                    let! sent = connection.Send(bytes, ct)
+                    return ValueSome sent
+                finally
+                    writeLock.Release() |> ignore
         }
 
     let await (p: PendingAction) (ct: CancellationToken) =
@@ -193,8 +132,10 @@ type Session(connection: Connection, options: SessionOptions, hub: EventHub, log
                     deadline.CancelAfter options.ResponseTimeout
 
                     match! write bytes deadline.Token with
-                    | Ok() -> ()
-                    | Error e ->
+                    | ValueSome(Ok()) -> ()
+                    | ValueNone -> finish action.ActionId (Error NoResponse)
+                    | ValueSome(Error e) ->
+                        // A write cut short leaves half an action on the wire: the link is unusable.
                         finish action.ActionId (Error(LinkFailed e))
                         close $"write failed ({LinkError.describe e})"
 

@@ -135,7 +135,15 @@ type Supervisor(options: SupervisorOptions, logger: ILogger) =
             while not stop.IsCancellationRequested do
                 publish LinkState.Connecting null
 
-                match! connect stop.Token with
+                let! attempt =
+                    task {
+                        try
+                            return! connect stop.Token
+                        with e ->
+                            return Error $"unexpected {e.GetType().Name}: {e.Message}"
+                    }
+
+                match attempt with
                 | Ok session ->
                     let! reason = serve session
                     failures <- 1
