@@ -5,7 +5,6 @@ open System.Net.Http
 open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Hosting
 open Microsoft.AspNetCore.HttpOverrides
-open Microsoft.AspNetCore.Server.Kestrel.Core
 open Microsoft.Extensions.DependencyInjection
 open Microsoft.Extensions.Hosting
 open Microsoft.Extensions.Logging
@@ -23,31 +22,6 @@ let private forwardedHeaders (proxy: ProxySettings) (options: ForwardedHeadersOp
         proxy.KnownProxies |> List.iter options.KnownProxies.Add
         proxy.KnownNetworks |> List.iter options.KnownIPNetworks.Add
 
-/// Kestrel's limits, set on purpose rather than left at defaults made for any web app. The sidecar reads
-/// one tiny form per request, normally from nginx on the same host.
-let private limits (kestrel: KestrelServerOptions) =
-    let l = kestrel.Limits
-    // Longer than nginx's upstream `keepalive_timeout` (60 s): nginx must close an idle connection
-    // first, or it may send a callback on one the sidecar is closing and, with `proxy_next_upstream
-    // off`, answer 502 for a call never placed. Kestrel's default is 130 s.
-    l.KeepAliveTimeout <- TimeSpan.FromSeconds 75.0
-    // A request's headers arrive in one go from a browser or nginx; the default 30 s lets a slow
-    // client hold a connection for nothing.
-    l.RequestHeadersTimeout <- TimeSpan.FromSeconds 10.0
-    // The body is at most 8 KiB: at 1 KiB/s after a 3 s grace it arrives in under 11 s.
-    l.MinRequestBodyDataRate <- MinDataRate(1024.0, TimeSpan.FromSeconds 3.0)
-    // Each callback holds an AMI session for seconds; far fewer connections are ever useful, and a cap
-    // keeps a flood of idle sockets from exhausting file descriptors. nginx keeps 4.
-    l.MaxConcurrentConnections <- Nullable 1000L
-    // Cookies of the site in front pass through nginx, so the total stays at Kestrel's 32 KiB; but no
-    // browser sends 100 headers, and our paths are short.
-    l.MaxRequestHeadersTotalSize <- 32 * 1024
-    l.MaxRequestHeaderCount <- 64
-    l.MaxRequestLineSize <- 2048
-    // Left at 30 MB on purpose: `Handlers.readBody` stops at 8 KiB while streaming and answers 413 in
-    // the contract itself, which a Kestrel limit of the same size would pre-empt.
-    kestrel.AddServerHeader <- false
-
 /// Builds the web application from configuration; every invalid setting is reported, none is guessed.
 /// `configure` lets tests (and the demo) add configuration sources or a test server before the build.
 let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Result<WebApplication, string list> =
@@ -60,7 +34,7 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
     match Settings.read builder.Configuration with
     | Error errors -> Error errors
     | Ok settings ->
-        builder.WebHost.ConfigureKestrel limits |> ignore
+        builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
         ErrorAnswers.addServices builder.Services
         builder.Services.AddHealthChecks() |> ignore
         // On SIGTERM Kestrel stops accepting and lets in-flight callbacks finish; `docker stop` waits 10 s.

@@ -61,6 +61,17 @@ module Core =
 
     let bodyError message = [ { Field = "body"; Message = message } ]
 
+    /// One read of the request body. Kestrel reports most broken bodies as `BadHttpRequestException`, but
+    /// a chunk size that overflows escapes as a bare `IOException`; both are the client's error (400),
+    /// which `ErrorAnswers` answers in the contract and logs as one line.
+    let private readClientBody (reader: PipeReader) (cancel: CancellationToken) =
+        task {
+            try
+                return! reader.ReadAsync cancel
+            with :? System.IO.IOException as e when not (e :? BadHttpRequestException) ->
+                return raise (BadHttpRequestException("The request body could not be read: " + e.Message, 400, e))
+        }
+
     /// Hands the whole body to `next` when it is at most `limit` bytes; 413 otherwise, read no further.
     let readBody (limit: int) (next: byte[] -> HttpHandler) : HttpHandler =
         fun after ctx ->
@@ -76,7 +87,7 @@ module Core =
                     let mutable reading = true
 
                     while reading do
-                        let! r = reader.ReadAsync ctx.RequestAborted
+                        let! r = readClientBody reader ctx.RequestAborted
                         result <- r
                         reading <- not r.IsCompleted && r.Buffer.Length <= int64 limit
 
