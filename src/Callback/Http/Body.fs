@@ -88,7 +88,8 @@ module Body =
         let utf8 =
             match charset contentType with
             | None
-            | Some "utf-8" -> true
+            | Some "utf-8"
+            | Some "utf8" -> true
             | Some _ -> false
 
         match mediaType contentType with

@@ -1,5 +1,6 @@
 namespace Callback.Http
 
+open System
 open System.Text.Json
 open Callback
 open Callback.Domain
@@ -47,11 +48,12 @@ module Decode =
         Error { Field = name; Message = message }
 
     /// The field's one value, `None` when absent: a repeated key is refused (System.Text.Json would
-    /// quietly keep the last one), exactly as a repeated form field is.
+    /// quietly keep the last one), exactly as a repeated form field is. Names match in any case, as
+    /// form fields do (and as ASP.NET Core's web defaults read JSON), so `PhoneNumber` is the same field.
     let optionalString (name: string) (o: JsonElement) : BoundField =
         let values = [
             for p in o.EnumerateObject() do
-                if p.NameEquals name then
+                if String.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase) then
                     p.Value
         ]
 
