@@ -55,7 +55,7 @@ let private rawJson (body: byte[]) =
 
 /// A bare app with only the error answers and one endpoint that throws `error`: what the middleware
 /// does with an exception, apart from any handler.
-let private throwing (error: exn) (f: HttpClient -> CapturedLog -> unit) =
+let throwing (error: exn) (f: HttpClient -> CapturedLog -> unit) =
     let log = new CapturedLog()
     let builder = WebApplication.CreateBuilder()
     builder.WebHost.UseTestServer() |> ignore

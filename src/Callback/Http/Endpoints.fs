@@ -48,18 +48,25 @@ module Endpoints =
                 StageFailure.describe failure
             )
 
-    /// The visitor's form, for trying the sidecar in a browser; served only when `Demo__Enabled`.
-    let private demoPage: HttpHandler =
+    /// An embedded resource as the body, for the demo page and the OpenAPI document.
+    let private resource (name: string) (contentType: string) : HttpHandler =
         fun next ctx ->
             task {
-                use page = typeof<Settings>.Assembly.GetManifestResourceStream "demo.html"
+                use stream = typeof<Settings>.Assembly.GetManifestResourceStream name
 
-                ctx.Response.ContentType <- "text/html; charset=utf-8"
-                do! page.CopyToAsync ctx.Response.Body
+                ctx.Response.ContentType <- contentType
+                do! stream.CopyToAsync ctx.Response.Body
                 return! next ctx
             }
 
-    /// `POST /callback`, `GET /healthz` (liveness only: it never touches AMI) and, in demo mode, `GET /`.
+    /// The visitor's form, for trying the sidecar in a browser; served only when `Demo__Enabled`.
+    let private demoPage = resource "demo.html" "text/html; charset=utf-8"
+
+    /// The public contract as OpenAPI 3.1, the same document as `src/Callback/openapi.json`.
+    let private openApi = resource "openapi.json" "application/json; charset=utf-8"
+
+    /// `POST /callback`, `GET /healthz` (liveness only: it never touches AMI), `GET /openapi.json` and, in
+    /// demo mode, `GET /`.
     let map (app: WebApplication) (settings: Settings) =
         let logger = app.Logger
         // One gate for the whole process: it bounds the AMI sessions of all requests together.
@@ -71,6 +78,7 @@ module Endpoints =
         let callback = Handlers.callback (Pipeline.run settings gate) (report logger)
         app.MapPost("/callback", toDelegate callback) |> ignore
         app.MapHealthChecks "/healthz" |> ignore
+        app.MapGet("/openapi.json", toDelegate openApi) |> ignore
 
         if settings.DemoEnabled then
             app.MapGet("/", toDelegate demoPage) |> ignore
