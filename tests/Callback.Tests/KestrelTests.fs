@@ -202,3 +202,21 @@ let kestrel =
 
             Expect.equal answer.Status 414 "414")
     ]
+
+/// Limits whose effect takes too long to watch in a test (the keep-alive timeout outlasts a minute).
+[<Tests>]
+let limits =
+    testList "Kestrel limits" [
+        test "an idle connection outlives nginx's upstream keepalive_timeout (60 s), so nginx closes first" {
+            let options = Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions()
+            Callback.Http.KestrelOptions.configure options
+            Expect.isGreaterThan options.Limits.KeepAliveTimeout (TimeSpan.FromSeconds 60.0) "over 60 s"
+            Expect.isLessThan options.Limits.KeepAliveTimeout (TimeSpan.FromSeconds 130.0) "under Kestrel's 130 s"
+        }
+
+        test "concurrent connections are capped" {
+            let options = Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions()
+            Callback.Http.KestrelOptions.configure options
+            Expect.isTrue options.Limits.MaxConcurrentConnections.HasValue "a cap"
+        }
+    ]
