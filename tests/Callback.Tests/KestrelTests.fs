@@ -40,8 +40,25 @@ let exchange (port: int) (request: byte[]) =
     socket.ReceiveTimeout <- 30000
     use stream = new NetworkStream(socket, true)
     stream.Write request
-    use reader = new IO.StreamReader(stream, Encoding.Latin1)
-    let text = reader.ReadToEnd()
+    let received = new IO.MemoryStream()
+    let buffer = Array.zeroCreate<byte> 65536
+    let mutable reading = true
+
+    // Until the sidecar closes; a reset after the answer (Kestrel gives up on a body that never comes)
+    // ends the answer too.
+    while reading do
+        let n =
+            try
+                stream.Read(buffer, 0, buffer.Length)
+            with :? IO.IOException ->
+                0
+
+        if n = 0 then
+            reading <- false
+        else
+            received.Write(buffer, 0, n)
+
+    let text = Encoding.Latin1.GetString(received.ToArray())
     let split = text.IndexOf "\r\n\r\n"
     let headers = text.Substring(0, split)
     let body = text.Substring(split + 4)
@@ -201,6 +218,42 @@ let kestrel =
                 exchange s.Port (Encoding.ASCII.GetBytes $"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")
 
             Expect.equal answer.Status 414 "414")
+    ]
+
+/// The corpus's raw family: whole requests, each with its status and who answers it.
+let private rawCorpus =
+    let folder =
+        IO.Path.Combine(AppContext.BaseDirectory, "fixtures", "bad-inputs", "raw")
+
+    [
+        for path in IO.Directory.GetFiles(folder, "*.txt") |> Array.sort do
+            for number, line in IO.File.ReadAllLines path |> Array.indexed do
+                if line <> "" && not (line.StartsWith "#") then
+                    match line.Split('\t') with
+                    | [| status; answerer; request |] ->
+                        $"{IO.Path.GetFileName path}:{number + 1}",
+                        int status,
+                        (answerer = "contract"),
+                        BadInputTests.unescape request
+                    | _ -> failwithf "%s:%d: three TAB-separated columns expected" path (number + 1)
+    ]
+
+[<Tests>]
+let rawBadInputs =
+    testSequenced
+    <| testList "Raw bad requests to Kestrel" [
+        for source, status, inContractExpected, request in rawCorpus ->
+            let firstLine = Encoding.Latin1.GetString(request).Split('\r').[0]
+
+            kestrelTest $"{source} {status} {firstLine}" (fun s since ->
+                let answer = exchange s.Port request
+                Expect.equal answer.Status status $"status of {source}"
+
+                if inContractExpected then
+                    inContract answer
+                    noStackTrace since
+                else
+                    Expect.equal answer.Body "" "Kestrel's own empty body")
     ]
 
 /// Limits whose effect takes too long to watch in a test (the keep-alive timeout outlasts a minute).
