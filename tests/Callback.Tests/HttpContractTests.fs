@@ -53,9 +53,9 @@ let private rawJson (body: byte[]) =
     content.Headers.ContentType <- Headers.MediaTypeHeaderValue "application/json"
     content :> HttpContent
 
-/// A bare app with only the error answers and one endpoint that throws `error`: what the middleware
-/// does with an exception, apart from any handler.
-let throwing (error: exn) (f: HttpClient -> CapturedLog -> unit) =
+/// A bare app with only the error answers and `POST /boom` answered by `endpoint`: what the middleware
+/// does, apart from any handler of ours.
+let private bareApp (endpoint: RequestDelegate) (f: HttpClient -> CapturedLog -> unit) =
     let log = new CapturedLog()
     let builder = WebApplication.CreateBuilder()
     builder.WebHost.UseTestServer() |> ignore
@@ -63,11 +63,15 @@ let throwing (error: exn) (f: HttpClient -> CapturedLog -> unit) =
     ErrorAnswers.addServices builder.Services
     use app = builder.Build()
     ErrorAnswers.usePipeline app
-    app.MapPost("/boom", RequestDelegate(fun _ -> raise error)) |> ignore
+    app.MapPost("/boom", endpoint) |> ignore
     app.StartAsync().Wait()
     use client = app.GetTestClient()
     f client log
     app.StopAsync().Wait()
+
+/// The bare app whose `POST /boom` throws `error`.
+let throwing (error: exn) =
+    bareApp (RequestDelegate(fun _ -> raise error))
 
 let private stackTraceIn (lines: string list) =
     lines |> List.exists (fun line -> line.Contains "   at ")
@@ -93,6 +97,19 @@ let frameworkAnswers =
                 Expect.equal response.StatusCode HttpStatusCode.NotFound "404"
                 expectContract body
                 Expect.isFalse (body.Contains "5145550123") "path not echoed")
+        }
+
+        test "an answer left empty (as a rate limiter's 429 or a refusal at shutdown) gets the contract's body" {
+            for status in [ 403; 429; 503 ] do
+                let empty =
+                    RequestDelegate(fun ctx ->
+                        ctx.Response.StatusCode <- status
+                        Threading.Tasks.Task.CompletedTask)
+
+                bareApp empty (fun client _ ->
+                    let response = client.PostAsync("/boom", new StringContent("x")).Result
+                    Expect.equal (int response.StatusCode) status "the status is kept"
+                    expectContract (response.Content.ReadAsStringAsync().Result))
         }
 
         test "an unexpected exception answers 500 in the contract and logs neither body nor secret" {

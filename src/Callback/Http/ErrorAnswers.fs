@@ -34,9 +34,12 @@ module ErrorAnswers =
         | 405 -> error "method" "This method is not allowed here; the Allow header lists those that are."
         | 408 -> error "body" "The body arrived too slowly."
         | 413 -> error "body" "The body is too large."
+        | 403 -> error "origin" "This site may not post callbacks here."
         | 415 -> error "body" "Send application/json or application/x-www-form-urlencoded."
+        | 429 -> error "request" "Too many callbacks; try again later (see Retry-After)."
         | 431 -> error "headers" "The request's headers are too large."
         | 500 -> error "server" "An unexpected error stopped this request; it was logged."
+        | 503 -> error "server" "The sidecar cannot take callbacks right now; try again later."
         | other -> error "request" (ReasonPhrases.GetReasonPhrase other)
 
     /// The problem a handler refuses with: its status and every error it found.
