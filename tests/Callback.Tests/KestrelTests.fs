@@ -256,15 +256,31 @@ let rawBadInputs =
                     Expect.equal answer.Body "" "Kestrel's own empty body")
     ]
 
-/// Limits whose effect takes too long to watch in a test (the keep-alive timeout outlasts a minute).
+/// Kestrel's options without a socket: limits whose effect takes too long to watch (the keep-alive timeout
+/// outlasts a minute), and the Content-Length decoder on its own.
 [<Tests>]
 let limits =
-    testList "Kestrel limits" [
+    testList "Kestrel options" [
         test "an idle connection outlives nginx's upstream keepalive_timeout (60 s), so nginx closes first" {
             let options = Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions()
             Callback.Http.KestrelOptions.configure options
             Expect.isGreaterThan options.Limits.KeepAliveTimeout (TimeSpan.FromSeconds 60.0) "over 60 s"
             Expect.isLessThan options.Limits.KeepAliveTimeout (TimeSpan.FromSeconds 130.0) "under Kestrel's 130 s"
+        }
+
+        test "a Content-Length of digits decodes; a sign or anything else is Kestrel's 400" {
+            let digits = Callback.Http.ContentLengthDigits()
+            Expect.equal (digits.GetString(Encoding.ASCII.GetBytes "34")) "34" "digits"
+
+            for value in [ "+34"; "-1"; "3 4"; "0x22"; "34,34" ] do
+                let status =
+                    try
+                        digits.GetString(Encoding.ASCII.GetBytes value) |> ignore
+                        None
+                    with :? Microsoft.AspNetCore.Http.BadHttpRequestException as e ->
+                        Some e.StatusCode
+
+                Expect.equal status (Some 400) $"{value} is refused with 400"
         }
 
         test "concurrent connections are capped" {
