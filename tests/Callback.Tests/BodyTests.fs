@@ -80,7 +80,7 @@ let tests =
         test "every string of a document is Unicode text, or the document is not" {
             use good = JsonDocument.Parse """{"a":["é",{"b":"\ud83d\ude00"}]}"""
             use bad = JsonDocument.Parse """{"a":["é",{"b":"\ude00"}]}"""
-            Expect.isTrue (Text.isUnicode good.RootElement) "a surrogate pair is text"
-            Expect.isFalse (Text.isUnicode bad.RootElement) "a lone one is not"
+            Expect.isTrue (JsonText.isUnicode good.RootElement) "a surrogate pair is text"
+            Expect.isFalse (JsonText.isUnicode bad.RootElement) "a lone one is not"
         }
     ]

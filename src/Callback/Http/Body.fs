@@ -55,7 +55,7 @@ module Body =
         | Some document ->
             use document = document
 
-            if not (Text.isUnicode document.RootElement) then
+            if not (JsonText.isUnicode document.RootElement) then
                 refusal 400 "The body holds a string that is not Unicode text (a lone surrogate escape)."
             else
                 CallbackJson.decode document.RootElement

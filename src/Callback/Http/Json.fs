@@ -67,7 +67,7 @@ module Decode =
 /// Whether every string of a parsed document is Unicode text: JSON's `\ud800` escape parses, but a
 /// lone surrogate is no text, and reading it later would throw instead of answering 400.
 [<RequireQualifiedAccess>]
-module Text =
+module JsonText =
 
     let private readable (read: unit -> string) =
         try
