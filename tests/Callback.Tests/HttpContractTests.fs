@@ -92,11 +92,11 @@ let frameworkAnswers =
 
         test "an unknown path answers 404 in the contract and does not echo the path" {
             withSidecar (fun _ sidecar ->
-                let response = sidecar.Client.GetAsync("/callback/5145550123").Result
+                let response = sidecar.Client.GetAsync("/callback/5145550234").Result
                 let body = response.Content.ReadAsStringAsync().Result
                 Expect.equal response.StatusCode HttpStatusCode.NotFound "404"
                 expectContract body
-                Expect.isFalse (body.Contains "5145550123") "path not echoed")
+                Expect.isFalse (body.Contains "5145550234") "path not echoed")
         }
 
         test "an answer left empty (as a rate limiter's 429 or a refusal at shutdown) gets the contract's body" {
@@ -115,12 +115,12 @@ let frameworkAnswers =
         test "an unexpected exception answers 500 in the contract and logs neither body nor secret" {
             throwing (InvalidOperationException "boom") (fun client log ->
                 let response =
-                    client.PostAsync("/boom", new StringContent("phoneNumber=5145550123&secret=s3cret")).Result
+                    client.PostAsync("/boom", new StringContent("phoneNumber=5145550234&secret=s3cret")).Result
 
                 Expect.equal response.StatusCode HttpStatusCode.InternalServerError "500"
                 expectContract (response.Content.ReadAsStringAsync().Result)
                 Expect.exists log.Lines (fun l -> l.Contains "boom") "the exception is logged"
-                Expect.all log.Lines (fun l -> not (l.Contains "5145550123" || l.Contains "s3cret")) "no body")
+                Expect.all log.Lines (fun l -> not (l.Contains "5145550234" || l.Contains "s3cret")) "no body")
         }
 
         test "a body Kestrel cannot read answers its own status, logged as one line without a stack trace" {
@@ -142,9 +142,9 @@ let jsonDefects =
         for name, text in
             [
                 "a lone high surrogate in the number", """{"phoneNumber":"\ud800","language":"en"}"""
-                "a lone low surrogate in the language", """{"phoneNumber":"5145550123","language":"\udfff"}"""
+                "a lone low surrogate in the language", """{"phoneNumber":"5145550234","language":"\udfff"}"""
                 "a lone surrogate in a key we do not read",
-                """{"phoneNumber":"5145550123","language":"en","\ud800":1}"""
+                """{"phoneNumber":"5145550234","language":"en","\ud800":1}"""
             ] ->
             test $"{name} answers 400, not 500, with no error logged" {
                 withSidecar (fun server sidecar ->
@@ -176,7 +176,7 @@ let jsonDefects =
             test "a key given twice is refused with 422, like a repeated form field" {
                 withSidecar (fun server sidecar ->
                     let status, body =
-                        sidecar.Post(jsonBody """{"phoneNumber":"5145550123","phoneNumber":"9999","language":"en"}""")
+                        sidecar.Post(jsonBody """{"phoneNumber":"5145550234","phoneNumber":"9999","language":"en"}""")
 
                     Expect.equal status HttpStatusCode.UnprocessableEntity "422"
                     Expect.equal (errorFields body) [ "phoneNumber" ] "the field is named"
@@ -195,7 +195,7 @@ let jsonDefects =
         yield
             test "a JSON body that declares another charset than UTF-8 answers 415" {
                 withSidecar (fun server sidecar ->
-                    let content = jsonBody """{"phoneNumber":"5145550123","language":"en"}"""
+                    let content = jsonBody """{"phoneNumber":"5145550234","language":"en"}"""
                     content.Headers.ContentType.CharSet <- "utf-16"
                     let status, body = sidecar.Post content
                     Expect.equal status HttpStatusCode.UnsupportedMediaType "415"

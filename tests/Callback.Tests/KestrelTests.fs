@@ -167,7 +167,7 @@ let kestrel =
             inContract answer)
 
         kestrelTest "Content-Length: +34 answers 400 (RFC 9110: digits only)" (fun s _ ->
-            let body = "phoneNumber=5145550123&language=en"
+            let body = "phoneNumber=5145550234&language=en"
             let answer = exchange s.Port (post [ form; $"Content-Length: +{body.Length}" ] body)
             Expect.equal answer.Status 400 "400")
 

@@ -51,7 +51,7 @@ let private against (answer: ReceivedAction -> Reply) (send: HttpClient -> HttpR
 let private post (content: HttpContent) (client: HttpClient) =
     client.PostAsync("/callback", content).Result
 
-let private valid = [ "phoneNumber", "5145550123"; "language", "en" ]
+let private valid = [ "phoneNumber", "5145550234"; "language", "en" ]
 
 /// One real request per status `POST /callback` can answer. The `abuse` work adds 403 (a cross-site
 /// Origin) and 429 (rate limited, with Retry-After) here: one line each.
@@ -62,7 +62,7 @@ let realAnswers: (string * (unit -> Answer)) list = [
     "GET /callback", (fun () -> against asterisk (fun c -> c.GetAsync("/callback").Result))
     "a body over 8 KiB",
     (fun () -> against asterisk (post (form [ "phoneNumber", String('5', 9000); "language", "en" ])))
-    "text/plain", (fun () -> against asterisk (post (new StringContent("phoneNumber=5145550123"))))
+    "text/plain", (fun () -> against asterisk (post (new StringContent("phoneNumber=5145550234"))))
     "invalid fields", (fun () -> against asterisk (post (form [ "phoneNumber", "911"; "language", "de" ])))
     "an unexpected exception",
     (fun () ->

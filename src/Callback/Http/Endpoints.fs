@@ -23,6 +23,14 @@ module Endpoints =
     /// One line per callback: the client (as the trusted proxy reported it), the masked number, the stages.
     let private report (logger: ILogger) (ctx: HttpContext) (request: CallbackRequest) (outcome: CallbackOutcome) =
         let s = outcome.Stages
+
+        if outcome.SkippedMessages > 0L then
+            logger.LogWarning(
+                "Callback to {Number}: skipped {Count} AMI messages over Ami__MaxMessageBytes",
+                masked request.PhoneNumber,
+                outcome.SkippedMessages
+            )
+
         let client = string ctx.Connection.RemoteIpAddress
 
         match outcome.Failure with
@@ -75,7 +83,9 @@ module Endpoints =
         app.Lifetime.ApplicationStopped.Register(fun () -> (gate :> IDisposable).Dispose())
         |> ignore
 
-        let callback = Handlers.callback (Pipeline.run settings gate) (report logger)
+        let callback =
+            Handlers.callback settings.Destination (Pipeline.run settings gate) (report logger)
+
         app.MapPost("/callback", toDelegate callback) |> ignore
         app.MapHealthChecks "/healthz" |> ignore
         app.MapGet("/openapi.json", toDelegate openApi) |> ignore
