@@ -4,6 +4,7 @@ open System
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Http
+open Microsoft.AspNetCore.Routing
 open Microsoft.Extensions.Logging
 open Callback
 open Callback.Domain
@@ -87,7 +88,10 @@ module Endpoints =
             Handlers.callback settings.Destination (Pipeline.run settings gate) (report logger)
 
         app.MapPost("/callback", toDelegate callback) |> ignore
-        app.MapHealthChecks "/healthz" |> ignore
+        // GET (and HEAD) only, like every other read: a POST to it answers 405 in the contract.
+        app.MapHealthChecks("/healthz").WithMetadata(HttpMethodMetadata [ "GET"; "HEAD" ])
+        |> ignore
+
         app.MapGet("/openapi.json", toDelegate openApi) |> ignore
 
         if settings.DemoEnabled then
