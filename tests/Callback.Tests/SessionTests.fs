@@ -152,6 +152,23 @@ let private actionTests = [
         Expect.equal session.PendingCount 0 "the forgotten action is not kept"
     }
 
+    // Catches a caller's cancellation that escapes as an exception or breaks the shared session.
+    test "a caller's cancellation fails only its own action; the session goes on" {
+        let answer (a: ReceivedAction) =
+            if a.Name = "Hold" then
+                Silent
+            else
+                Send(response "Success" a.ActionId "fine")
+
+        use server = new Server(script answer)
+        use session = openWith server (options 5000 0) (WarningLog())
+        use cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds 200.0)
+        let cancelled = session.Send(action "Hold" [], cancel.Token) |> within 3.0
+        Expect.equal cancelled (Error(LinkFailed Cancelled)) "cancelled"
+        Expect.equal (messageOf (session.Send(action "Next" [], CancellationToken.None) |> within 3.0)) "fine" "next"
+        Expect.equal session.PendingCount 0 "the cancelled action is not kept"
+    }
+
     // Catches taking OriginateResponse (Event first, with our ActionID and a Response line) for the answer.
     test "an OriginateResponse carrying our ActionID is an event for subscribers, never the answer" {
         let answer (a: ReceivedAction) =

@@ -53,7 +53,12 @@ type Session(connection: Connection, options: SessionOptions, hub: EventHub, log
 
             while ended.IsNone do
                 match! connection.Receive lifetime.Token with
-                | Ok message -> dispatch message
+                | Ok message ->
+                    // A fault here (a logger that throws) must end the session, not leave waiters hanging.
+                    try
+                        dispatch message
+                    with e ->
+                        ended <- Some(Broken $"reader fault: {e.GetType().Name}")
                 | Error e -> ended <- Some e
 
             let link = if isNull closeReason then ended.Value else Closed
