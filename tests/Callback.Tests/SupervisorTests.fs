@@ -68,6 +68,16 @@ let tests =
             Expect.equal (server.Actions[1].Get "Events") "call,system" "the Events mask"
         }
 
+        test "a supervisor without Username or Secret is refused when it is made, not at its first Login" {
+            Expect.throwsT<ArgumentException>
+                (fun () -> new Supervisor(SupervisorOptions(Username = "monitor")) |> ignore)
+                "no secret"
+
+            Expect.throwsT<ArgumentException>
+                (fun () -> new Supervisor(SupervisorOptions(Secret = "x")) |> ignore)
+                "no user"
+        }
+
         // Catches actions queued (or sent blindly) while the link is down.
         test "an action while not ready fails at once with NotReady and is never sent" {
             use server = new Server(script (md5Asterisk SecretText))

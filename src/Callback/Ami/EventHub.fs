@@ -57,6 +57,12 @@ type EventSubscription internal (capacity: int, unsubscribe: EventSubscription -
 /// reconnections). Only the reader loop of the current session publishes.
 [<Sealed; AllowNullLiteral>]
 type EventHub(logger: ILogger) =
+    let logger =
+        if isNull logger then
+            NullLogger.Instance :> ILogger
+        else
+            logger
+
     let gate = obj ()
     let mutable subscribers: EventSubscription[] = [||]
     let mutable received = 0L

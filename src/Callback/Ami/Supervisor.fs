@@ -63,6 +63,18 @@ type SupervisorOptions() =
 /// at once with `NotReady`: nothing is queued to be sent blindly later.
 [<Sealed>]
 type Supervisor(options: SupervisorOptions, logger: ILogger) =
+    let logger =
+        if isNull logger then
+            NullLogger.Instance :> ILogger
+        else
+            logger
+
+    let options = if isNull options then SupervisorOptions() else options
+
+    do
+        if String.IsNullOrEmpty options.Username || isNull options.Secret then
+            invalidArg (nameof options) "set Username and Secret: a supervised session always logs in"
+
     let hub = EventHub logger
     let stop = new CancellationTokenSource()
     let watchers = List<Channel<LinkStateChange>>()
