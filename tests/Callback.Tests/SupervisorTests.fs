@@ -33,9 +33,15 @@ let private optionsFor port =
 let private md5AsteriskHolding (a: ReceivedAction) =
     if a.Name = "Hold" then Silent else md5Asterisk SecretText a
 
-/// The states reported until `wanted` (included), within five seconds.
+/// The states reported until `wanted` (included), all within ten seconds: a link that flaps forever
+/// (Connecting, Disconnected, …) fails the test instead of hanging it.
 let private until (wanted: LinkState) (states: ChannelReader<LinkStateChange>) =
+    let deadline = Stopwatch.StartNew()
+
     let rec loop seen =
+        if deadline.Elapsed > TimeSpan.FromSeconds 10.0 then
+            failtestf "no %O within 10 s; seen: %s" wanted (seen |> List.rev |> List.map string |> String.concat ", ")
+
         let change = states.ReadAsync().AsTask() |> within 5.0
 
         if change.State = wanted then
