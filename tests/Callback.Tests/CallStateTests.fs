@@ -1,0 +1,254 @@
+/// The call fold on what Asterisk 22 really sent (tests/fixtures/ami: the SIP endings and the Local
+/// callbacks), read with the product's own FrameReader, and on what a monitor must survive: other calls'
+/// events in between, duplicates, events before Newchannel, unknown events, OriginateResponse first.
+module Callback.Tests.CallStateTests
+
+open System
+open System.Buffers
+open System.IO
+open Expecto
+open FsCheck
+open FsCheck.FSharp
+open Callback.Ami
+open Callback.Calls
+open Callback.Domain
+open Callback.Tests.Frames
+
+let private fixtureDir = Path.Combine(AppContext.BaseDirectory, "fixtures", "ami")
+
+/// Every message of a recorded session, after its banner line.
+let private recorded (file: string) =
+    let all = File.ReadAllBytes(Path.Combine(fixtureDir, file))
+    let afterBanner = all[Array.IndexOf(all, byte '\n') + 1 ..]
+    let messages, _ = readAllFrom (FrameReader()) (ReadOnlySequence<byte> afterBanner)
+    messages
+
+let private t0 = DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero)
+
+/// Message i of a recording is received at t0 + i × 100 ms.
+let private timed (messages: Message list) =
+    messages |> List.mapi (fun i m -> t0.AddMilliseconds(100.0 * float i), m)
+
+/// The call the recording's OriginateResponse names (its Uniqueid is the ChannelId), queued at t0.
+let private callIn (messages: Message list) =
+    let channelId =
+        messages
+        |> List.pick (fun m ->
+            if Message.tryFind "Event" m = Some "OriginateResponse" then
+                Message.tryFind "Uniqueid" m
+            else
+                None)
+
+    let callbackId = ChannelId.tryParse channelId |> Option.map (fst >> CallId.value)
+
+    CallState.ofChannel channelId callbackId t0
+
+let private foldTimed (timedMessages: (DateTimeOffset * Message) list) =
+    CallState.foldMessages (callIn (List.map snd timedMessages)) timedMessages
+
+let private fold file = foldTimed (timed (recorded file))
+
+let private states (call: Call) = call.History |> List.map _.State
+
+let private cause code text sip =
+    Some {
+        Code = code
+        Text = text
+        SipCode = sip
+    }
+
+/// The instant of the first message named `event` (in receipt order), for the talk time.
+let private firstAt (event: string) (pred: Message -> bool) (timedMessages: (DateTimeOffset * Message) list) =
+    timedMessages
+    |> List.find (fun (_, m) -> Message.tryFind "Event" m = Some event && pred m)
+    |> fst
+
+/// The SIP endings that fail before the visitor answers: file, the states, the outcome and its cause.
+let private failures = [
+    "sip-visitor-busy.txt", [ State.Queued; State.Ringing; State.Failed ], Failed(Busy, cause 17 "User busy" (Some 486))
+    "sip-visitor-reject.txt",
+    [ State.Queued; State.Ringing; State.Failed ],
+    Failed(Rejected, cause 21 "Call Rejected" (Some 603))
+    "sip-visitor-unavailable.txt",
+    [ State.Queued; State.Ringing; State.Failed ],
+    Failed(Congestion, cause 34 "Circuit/channel congestion" (Some 503))
+    "sip-visitor-no-answer.txt",
+    [ State.Queued; State.Ringing; State.Failed ],
+    Failed(NoAnswer, cause 19 "User alerting, no answer" (Some 480))
+    // As observed: nothing listening looks like no answer (19, 480), but the phone never rang.
+    "sip-visitor-unreachable.txt",
+    [ State.Queued; State.Failed ],
+    Failed(Unreachable, cause 19 "User alerting, no answer" (Some 480))
+]
+
+let private answeredStates = [ State.Queued; State.Ringing; State.Answered; State.Connecting ]
+
+/// The call ends like this, whatever the instants: `Completed`'s talk time is compared by the tests that
+/// compute it.
+let private endOf (call: Call) =
+    let status =
+        match call.Status with
+        | Ended(Completed _, c) -> Ended(Completed TimeSpan.Zero, c)
+        | other -> other
+
+    status, states call
+
+let private isEvent name (m: Message) = Message.tryFind "Event" m = Some name
+
+let private ourUniqueid (call: Call) (m: Message) =
+    Message.tryFind "Uniqueid" m = Some call.ChannelId
+
+/// Two recordings and a random interleaving of them that keeps each one's order.
+let private interleaved =
+    let files =
+        [ for f, _, _ in failures -> f ]
+        @ [ "sip-callback-en.txt"; "sip-owner-busy.txt"; "events-callback.txt" ]
+
+    gen {
+        let! ours = Gen.elements files
+        let! theirs = Gen.elements (files |> List.filter ((<>) ours))
+        let mine = timed (recorded ours)
+        let others = recorded theirs |> List.map (fun m -> t0, m)
+
+        let! picks =
+            Gen.listOfLength (mine.Length + others.Length) (Gen.elements [ true; false ])
+
+        let rec merge a b picks =
+            match a, b, picks with
+            | [], rest, _
+            | rest, [], _ -> rest
+            | x :: a', y :: b', pick :: picks' ->
+                if pick then
+                    x :: merge a' b picks'
+                else
+                    y :: merge a b' picks'
+            | a, b, [] -> a @ b
+
+        return ours, mine, merge mine others picks
+    }
+
+let private config = {
+    FsCheckConfig.defaultConfig with
+        maxTest = 100
+}
+
+[<Tests>]
+let tests =
+    testList "CallState" [
+        testList "recorded SIP endings" [
+            for file, expectedStates, expectedStatus in failures do
+                // Catches classifying from OriginateResponse Reason (0 for busy, reject and 503 alike), taking
+                // DialStatus over the cause (603 is DialEnd NOANSWER), or ringing on DialBegin alone.
+                test $"{file} ends {expectedStates |> List.last} with the visitor's cause and SIP code" {
+                    let call = fold file
+                    Expect.equal call.Status expectedStatus "outcome and cause"
+                    Expect.equal (states call) expectedStates "history"
+                }
+
+            test "sip-callback-en.txt: ringing, answered, owner ringing, bridged, completed with the talk time" {
+                let messages = timed (recorded "sip-callback-en.txt")
+                let call = foldTimed messages
+                Expect.equal (states call) (answeredStates @ [ State.Bridged; State.Ended ]) "history"
+
+                let bridged = (call.History |> List.find (fun t -> t.State = State.Bridged)).At
+                let hungUp = firstAt "Hangup" (fun _ -> true) messages
+
+                // The bridge is complete at the second BridgeEnter; talk stops at the first Hangup.
+                Expect.equal bridged (messages |> List.filter (snd >> isEvent "BridgeEnter") |> List.item 1 |> fst) "at"
+
+                match call.Status with
+                | Ended(Completed talk, c) ->
+                    Expect.equal talk (hungUp - bridged) "talk time: bridge to hangup"
+                    Expect.isGreaterThan talk TimeSpan.Zero "some talk"
+                    Expect.equal (c |> Option.map _.Code) (Some 16) "normal clearing"
+                | other -> failtest $"expected completed, got {other}"
+            }
+
+            test "sip-callback-fr.txt: the visitor hangs up after the bridge, which is completed" {
+                let call = fold "sip-callback-fr.txt"
+                Expect.equal (states call) (answeredStates @ [ State.Bridged; State.Ended ]) "history"
+                Expect.equal (endOf call |> fst) (Ended(Completed TimeSpan.Zero, cause 16 "Normal Clearing" None)) "end"
+            }
+
+            // Catches reporting the visitor's cause 16 for an owner outcome, or missing the owner's dial status.
+            test "sip-owner-busy.txt: answered, owner rang then busy, with the owner's cause" {
+                let call = fold "sip-owner-busy.txt"
+                Expect.equal (states call) (answeredStates @ [ State.Ended ]) "history"
+                Expect.equal call.Status (Ended(OwnerBusy, cause 17 "User busy" (Some 486))) "owner-busy"
+            }
+
+            test "sip-owner-no-answer.txt: answered, owner rang out, with the owner's cause 0 as Asterisk gave it" {
+                let call = fold "sip-owner-no-answer.txt"
+                Expect.equal (states call) (answeredStates @ [ State.Ended ]) "history"
+
+                match call.Status with
+                | Ended(OwnerNoAnswer, Some c) -> Expect.equal c.Code 0 "cause 0"
+                | other -> failtest $"expected owner-no-answer, got {other}"
+            }
+        ]
+
+        testList "recorded Local callbacks" [
+            // Catches taking the visitor's Local ;2 half (Linkedid = ChannelId, another Uniqueid) for the owner.
+            for file in [ "events-callback.txt"; "originate-with-events.txt" ] do
+                test $"{file}: Local visitor and owner answer at once, bridged, completed" {
+                    let call = fold file
+                    Expect.equal (states call) [ State.Queued; State.Answered; State.Bridged; State.Ended ] "history"
+
+                    Expect.equal
+                        (endOf call |> fst)
+                        (Ended(Completed TimeSpan.Zero, cause 16 "Normal Clearing" None))
+                        "end"
+                }
+        ]
+
+        testList "what a monitor must survive" [
+            // Catches a fold that adopts any channel (no membership check) or keys legs by Channel name.
+            testPropertyWithConfig config "another call's events in between change neither outcome nor history"
+            <| Prop.forAll (Arb.fromGen interleaved) (fun (file, mine, merged) ->
+                let alone = foldTimed mine
+                let mixed = CallState.foldMessages (callIn (List.map snd mine)) merged
+                Expect.equal mixed.Status alone.Status file
+                Expect.equal mixed.History alone.History file)
+
+            // Catches a fold that counts a second Hangup or DialEnd, or moves again on a repeated Newstate.
+            test "every event received twice gives the same call" {
+                for file in
+                    [ for f, _, _ in failures -> f ]
+                    @ [ "sip-callback-en.txt"; "sip-owner-busy.txt" ] do
+                    let messages = timed (recorded file)
+                    let twice = messages |> List.collect (fun m -> [ m; m ])
+                    let call = callIn (List.map snd messages)
+                    Expect.equal (CallState.foldMessages call twice) (foldTimed messages) file
+            }
+
+            // Catches a fold that ignores a channel's events until its Newchannel.
+            test "the visitor's Newchannel arriving last changes nothing" {
+                for file in [ "sip-visitor-busy.txt"; "sip-callback-en.txt" ] do
+                    let messages = timed (recorded file)
+                    let call = callIn (List.map snd messages)
+
+                    let first, rest =
+                        messages
+                        |> List.partition (fun (_, m) -> isEvent "Newchannel" m && ourUniqueid call m)
+
+                    let late = rest @ first
+                    Expect.equal (CallState.foldMessages call late).Status (foldTimed messages).Status file
+            }
+
+            test "unknown events about the call's channel change nothing" {
+                let messages = timed (recorded "sip-visitor-busy.txt")
+                let call = callIn (List.map snd messages)
+
+                let unknown =
+                    message [
+                        "Event", "SomethingNew"
+                        "Uniqueid", call.ChannelId
+                        "ChannelState", "6"
+                        "DialStatus", "ANSWER"
+                    ]
+
+                let noisy = messages |> List.collect (fun (at, m) -> [ at, unknown; at, m ])
+                Expect.equal (CallState.foldMessages call noisy) (foldTimed messages) "unchanged"
+            }
+        ]
+    ]
