@@ -132,6 +132,25 @@ let private config = {
         maxTest = 100
 }
 
+/// A channel event as Asterisk writes it, for the cases no recording holds.
+let private channelEvent name (channel: string) (uniqueid: string) (linkedid: string) (extra: (string * string) list) =
+    message (
+        [
+            "Event", name
+            "Privilege", "call,all"
+            "Channel", channel
+            "Uniqueid", uniqueid
+            "Linkedid", linkedid
+        ]
+        @ extra
+    )
+
+let private hangup channel uniqueid linkedid (code: int) text =
+    channelEvent "Hangup" channel uniqueid linkedid [ "Cause", string code; "Cause-txt", text ]
+
+let private applyAll (call: Call) (messages: Message list) =
+    CallState.foldMessages call (timed messages)
+
 [<Tests>]
 let tests =
     testList "CallState" [
@@ -233,6 +252,121 @@ let tests =
 
                     let late = rest @ first
                     Expect.equal (CallState.foldMessages call late).Status (foldTimed messages).Status file
+            }
+
+            // Catches finalising on OriginateResponse Failure: the Hangup's cause (17) would be lost.
+            test "an OriginateResponse Failure before the Hangup does not end the call; the Hangup does, with its cause" {
+                let messages = recorded "sip-visitor-busy.txt"
+                let call = callIn messages
+                let response = messages |> List.findIndex (isEvent "OriginateResponse")
+                let hangupAt = messages |> List.findIndex (isEvent "Hangup")
+                Expect.isLessThan response hangupAt "the recording has the response first"
+                let before = applyAll call (List.take (response + 1) messages)
+                Expect.equal before.Status (Live Ringing) "still ringing after the Failure"
+                Expect.equal (CallState.apply t0 Settle before).Status (Live Ringing) "Settle waits for a live channel"
+                let after = applyAll call messages
+                Expect.equal after.Status (Failed(Busy, cause 17 "User busy" (Some 486))) "the Hangup decides"
+            }
+
+            // Catches a Settle that is ignored (a call without a channel would stay queued until `lost`), or
+            // one that ends a call without a failed Originate.
+            test "an Originate that failed without a channel is unreachable once the settle window is over" {
+                let call = CallState.queued (CallId.create ()) Attempt.first t0
+                Expect.equal (CallState.apply t0 Settle call) call "no Failure yet: Settle does nothing"
+
+                let failure =
+                    message [
+                        "Event", "OriginateResponse"
+                        "ActionID", call.ChannelId
+                        "Response", "Failure"
+                        "Channel", "PJSIP/14385552368@trunk"
+                        "Reason", "0"
+                        "Uniqueid", call.ChannelId
+                    ]
+
+                let failed = applyAll call [ failure ]
+                Expect.equal failed.Status (Live Queued) "not on the Failure alone"
+                let settled = CallState.apply (t0.AddSeconds 2.0) Settle failed
+                Expect.equal settled.Status (Failed(Unreachable, None)) "unreachable, no cause"
+                Expect.equal (states settled) [ State.Queued; State.Failed ] "history"
+            }
+
+            test "lost ends a live call as failed, and a final call never changes again" {
+                let messages = recorded "sip-visitor-busy.txt"
+                let call = callIn messages
+                let rang = messages |> List.findIndex (isEvent "DialState")
+                let ringing = applyAll call (List.take (rang + 1) messages)
+                Expect.equal ringing.Status (Live Ringing) "ringing once DialState RINGING came"
+                let lost = CallState.apply (t0.AddMinutes 1.0) Lost ringing
+                Expect.equal lost.Status (Failed(FailedOutcome.Lost, None)) "lost"
+                Expect.equal (states lost) [ State.Queued; State.Ringing; State.Failed ] "history"
+                Expect.equal (applyAll lost messages) lost "the rest of the recording changes nothing"
+
+                Expect.equal
+                    (CallState.apply t0 Lost (applyAll call messages))
+                    (applyAll call messages)
+                    "busy stays busy"
+            }
+
+            // Catches a fold that owns every channel carrying the call's CALLBACK_ID: a retry inherits it.
+            test "the next attempt's channels are not this attempt's, a channel carrying only the call's id is" {
+                let id = CallId.create ()
+                let first = CallState.queued id Attempt.first t0
+                let second = ChannelId.format id (Attempt.next Attempt.first)
+                let callbackId = [ "Variable", "__CALLBACK_ID"; "Value", CallId.value id ]
+
+                let retry = [
+                    channelEvent "Newchannel" "PJSIP/trunk-2" second second []
+                    channelEvent "VarSet" "PJSIP/trunk-2" second second callbackId
+                    hangup "PJSIP/trunk-2" second second 17 "User busy"
+                ]
+
+                Expect.equal (applyAll first retry) first "attempt 1 untouched"
+
+                let transferred = channelEvent "VarSet" "PJSIP/owner-9" "1796.9" "1796.9" callbackId
+
+                Expect.isTrue ((applyAll first [ transferred ]).Legs.ContainsKey "1796.9") "adopted by its CALLBACK_ID"
+            }
+
+            // Catches taking the first Hangup's cause: a Local ;1 half hangs up with 0, its ;2 half has the cause.
+            test "a Local visitor's busy is read from the ;2 half whatever the order of the two Hangups" {
+                let call = CallState.queued (CallId.create ()) Attempt.first t0
+                let one, two = call.ChannelId, call.ChannelId + ";2"
+                let visitor = "Local/15145550123@demo-visitor-00000007"
+
+                let opening = [
+                    channelEvent "Newchannel" (visitor + ";1") one one []
+                    channelEvent "Newchannel" (visitor + ";2") two one []
+                    channelEvent "Newstate" (visitor + ";1") one one [ "ChannelState", "5" ]
+                ]
+
+                let hangups = [
+                    hangup (visitor + ";1") one one 0 "Unknown"
+                    hangup (visitor + ";2") two one 17 "User busy"
+                ]
+
+                for ending in [ hangups; List.rev hangups ] do
+                    let ended = applyAll call (opening @ ending)
+                    Expect.equal ended.Status (Failed(Busy, cause 17 "User busy" None)) "busy, cause 17"
+            }
+
+            test "the owner ringing before the visitor's answer was seen records answered at the same instant" {
+                let call = CallState.queued (CallId.create ()) Attempt.first t0
+
+                let ownerRings =
+                    channelEvent "Newstate" "PJSIP/owner-1" "1796.1" call.ChannelId [ "ChannelState", "5" ]
+
+                let connecting = CallState.foldMessages call [ t0.AddSeconds 5.0, ownerRings ]
+                Expect.equal connecting.Status (Live Connecting) "connecting"
+
+                Expect.equal
+                    (connecting.History |> List.map (fun t -> t.State, t.At))
+                    [
+                        State.Queued, t0
+                        State.Answered, t0.AddSeconds 5.0
+                        State.Connecting, t0.AddSeconds 5.0
+                    ]
+                    "history"
             }
 
             test "unknown events about the call's channel change nothing" {

@@ -90,6 +90,7 @@ type Call = {
     OriginateFailed: bool
 }
 
+/// Reading a call: whether it is final, and which of its legs are the visitor's.
 [<RequireQualifiedAccess>]
 module Call =
 
