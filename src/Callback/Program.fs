@@ -34,9 +34,8 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
     match Settings.read builder.Configuration with
     | Error errors -> Error errors
     | Ok settings ->
-        builder.WebHost.ConfigureKestrel(fun kestrel -> kestrel.AddServerHeader <- false)
-        |> ignore
-
+        builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
+        ErrorAnswers.addServices builder.Services
         builder.Services.AddHealthChecks() |> ignore
         // On SIGTERM Kestrel stops accepting and lets in-flight callbacks finish; `docker stop` waits 10 s.
         builder.Services.Configure<HostOptions>(fun (o: HostOptions) -> o.ShutdownTimeout <- TimeSpan.FromSeconds 8.0)
@@ -47,6 +46,7 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         |> ignore
 
         let app = builder.Build()
+        ErrorAnswers.usePipeline app
         app.UseForwardedHeaders() |> ignore
 
         if settings.Ami.Endpoint.Transport = PlainTcp then

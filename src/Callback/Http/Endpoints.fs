@@ -4,6 +4,7 @@ open System
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Http
+open Microsoft.AspNetCore.Routing
 open Microsoft.Extensions.Logging
 open Callback
 open Callback.Domain
@@ -56,18 +57,25 @@ module Endpoints =
                 StageFailure.describe failure
             )
 
-    /// The visitor's form, for trying the sidecar in a browser; served only when `Demo__Enabled`.
-    let private demoPage: HttpHandler =
+    /// An embedded resource as the body, for the demo page and the OpenAPI document.
+    let private resource (name: string) (contentType: string) : HttpHandler =
         fun next ctx ->
             task {
-                use page = typeof<Settings>.Assembly.GetManifestResourceStream "demo.html"
+                use stream = typeof<Settings>.Assembly.GetManifestResourceStream name
 
-                ctx.Response.ContentType <- "text/html; charset=utf-8"
-                do! page.CopyToAsync ctx.Response.Body
+                ctx.Response.ContentType <- contentType
+                do! stream.CopyToAsync ctx.Response.Body
                 return! next ctx
             }
 
-    /// `POST /callback`, `GET /healthz` (liveness only: it never touches AMI) and, in demo mode, `GET /`.
+    /// The visitor's form, for trying the sidecar in a browser; served only when `Demo__Enabled`.
+    let private demoPage = resource "demo.html" "text/html; charset=utf-8"
+
+    /// The public contract as OpenAPI 3.1, the same document as `src/Callback/openapi.json`.
+    let private openApi = resource "openapi.json" "application/json; charset=utf-8"
+
+    /// `POST /callback`, `GET /healthz` (liveness only: it never touches AMI), `GET /openapi.json` and, in
+    /// demo mode, `GET /`.
     let map (app: WebApplication) (settings: Settings) =
         let logger = app.Logger
         // One gate for the whole process: it bounds the AMI sessions of all requests together.
@@ -80,7 +88,11 @@ module Endpoints =
             Handlers.callback settings.Destination (Pipeline.run settings gate) (report logger)
 
         app.MapPost("/callback", toDelegate callback) |> ignore
-        app.MapHealthChecks "/healthz" |> ignore
+        // GET (and HEAD) only, like every other read: a POST to it answers 405 in the contract.
+        app.MapHealthChecks("/healthz").WithMetadata(HttpMethodMetadata [ "GET"; "HEAD" ])
+        |> ignore
+
+        app.MapGet("/openapi.json", toDelegate openApi) |> ignore
 
         if settings.DemoEnabled then
             app.MapGet("/", toDelegate demoPage) |> ignore
