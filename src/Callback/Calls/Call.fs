@@ -94,6 +94,7 @@ type Call = {
 [<RequireQualifiedAccess>]
 module Call =
 
+    /// Whether the call has its outcome (`ended` or `failed`): then no input changes it.
     let isFinal (call: Call) =
         match call.Status with
         | Live _ -> false
