@@ -369,6 +369,39 @@ let tests =
                     "history"
             }
 
+            // Catches counting an owner who hung up during the whisper as the visitor hanging up, or the reverse.
+            test "an owner who answered but left before the bridge did not take the call; a visitor who left did" {
+                let call = CallState.queued (CallId.create ()) Attempt.first t0
+                let visitor, owner = call.ChannelId, "1796.3"
+                let trunk, phone = "PJSIP/trunk-3", "PJSIP/owner-3"
+
+                let dialled = [
+                    channelEvent "Newstate" trunk visitor visitor [ "ChannelState", "6" ]
+                    channelEvent "Newchannel" phone owner visitor []
+                    channelEvent "Newstate" phone owner visitor [ "ChannelState", "5" ]
+                    message (
+                        [ "Event", "DialEnd"; "Uniqueid", visitor; "Linkedid", visitor ]
+                        @ [ "DestChannel", phone; "DestUniqueid", owner; "DestLinkedid", visitor ]
+                        @ [ "DialStatus", "ANSWER" ]
+                    )
+                ]
+
+                let ownerLeaves = [
+                    hangup phone owner visitor 16 "Normal Clearing"
+                    hangup trunk visitor visitor 16 "Normal Clearing"
+                ]
+
+                Expect.equal
+                    (applyAll call (dialled @ ownerLeaves)).Status
+                    (Ended(OwnerNoAnswer, cause 16 "Normal Clearing" None))
+                    "the owner left first"
+
+                Expect.equal
+                    (applyAll call (dialled @ List.rev ownerLeaves)).Status
+                    (Ended(VisitorHungUp, cause 16 "Normal Clearing" None))
+                    "the visitor left first"
+            }
+
             test "unknown events about the call's channel change nothing" {
                 let messages = timed (recorded "sip-visitor-busy.txt")
                 let call = callIn (List.map snd messages)

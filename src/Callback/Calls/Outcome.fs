@@ -68,16 +68,22 @@ module Outcome =
 
         ended - bridgedAt
 
-    /// A visitor who answered: bridged is `Completed`; otherwise the owner's dial status says why not, and
-    /// without one (no Dial yet, or CANCEL when the visitor hung up during the ringing) the visitor left.
+    let private firstHangup (legs: Leg list) =
+        legs |> List.choose _.HungUpAt |> List.sort |> List.tryHead
+
+    /// A visitor who answered: bridged is `Completed`; otherwise the owner's dial status says why not. An
+    /// owner who answered but hung up before the bridge (during the whisper) did not take the call either:
+    /// `OwnerNoAnswer`. Without a dial status (no Dial yet, or CANCEL when the visitor hung up during the
+    /// ringing) the visitor left.
     let private answered (call: Call) (at: DateTimeOffset) =
-        let owner = legs call false
+        let visitor, owner = legs call true, legs call false
 
         match call.BridgedAt, dialStatusOf owner with
-        | Some bridgedAt, _ -> Ended(Completed(talk call bridgedAt at), causeOf (legs call true))
+        | Some bridgedAt, _ -> Ended(Completed(talk call bridgedAt at), causeOf visitor)
         | None, Some("BUSY" | "CONGESTION" | "CHANUNAVAIL") -> Ended(OwnerBusy, causeOf owner)
         | None, Some "NOANSWER" -> Ended(OwnerNoAnswer, causeOf owner)
-        | None, _ -> Ended(VisitorHungUp, causeOf (legs call true))
+        | None, Some "ANSWER" when firstHangup owner < firstHangup visitor -> Ended(OwnerNoAnswer, causeOf owner)
+        | None, _ -> Ended(VisitorHungUp, causeOf visitor)
 
     /// The final status of a call whose channels are all gone, at `at`.
     let classify (call: Call) (at: DateTimeOffset) =
