@@ -350,6 +350,41 @@ let tests =
                     Expect.equal ended.Status (Failed(Busy, cause 17 "User busy" None)) "busy, cause 17"
             }
 
+            // Catches counting every leg but the first channel as the owner's: the carrier leg would ring as
+            // `connecting`, and the busy visitor would end as an owner outcome.
+            test "with Originate to a Local channel whose ;2 half dials the carrier, the carrier leg is the visitor's" {
+                let call = CallState.queued (CallId.create ()) Attempt.first t0
+                let one, two, carrier = call.ChannelId, call.ChannelId + ";2", "1796.4"
+                let local, trunk = "Local/14385552368@outbound-00000009", "PJSIP/trunk-4"
+
+                let events = [
+                    channelEvent "Newchannel" (local + ";1") one one []
+                    channelEvent "Newchannel" (local + ";2") two one []
+                    channelEvent "Newchannel" trunk carrier one []
+                    message (
+                        [
+                            "Event", "DialBegin"
+                            "Channel", local + ";2"
+                            "Uniqueid", two
+                            "Linkedid", one
+                        ]
+                        @ [ "DestChannel", trunk; "DestUniqueid", carrier; "DestLinkedid", one ]
+                    )
+                    channelEvent "Newstate" trunk carrier one [ "ChannelState", "5" ]
+                    channelEvent "Hangup" trunk carrier one [
+                        "Cause", "17"
+                        "Cause-txt", "User busy"
+                        "TechCause", "486"
+                    ]
+                    hangup (local + ";2") two one 17 "User busy"
+                    hangup (local + ";1") one one 0 "Unknown"
+                ]
+
+                let ended = applyAll call events
+                Expect.equal (states ended) [ State.Queued; State.Ringing; State.Failed ] "the carrier rang: ringing"
+                Expect.equal ended.Status (Failed(Busy, cause 17 "User busy" (Some 486))) "busy, with the SIP code"
+            }
+
             test "the owner ringing before the visitor's answer was seen records answered at the same instant" {
                 let call = CallState.queued (CallId.create ()) Attempt.first t0
 

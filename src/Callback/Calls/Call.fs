@@ -64,6 +64,8 @@ type Leg = {
     /// The last `DialStatus` of a `DialEnd` towards this channel.
     DialStatus: string option
     Bridge: string option
+    /// The Uniqueid of the channel whose `DialBegin` dialled this one, if any.
+    DialledBy: string option
 }
 
 /// One input of the fold: an AMI event, or what the caller decided from the clock or from Asterisk.
@@ -129,10 +131,17 @@ module Call =
         | -1 -> None
         | i -> Some(channel.Substring(0, i))
 
-    /// The visitor's legs are the first channel and its Local other half; every other leg is the owner's.
+    /// The visitor's legs are the first channel, its Local other half, and what that `;2` half dials (an
+    /// Originate to `Local/<number>@outbound` reaches the visitor's phone through it); every other leg, the
+    /// ones the callback dialplan (the `;1` half or a SIP channel) dials, is the owner's.
     let isVisitorLeg (call: Call) (uniqueid: string) (leg: Leg) =
         baseId uniqueid = call.ChannelId
         || (localName leg.Channel).IsSome
            && call.Legs
               |> Map.exists (fun id other ->
                   baseId id = call.ChannelId && localName other.Channel = localName leg.Channel)
+        || leg.DialledBy
+           |> Option.exists (fun caller ->
+               baseId caller = call.ChannelId
+               && (caller.EndsWith ";2"
+                   || call.Legs.TryFind caller |> Option.exists (fun c -> c.Channel.EndsWith ";2")))

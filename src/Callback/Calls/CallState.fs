@@ -58,6 +58,7 @@ module CallState =
                 Cause = None
                 DialStatus = None
                 Bridge = None
+                DialledBy = None
             }
 
             {
@@ -139,6 +140,14 @@ module CallState =
                             Cause = Some cause
                       }
                     | Some _ -> leg)
+                call
+        | DialBegin(Some caller, dest) ->
+            updateLeg
+                dest.Uniqueid
+                (fun leg -> {
+                    leg with
+                        DialledBy = Some caller.Uniqueid
+                })
                 call
         | OriginateResponse r when r.Succeeded -> advance Answered at call
         | OriginateResponse _ -> { call with OriginateFailed = true }

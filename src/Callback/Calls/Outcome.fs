@@ -14,12 +14,16 @@ module Outcome =
         |> List.map snd
 
     /// The most telling cause among `legs`: a known one over cause 0 "Unknown" (a Local channel's `;1`
-    /// half hangs up with 0 while its `;2` half carries the real cause), then the `;2` half, then the first.
+    /// half hangs up with 0 while its `;2` half carries the real cause), then one with a SIP code (the
+    /// phone's own channel), then the `;2` half, then the first.
     let private causeOf (legs: Leg list) =
         legs
         |> List.choose (fun leg -> leg.Cause |> Option.map (fun cause -> leg, cause))
         |> List.sortBy (fun (leg, cause) ->
-            (if cause.Code = 0 then 1 else 0), (if leg.Channel.EndsWith ";2" then 0 else 1), leg.HungUpAt)
+            (if cause.Code = 0 then 1 else 0),
+            (if cause.SipCode.IsSome then 0 else 1),
+            (if leg.Channel.EndsWith ";2" then 0 else 1),
+            leg.HungUpAt)
         |> List.tryHead
         |> Option.map snd
 
