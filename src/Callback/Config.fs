@@ -7,6 +7,7 @@ open System.Security.Cryptography.X509Certificates
 open Microsoft.Extensions.Configuration
 open FsToolkit.ErrorHandling
 open Callback.Ami
+open Callback.Domain
 
 /// How to reach and log in to Asterisk's manager interface.
 type AmiSettings = {
@@ -16,6 +17,8 @@ type AmiSettings = {
     ResponseTimeout: TimeSpan
     /// AMI sessions open at once, at most; more callbacks wait for a free one.
     MaxSessions: int
+    /// Callbacks waiting for a session, at most; past it a callback is refused at once (503).
+    MaxQueued: int
 }
 
 /// The fixed parts of every Originate. `Channel` holds `{number}` and `Context` may hold `{language}`.
@@ -35,13 +38,35 @@ type ProxySettings = {
     KnownNetworks: IPNetwork list
 }
 
+/// Abuse protection of the public endpoint: which sites' pages may post, and how often calls are placed.
+type ProtectionSettings = {
+    /// Sites whose pages may post; empty means any site (warned at start-up).
+    AllowedOrigins: SiteOrigin list
+    /// Callbacks per client address (as the trusted proxy reports it) per minute.
+    PerClientPerMinute: int
+    /// Callbacks per minute for the whole sidecar: a ceiling on the trunk bill.
+    GlobalPerMinute: int
+    /// The shortest time between two calls to one number.
+    PerNumberInterval: TimeSpan
+    /// Calls to one number per day.
+    PerNumberPerDay: int
+}
+
 /// Everything the sidecar reads from configuration, checked once at start-up.
 type Settings = {
     Ami: AmiSettings
     Originate: OriginateSettings
     Proxy: ProxySettings
+    Protection: ProtectionSettings
     DemoEnabled: bool
 }
+
+/// The longest one callback can take, waiting for a session slot included.
+[<RequireQualifiedAccess>]
+module CallbackDuration =
+    /// `2 × ConnectTimeout + 3 × ResponseTimeout`: the slot wait, the connect, then Login, Originate, Logoff.
+    let longest (ami: AmiSettings) =
+        ami.Endpoint.ConnectTimeout * 2.0 + ami.ResponseTimeout * 3.0
 
 [<RequireQualifiedAccess>]
 module Settings =
@@ -126,6 +151,7 @@ module Settings =
             and! secret = required config "Ami:Secret"
             and! responseTimeout = milliseconds config "Ami:ResponseTimeout" 5000 100 60000
             and! maxSessions = number config "Ami:MaxSessions" 8 1 1000
+            and! maxQueued = number config "Ami:MaxQueued" 32 0 10000
 
             return {
                 Endpoint = endpoint
@@ -133,6 +159,7 @@ module Settings =
                 Secret = Secret secret
                 ResponseTimeout = responseTimeout
                 MaxSessions = maxSessions
+                MaxQueued = maxQueued
             }
         }
 
@@ -188,6 +215,23 @@ module Settings =
             }
         }
 
+    let private protection config =
+        validation {
+            let! origins = listOf config "Callback:AllowedOrigins" SiteOrigin.tryParse
+            and! perClient = number config "Callback:PerClientPerMinute" 5 1 100000
+            and! perMinute = number config "Callback:GlobalPerMinute" 20 1 100000
+            and! interval = number config "Callback:PerNumberIntervalSeconds" 120 1 86400
+            and! perDay = number config "Callback:PerNumberPerDay" 5 1 1000
+
+            return {
+                AllowedOrigins = origins
+                PerClientPerMinute = perClient
+                GlobalPerMinute = perMinute
+                PerNumberInterval = TimeSpan.FromSeconds(float interval)
+                PerNumberPerDay = perDay
+            }
+        }
+
     /// Reads and checks every setting, reporting all problems at once. Messages name the environment
     /// variable to set and never repeat the secret.
     let read (config: IConfiguration) : Result<Settings, string list> =
@@ -195,12 +239,14 @@ module Settings =
             let! ami = ami config
             and! originate = originate config
             and! proxy = proxy config
+            and! protection = protection config
             and! demo = flag config "Demo:Enabled" false
 
             return {
                 Ami = ami
                 Originate = originate
                 Proxy = proxy
+                Protection = protection
                 DemoEnabled = demo
             }
         }

@@ -3,10 +3,23 @@ namespace Callback.Http
 open System
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.Diagnostics.HealthChecks
 open Microsoft.AspNetCore.Http
 open Microsoft.Extensions.Logging
+open Prometheus
 open Callback
+open Callback.Callbacks
 open Callback.Domain
+
+/// What the routes share for the process's life: made once at start-up, disposed at shutdown after the
+/// last callback (see `ShutdownDrain`).
+type CallbackServices = {
+    /// Bounds the AMI sessions of all requests together.
+    Gate: SessionGate
+    Limits: CallbackLimits
+    InFlight: CallbacksInFlight
+    Metrics: CallbackMetrics
+}
 
 /// The routes, each a handler chain turned into an ASP.NET Core endpoint.
 [<RequireQualifiedAccess>]
@@ -59,18 +72,42 @@ module Endpoints =
                 return! next ctx
             }
 
-    /// `POST /callback`, `GET /healthz` (liveness only: it never touches AMI) and, in demo mode, `GET /`.
-    let map (app: WebApplication) (settings: Settings) =
-        let logger = app.Logger
-        // One gate for the whole process: it bounds the AMI sessions of all requests together.
-        let gate = new SessionGate(settings.Ami.MaxSessions)
+    /// Counts every request to the handler in the metrics, once, when its answer is written.
+    let private counted (metrics: CallbackMetrics) (handler: HttpHandler) : HttpHandler =
+        fun next ctx ->
+            task {
+                let! result = handler next ctx
+                metrics.Count ctx
+                return result
+            }
 
-        app.Lifetime.ApplicationStopped.Register(fun () -> (gate :> IDisposable).Dispose())
+    /// `POST /callback`: the abuse checks that need no body (origin, shutdown, client and global limits),
+    /// then bind → validate → the number's limit → place → answer.
+    let private callback (settings: Settings) (services: CallbackServices) (logger: ILogger) : HttpHandler =
+        let place =
+            Handlers.placeCallback (Pipeline.run settings services.Gate) (fun ctx request outcome ->
+                Verdict.placed outcome ctx
+                report logger ctx request outcome)
+
+        Protection.checkOrigin settings.Protection.AllowedOrigins
+        >=> Protection.whileAccepting services.InFlight
+        >=> Protection.limitClient services.Limits
+        >=> Handlers.bindCallback (Handlers.validateCallback (Protection.limitNumber services.Limits place))
+        |> counted services.Metrics
+
+    /// `POST /callback`; `GET /healthz` (liveness only: it never touches AMI); `GET /readyz` (the checks
+    /// tagged `ready`: Asterisk answers); `GET /metrics` (Prometheus); in demo mode, `GET /`.
+    let map (app: WebApplication) (settings: Settings) (services: CallbackServices) =
+        app.MapPost("/callback", toDelegate (callback settings services app.Logger))
         |> ignore
 
-        let callback = Handlers.callback (Pipeline.run settings gate) (report logger)
-        app.MapPost("/callback", toDelegate callback) |> ignore
-        app.MapHealthChecks "/healthz" |> ignore
+        app.MapHealthChecks("/healthz", HealthCheckOptions(Predicate = fun _ -> false))
+        |> ignore
+
+        app.MapHealthChecks("/readyz", HealthCheckOptions(Predicate = fun check -> check.Tags.Contains "ready"))
+        |> ignore
+
+        app.MapMetrics("/metrics", services.Metrics.Registry) |> ignore
 
         if settings.DemoEnabled then
             app.MapGet("/", toDelegate demoPage) |> ignore

@@ -177,7 +177,22 @@ module Handlers =
                 // and then abandoned would leave us not knowing whether it rings.
                 let! outcome = run request CancellationToken.None
                 report ctx request outcome
-                return! (setStatusCode (statusOf outcome) >=> json (CallbackJson.outcome outcome)) next ctx
+
+                match outcome.Failure with
+                | Some NoFreeSession ->
+                    // Nothing was sent: a refusal like the others, with its reason.
+                    return!
+                        refuse
+                            503
+                            [
+                                {
+                                    Field = "request"
+                                    Message = "Every line is busy; try again in a minute."
+                                }
+                            ]
+                            next
+                            ctx
+                | _ -> return! (setStatusCode (statusOf outcome) >=> json (CallbackJson.outcome outcome)) next ctx
             }
 
     /// `POST /callback`: bind → validate → place → answer.
