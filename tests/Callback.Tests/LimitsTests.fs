@@ -22,10 +22,11 @@ let private number text =
     | Ok n -> n
     | Error _ -> failwithf "test number %s refused" text
 
-let private retryAfter decision =
+/// The wait a refusal by `limit` asks for; fails the test for any other decision.
+let private retryAfter limit decision =
     match decision with
-    | Limited(Some after) -> after
-    | other -> failtestf "expected a limit with Retry-After, got %O" other
+    | Limited(by, Some after) when by = limit -> after
+    | other -> failtestf "expected %O with Retry-After, got %O" limit other
 
 [<Tests>]
 let tests =
@@ -34,7 +35,7 @@ let tests =
             use limits = new CallbackLimits(settings)
             let decisions = [ for _ in 1..4 -> limits.ForClient "203.0.113.7" ]
             Expect.equal decisions[..2] [ Allowed; Allowed; Allowed ] "three allowed"
-            let after = retryAfter decisions[3]
+            let after = retryAfter PerClient decisions[3]
             Expect.isGreaterThan after TimeSpan.Zero "a wait"
             Expect.isLessThanOrEqual after (TimeSpan.FromMinutes 1.0) "within the window"
         }
@@ -48,21 +49,33 @@ let tests =
             Expect.equal (limits.ForClient "198.51.100.9") Allowed "another client is not limited"
         }
 
-        test "the global ceiling holds across clients" {
+        test "the global ceiling counts calls to every number together" {
             use limits = new CallbackLimits(settings)
-            let decisions = [ for i in 1..6 -> limits.ForClient $"203.0.113.{i}" ]
-            Expect.all decisions[..4] ((=) Allowed) "five allowed, one per client"
-            retryAfter decisions[5] |> ignore
+            let decisions = [ for i in 1..6 -> limits.ForCall(number $"514555040{i}") ]
+            Expect.all decisions[..4] ((=) Allowed) "five calls, one per number"
+            retryAfter Ceiling decisions[5] |> ignore
+        }
+
+        test "the ceiling is not spent by a call its number's limit refuses" {
+            // Mutation caught: asking the ceiling first would let one repeated number use up everyone's minute.
+            use limits = new CallbackLimits(settings)
+            Expect.equal (limits.ForCall(number "5145550401")) Allowed "first call"
+
+            for _ in 1..10 do
+                retryAfter PerNumber (limits.ForCall(number "5145550401")) |> ignore
+
+            let others = [ for i in 4..7 -> limits.ForCall(number $"514555040{i}") ]
+            Expect.all others ((=) Allowed) "the other four of the five still pass"
         }
 
         test "one call per number per interval: the next waits about the interval" {
             use limits = new CallbackLimits(settings)
-            Expect.equal (limits.ForNumber(number "5145550123")) Allowed "first call"
-            let after = retryAfter (limits.ForNumber(number "514 555 0123"))
+            Expect.equal (limits.ForCall(number "5145550401")) Allowed "first call"
+            let after = retryAfter PerNumber (limits.ForCall(number "514 555 0401"))
             // Mutation caught: keying on the text instead of the 11 digits lets the reformatted number through.
             Expect.isGreaterThan after (TimeSpan.FromSeconds 100.0) "about two minutes"
             Expect.isLessThanOrEqual after (TimeSpan.FromMinutes 2.0) "not more"
-            Expect.equal (limits.ForNumber(number "5145550124")) Allowed "another number is not limited"
+            Expect.equal (limits.ForCall(number "5145550402")) Allowed "another number is not limited"
         }
 
         test "a number gets its calls of the day, then waits for the day's end" {
@@ -75,12 +88,12 @@ let tests =
                     }
                 )
 
-            let call () = limits.ForNumber(number "5145550123")
+            let call () = limits.ForCall(number "5145550401")
             Expect.equal (call ()) Allowed "first"
             Thread.Sleep 400
             Expect.equal (call ()) Allowed "second, after the interval"
             Thread.Sleep 400
-            let after = retryAfter (call ())
+            let after = retryAfter PerNumber (call ())
             Expect.isGreaterThan after (TimeSpan.FromHours 23.0) "the rest of the day"
         }
 

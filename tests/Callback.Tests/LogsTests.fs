@@ -9,7 +9,7 @@ open Callback.Tests.Programs
 open Callback.Tests.TestSidecar
 
 let private secret = "s3cret-Value"
-let private number = "5145550123"
+let private number = "5145550401"
 
 /// The sidecar program with the console formatter `formatter`, given callbacks that log (spooled, a
 /// refused Login, a rate-limited and an invalid one), stopped; everything it wrote.
@@ -46,8 +46,8 @@ let private neverLeaks (output: string) =
     Expect.isFalse (output.Contains secret) "the secret is never written"
     // Mutation caught: logging the number unmasked (in any spelling the visitor sent it or we dial it).
     Expect.isFalse (output.Contains number) "the full number is never written"
-    Expect.isFalse (output.Contains "15145550123") "nor the 11 digits we dial"
-    Expect.stringContains output "1514*****23" "the masked number shows the callback was logged"
+    Expect.isFalse (output.Contains "15145550401") "nor the 11 digits we dial"
+    Expect.stringContains output "1514*****01" "the masked number shows the callback was logged"
 
 [<Tests>]
 let tests =
@@ -72,7 +72,7 @@ let tests =
 
             Expect.exists
                 objects
-                (fun doc -> doc.RootElement.GetProperty("Message").GetString().Contains "1514*****23")
+                (fun doc -> doc.RootElement.GetProperty("Message").GetString().Contains "1514*****01")
                 "the callback's line, as JSON"
         }
     ]

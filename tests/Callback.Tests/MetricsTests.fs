@@ -45,10 +45,10 @@ let tests =
                 )
 
             let statuses = [
-                (postFor "203.0.113.1" "5145550123" sidecar).Status
-                (postFor "203.0.113.1" "5145550124" sidecar).Status
-                (postFor "203.0.113.1" "5145550125" sidecar).Status // the client's third: rate-limited
-                (postFor "203.0.113.2" "5145550123" sidecar).Status // the number again: rate-limited
+                (postFor "203.0.113.1" "5145550401" sidecar).Status
+                (postFor "203.0.113.1" "5145550402" sidecar).Status
+                (postFor "203.0.113.1" "5145550403" sidecar).Status // the client's third: rate-limited
+                (postFor "203.0.113.2" "5145550401" sidecar).Status // the number again: rate-limited
                 (postFrom sidecar IPAddress.Loopback [] [ "phoneNumber", "911"; "language", "en" ]).Status
                 (postFrom sidecar IPAddress.Loopback [] [ "language", "de" ]).Status
                 (postFrom sidecar IPAddress.Loopback [ "Origin", "https://evil.example.net" ] []).Status
@@ -75,7 +75,7 @@ let tests =
                 new Server(script (refusing "Originate" "Originate failed"), Some pki.Value.Server)
 
             use sidecar = new Sidecar(fakeAmiConfig [] server.Port)
-            Expect.equal (postFor "203.0.113.1" "5145550123" sidecar).Status 502 "Originate refused"
+            Expect.equal (postFor "203.0.113.1" "5145550401" sidecar).Status 502 "Originate refused"
 
             Expect.equal
                 (sample sidecar "callback_callbacks_total{status=\"502\",failed_stage=\"originate\"}")
@@ -105,20 +105,20 @@ let tests =
                         server.Port
                 )
 
-            let first = Task.Run(fun () -> postFor "203.0.113.1" "5145550123" sidecar)
+            let first = Task.Run(fun () -> postFor "203.0.113.1" "5145550401" sidecar)
 
             Expect.isTrue
                 (eventually (TimeSpan.FromSeconds 10.0) (fun () -> List.contains "Originate" server.ActionNames))
                 "the first is in its session"
 
-            let second = Task.Run(fun () -> postFor "203.0.113.2" "5145550124" sidecar)
+            let second = Task.Run(fun () -> postFor "203.0.113.2" "5145550402" sidecar)
 
             Expect.isTrue
                 (eventually (TimeSpan.FromSeconds 5.0) (fun () -> sample sidecar "callback_ami_sessions_queued" = 1.0))
                 "the second waits"
 
             Expect.equal (sample sidecar "callback_ami_sessions_in_use") 1.0 "one open"
-            Expect.equal (postFor "203.0.113.3" "5145550125" sidecar).Status 503 "the third: no room to wait"
+            Expect.equal (postFor "203.0.113.3" "5145550403" sidecar).Status 503 "the third: no room to wait"
             release.Set()
             Expect.equal (first.Result.Status, second.Result.Status) (200, 200) "the two complete"
             Expect.equal (sample sidecar (refusals "busy")) 1.0 "one busy refusal"

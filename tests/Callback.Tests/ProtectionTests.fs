@@ -40,9 +40,9 @@ let rateLimits =
     testList "Protection: rate limits" [
         test "a client over its minute gets 429 with Retry-After and sends nothing to Asterisk" {
             withSidecar [ "Callback:PerClientPerMinute", "2" ] (fun server sidecar ->
-                Expect.equal (postFor visitor "5145550123" sidecar).Status 200 "first"
-                Expect.equal (postFor visitor "5145550124" sidecar).Status 200 "second"
-                let third = postFor visitor "5145550125" sidecar
+                Expect.equal (postFor visitor "5145550401" sidecar).Status 200 "first"
+                Expect.equal (postFor visitor "5145550402" sidecar).Status 200 "second"
+                let third = postFor visitor "5145550403" sidecar
                 expectRefused 429 "request" third
                 Expect.isTrue (retryAfterSeconds third >= 1 && retryAfterSeconds third <= 60) "within the minute"
                 Expect.equal server.Sessions 2 "the third never reached Asterisk")
@@ -51,36 +51,47 @@ let rateLimits =
         test "the client is the visitor's address as the trusted proxy reports it, not the proxy's" {
             // Mutation caught: counting by the TCP peer (the proxy) would limit the second visitor too.
             withSidecar [ "Callback:PerClientPerMinute", "1" ] (fun _ sidecar ->
-                Expect.equal (postFor visitor "5145550123" sidecar).Status 200 "visitor A"
-                Expect.equal (postFor visitor "5145550124" sidecar).Status 429 "visitor A again"
-                Expect.equal (postFor "198.51.100.9" "5145550125" sidecar).Status 200 "visitor B")
+                Expect.equal (postFor visitor "5145550401" sidecar).Status 200 "visitor A"
+                Expect.equal (postFor visitor "5145550402" sidecar).Status 429 "visitor A again"
+                Expect.equal (postFor "198.51.100.9" "5145550403" sidecar).Status 200 "visitor B")
         }
 
-        test "the global ceiling limits every client together" {
+        test "the global ceiling limits every client together, on valid calls only" {
             withSidecar [ "Callback:GlobalPerMinute", "2" ] (fun server sidecar ->
-                Expect.equal (postFor "203.0.113.1" "5145550123" sidecar).Status 200 "first client"
-                Expect.equal (postFor "203.0.113.2" "5145550124" sidecar).Status 200 "second client"
-                expectRefused 429 "request" (postFor "203.0.113.3" "5145550125" sidecar)
+                Expect.equal (postFor "203.0.113.1" "5145550401" sidecar).Status 200 "first client"
+                Expect.equal (postFor "203.0.113.2" "5145550402" sidecar).Status 200 "second client"
+                let third = postFor "203.0.113.3" "5145550403" sidecar
+                expectRefused 429 "request" third
+                Expect.isTrue (retryAfterSeconds third >= 1 && retryAfterSeconds third <= 60) "within the minute"
                 Expect.equal server.Sessions 2 "two calls")
         }
 
         test "a number just called gets 429 on phoneNumber, whoever asks, and Asterisk hears nothing" {
             withSidecar [] (fun server sidecar ->
-                Expect.equal (postFor "203.0.113.1" "5145550123" sidecar).Status 200 "first call"
-                let again = postFor "203.0.113.2" "+1 (514) 555-0123" sidecar
+                Expect.equal (postFor "203.0.113.1" "5145550401" sidecar).Status 200 "first call"
+                let again = postFor "203.0.113.2" "+1 (514) 555-0401" sidecar
                 expectRefused 429 "phoneNumber" again
                 Expect.isGreaterThan (retryAfterSeconds again) 100 "about the 2-minute interval"
                 Expect.equal server.Sessions 1 "one call")
+        }
+
+        test "invalid requests do not use up the global ceiling" {
+            // Mutation caught: a ceiling asked before validation would let junk from many addresses block calls.
+            withSidecar [ "Callback:GlobalPerMinute", "1" ] (fun _ sidecar ->
+                for i in 1..3 do
+                    Expect.equal (postFor $"203.0.113.{i}" "911" sidecar).Status 422 "junk"
+
+                Expect.equal (postFor "203.0.113.9" "5145550401" sidecar).Status 200 "the real call")
         }
 
         test "an invalid request does not use up the number's call" {
             // Mutation caught: taking the number's permit before validation would refuse the valid retry.
             withSidecar [] (fun _ sidecar ->
                 let invalid =
-                    postFrom sidecar proxy [] [ "phoneNumber", "5145550123"; "language", "de" ]
+                    postFrom sidecar proxy [] [ "phoneNumber", "5145550401"; "language", "de" ]
 
                 Expect.equal invalid.Status 422 "invalid language"
-                Expect.equal (postFor visitor "5145550123" sidecar).Status 200 "the corrected request")
+                Expect.equal (postFor visitor "5145550401" sidecar).Status 200 "the corrected request")
         }
     ]
 
@@ -88,7 +99,7 @@ let private site = "https://shop.example.org"
 let private origins = [ "Callback:AllowedOrigins", $"{site}, http://localhost:8080" ]
 
 let private postWith headers (sidecar: Sidecar) =
-    postFrom sidecar proxy headers (fields "5145550123")
+    postFrom sidecar proxy headers (fields "5145550401")
 
 [<Tests>]
 let crossSite =
@@ -188,7 +199,7 @@ let busy =
                         server.Port
                 )
 
-            let first = Task.Run(fun () -> postFor "203.0.113.1" "5145550123" sidecar)
+            let first = Task.Run(fun () -> postFor "203.0.113.1" "5145550401" sidecar)
 
             Expect.isTrue
                 (Programs.eventually (TimeSpan.FromSeconds 10.0) (fun () ->
@@ -196,7 +207,7 @@ let busy =
                 "first call in its session"
 
             let watch = Stopwatch.StartNew()
-            let second = postFor "203.0.113.2" "5145550124" sidecar
+            let second = postFor "203.0.113.2" "5145550402" sidecar
             watch.Stop()
             release.Set()
             expectRefused 503 "request" second

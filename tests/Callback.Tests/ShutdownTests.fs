@@ -38,14 +38,14 @@ let tests =
             use sidecar =
                 new Sidecar(fakeAmiConfig [ "Ami:ResponseTimeout", "10000" ] server.Port)
 
-            let inFlight = Task.Run(fun () -> postFor "203.0.113.1" "5145550123" sidecar)
+            let inFlight = Task.Run(fun () -> postFor "203.0.113.1" "5145550401" sidecar)
 
             Expect.isTrue
                 (eventually (TimeSpan.FromSeconds 10.0) (fun () -> List.contains "Originate" server.ActionNames))
                 "the callback is waiting for its Originate's answer"
 
             let stopping = sidecar.App.StopAsync()
-            let late = postFor "203.0.113.2" "5145550124" sidecar
+            let late = postFor "203.0.113.2" "5145550402" sidecar
             Thread.Sleep 300
             // Mutation caught: without the drain the host stops at once and the call loses its Logoff.
             Expect.isFalse stopping.IsCompleted "shutdown waits for the callback in flight"

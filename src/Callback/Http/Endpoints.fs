@@ -81,8 +81,8 @@ module Endpoints =
                 return result
             }
 
-    /// `POST /callback`: the abuse checks that need no body (origin, shutdown, client and global limits),
-    /// then bind → validate → the number's limit → place → answer.
+    /// `POST /callback`: the abuse checks that need no body (origin, shutdown, the client's limit), then
+    /// bind → validate → the number's and the global limits → place → answer.
     let private callback (settings: Settings) (services: CallbackServices) (logger: ILogger) : HttpHandler =
         let place =
             Handlers.placeCallback (Pipeline.run settings services.Gate) (fun ctx request outcome ->
@@ -92,7 +92,7 @@ module Endpoints =
         Protection.checkOrigin settings.Protection.AllowedOrigins
         >=> Protection.whileAccepting services.InFlight
         >=> Protection.limitClient services.Limits
-        >=> Handlers.bindCallback (Handlers.validateCallback (Protection.limitNumber services.Limits place))
+        >=> Handlers.bindCallback (Handlers.validateCallback (Protection.limitCall services.Limits place))
         |> counted services.Metrics
 
     /// `POST /callback`; `GET /healthz` (liveness only: it never touches AMI); `GET /readyz` (the checks

@@ -70,19 +70,21 @@ module Protection =
 
             refuseFor RateLimited 429 field message next ctx
 
-    /// 429 with `Retry-After` once the client's, or the whole sidecar's, callbacks of the minute are used.
+    /// 429 with `Retry-After` once the client's requests of the minute are used.
     let limitClient (limits: CallbackLimits) : HttpHandler =
         fun next ctx ->
             match limits.ForClient(clientKey ctx.Connection.RemoteIpAddress) with
             | Allowed -> next ctx
-            | Limited after -> tooMany after "request" "Too many callback requests; try again later." next ctx
+            | Limited(_, after) -> tooMany after "request" "Too many callback requests; try again later." next ctx
 
-    /// After validation: 429 with `Retry-After` when this number was called too recently or too often today.
-    let limitNumber (limits: CallbackLimits) (next: CallbackRequest -> HttpHandler) (request: CallbackRequest) =
-        match limits.ForNumber request.PhoneNumber with
+    /// After validation: 429 with `Retry-After` when this number was called too recently or too often today,
+    /// or when the sidecar placed its most calls of the minute.
+    let limitCall (limits: CallbackLimits) (next: CallbackRequest -> HttpHandler) (request: CallbackRequest) =
+        match limits.ForCall request.PhoneNumber with
         | Allowed -> next request
-        | Limited after ->
+        | Limited(PerNumber, after) ->
             tooMany after CallbackRequest.PhoneNumberField "This number was called recently; try again later."
+        | Limited(_, after) -> tooMany after "request" "Too many callbacks right now; try again in a minute."
 
     /// 503 once shutdown has begun; otherwise counts the callback in flight until its answer is written, so
     /// shutdown waits for it.
