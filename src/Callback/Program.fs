@@ -37,7 +37,13 @@ let private callbackServices (builder: WebApplicationBuilder) (settings: Setting
     builder.Services.AddHealthChecks().AddCheck("asterisk", readiness, tags = [ "ready" ])
     |> ignore
 
-    builder.Services.AddHostedService(fun _ -> new ShutdownDrain(inFlight, longest, [ gate; limits; readiness ]))
+    builder.Services.AddHostedService(fun services ->
+        new ShutdownDrain(
+            inFlight,
+            longest,
+            [ gate; limits; readiness ],
+            services.GetRequiredService<IHostApplicationLifetime>()
+        ))
     |> ignore
 
     builder.Services.Configure<HostOptions>(fun (o: HostOptions) ->

@@ -2,11 +2,13 @@ module Callback.Tests.ShutdownTests
 
 open System
 open System.Net
+open System.Net.Http
 open System.Threading
 open System.Threading.Tasks
 open Expecto
 open Microsoft.Extensions.DependencyInjection
 open Microsoft.Extensions.Hosting
+open Microsoft.Extensions.Logging.Abstractions
 open Microsoft.Extensions.Options
 open Callback.Callbacks
 open Callback.Tests.FakeAmi
@@ -28,9 +30,15 @@ type private Flag() =
     interface IDisposable with
         member this.Dispose() = this.Disposed <- true
 
+let private lifetime () =
+    Internal.ApplicationLifetime(NullLogger<Internal.ApplicationLifetime>.Instance)
+
 [<Tests>]
 let tests =
-    testList "Shutdown" [
+    // One at a time: each holds a fake Asterisk's thread mid-call, and two together starve the thread pool
+    // of a 2-core machine long enough for a held call to pass its response timeout.
+    testSequenced
+    <| testList "Shutdown" [
         test "a callback in flight at shutdown finishes with Logoff; a new one gets 503; the host waits for it" {
             use release = new ManualResetEventSlim()
             use server = new Server(script (holdingOriginate release), Some pki.Value.Server)
@@ -61,6 +69,65 @@ let tests =
             Expect.equal server.Sessions 1 "the late callback never reached Asterisk"
         }
 
+        test "on SIGTERM the real program finishes the call in flight, answers a new one 503, then exits 0" {
+            use release = new ManualResetEventSlim()
+            use server = new Server(script (holdingOriginate release), Some pki.Value.Server)
+
+            use sidecar =
+                SidecarProgram.start [
+                    "Ami__Host", "127.0.0.1"
+                    "Ami__Port", string server.Port
+                    "Ami__CaCertificate", pki.Value.WriteCaPem()
+                    "Ami__Username", "callback"
+                    "Ami__Secret", "s3cret-Value"
+                    "Ami__ResponseTimeout", "10000"
+                    "Originate__Channel", "PJSIP/{number}@trunk"
+                ]
+
+            Expect.isTrue (sidecar.AwaitHealthy()) $"the sidecar starts:\n{sidecar.Program.Output}"
+            use client = new HttpClient()
+
+            let post (number: string) =
+                task {
+                    let! r =
+                        client.PostAsync(sidecar.Url + "callback", form [ "phoneNumber", number; "language", "en" ])
+
+                    let! body = r.Content.ReadAsStringAsync()
+                    return int r.StatusCode, body
+                }
+
+            let inFlight = post "5145550401"
+
+            Expect.isTrue
+                (eventually (TimeSpan.FromSeconds 10.0) (fun () -> List.contains "Originate" server.ActionNames))
+                "the callback is waiting for its Originate's answer"
+
+            run [] (TimeSpan.FromSeconds 5.0) "kill" [ "-TERM"; string sidecar.Program.Process.Id ]
+            |> ignore
+
+            Expect.isTrue
+                (eventually (TimeSpan.FromSeconds 5.0) (fun () -> sidecar.Program.Output.Contains "shutting down"))
+                "shutdown began"
+
+            // A new connection: the server still listens while the call in flight finishes.
+            let watch = Diagnostics.Stopwatch.StartNew()
+            let lateStatus, lateBody = (post "5145550402").Result
+            let lateAfter = watch.Elapsed
+            release.Set()
+            let status, body = inFlight.Result
+            Expect.isTrue (sidecar.Program.Process.WaitForExit(TimeSpan.FromSeconds 10.0)) "then it exits"
+            Expect.equal sidecar.Program.Process.ExitCode 0 "cleanly"
+
+            Expect.equal
+                (status, stages body)
+                (200, [ true; true; true; true; true ])
+                $"the call, Logoff included (the late one answered after {lateAfter}):\n{sidecar.Program.Output}"
+
+            Expect.equal server.ActionNames [ "Login"; "Originate"; "Logoff" ] "the whole session"
+            Expect.equal (lateStatus, errorFields lateBody) (503, [ "request" ]) "the late callback refused"
+            Expect.equal server.Sessions 1 "and never sent"
+        }
+
         test "the shutdown timeout covers the longest callback: 2 × ConnectTimeout + 3 × ResponseTimeout + 5 s" {
             use server = new Server(script asterisk, Some pki.Value.Server)
 
@@ -71,12 +138,26 @@ let tests =
             Expect.equal options.Value.ShutdownTimeout (TimeSpan.FromSeconds 17.0) "6 s + 6 s + 5 s"
         }
 
+        test "callbacks are refused from the stop request itself, before the host stops its services" {
+            // Mutation caught: refusing only from StoppingAsync took a callback that came in between.
+            let inFlight = CallbacksInFlight()
+            let stop = lifetime ()
+
+            let drain =
+                new ShutdownDrain(inFlight, TimeSpan.FromSeconds 1.0, [], stop) :> IHostedLifecycleService
+
+            (drain.StartAsync CancellationToken.None).Wait()
+            Expect.isTrue inFlight.Accepting "taken while running"
+            stop.StopApplication()
+            Expect.isFalse (inFlight.TryEnter()) "refused at once"
+        }
+
         test "the drain ends only when the last callback leaves, and disposes the gate only after that" {
             let inFlight = CallbacksInFlight()
             let gate = new Flag()
 
             let drain =
-                new ShutdownDrain(inFlight, TimeSpan.FromSeconds 10.0, [ gate ]) :> IHostedLifecycleService
+                new ShutdownDrain(inFlight, TimeSpan.FromSeconds 10.0, [ gate ], lifetime ()) :> IHostedLifecycleService
 
             Expect.isTrue (inFlight.TryEnter()) "a callback in flight"
             let stopping = drain.StoppingAsync CancellationToken.None

@@ -42,14 +42,24 @@ type CallbacksInFlight() =
 
         idle.Task
 
-/// Shutdown in the right order. While the server still listens, new callbacks are refused (503) and the
-/// ones in flight finish their pipeline, Logoff included (at most `longest`); then the server stops; then,
-/// after the last callback, `resources` (the AMI session gate, the limiters) are disposed.
+/// Shutdown in the right order. From the moment the application is told to stop, new callbacks are
+/// refused (503) while the server still listens, and the ones in flight finish their pipeline, Logoff
+/// included (at most `longest`); then the server stops; then, after the last callback, `resources` (the AMI
+/// session gate, the limiters) are disposed.
 [<Sealed>]
-type ShutdownDrain(inFlight: CallbacksInFlight, longest: TimeSpan, resources: IDisposable list) =
+type ShutdownDrain
+    (inFlight: CallbacksInFlight, longest: TimeSpan, resources: IDisposable list, lifetime: IHostApplicationLifetime) =
     interface IHostedLifecycleService with
         member _.StartingAsync _ = Task.CompletedTask
-        member _.StartAsync _ = Task.CompletedTask
+
+        member _.StartAsync _ =
+            // At the stop request itself, not later in StoppingAsync: a callback arriving in between would
+            // be taken. (Registered after the host's own handlers, so it runs before them.)
+            lifetime.ApplicationStopping.Register(fun () -> inFlight.StopAccepting() |> ignore)
+            |> ignore
+
+            Task.CompletedTask
+
         member _.StartedAsync _ = Task.CompletedTask
 
         member _.StoppingAsync _ =
