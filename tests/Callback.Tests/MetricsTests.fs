@@ -99,7 +99,7 @@ let tests =
                         [
                             "Ami:MaxSessions", "1"
                             "Ami:MaxQueued", "1"
-                            "Ami:ResponseTimeout", "10000"
+                            "Ami:ResponseTimeout", "30000"
                             "Ami:ConnectTimeout", "10000"
                         ]
                         server.Port

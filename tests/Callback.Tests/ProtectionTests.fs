@@ -195,7 +195,7 @@ let busy =
             use sidecar =
                 new Sidecar(
                     fakeAmiConfig
-                        [ "Ami:MaxSessions", "1"; "Ami:MaxQueued", "0"; "Ami:ResponseTimeout", "10000" ]
+                        [ "Ami:MaxSessions", "1"; "Ami:MaxQueued", "0"; "Ami:ResponseTimeout", "30000" ]
                         server.Port
                 )
 

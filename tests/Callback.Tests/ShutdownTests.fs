@@ -25,10 +25,11 @@ let private holdingOriginate (release: ManualResetEventSlim) =
         Send(response "Success" action.ActionId "Originate successfully queued"))
 
 type private Flag() =
-    member val Disposed = false with get, set
+    member val Disposals = 0 with get, set
+    member this.Disposed = this.Disposals > 0
 
     interface IDisposable with
-        member this.Dispose() = this.Disposed <- true
+        member this.Dispose() = this.Disposals <- this.Disposals + 1
 
 let private lifetime () =
     Internal.ApplicationLifetime(NullLogger<Internal.ApplicationLifetime>.Instance)
@@ -44,7 +45,7 @@ let tests =
             use server = new Server(script (holdingOriginate release), Some pki.Value.Server)
 
             use sidecar =
-                new Sidecar(fakeAmiConfig [ "Ami:ResponseTimeout", "10000" ] server.Port)
+                new Sidecar(fakeAmiConfig [ "Ami:ResponseTimeout", "30000" ] server.Port)
 
             let inFlight = Task.Run(fun () -> postFor "203.0.113.1" "5145550401" sidecar)
 
@@ -80,7 +81,7 @@ let tests =
                     "Ami__CaCertificate", pki.Value.WriteCaPem()
                     "Ami__Username", "callback"
                     "Ami__Secret", "s3cret-Value"
-                    "Ami__ResponseTimeout", "10000"
+                    "Ami__ResponseTimeout", "30000"
                     "Originate__Channel", "PJSIP/{number}@trunk"
                 ]
 
@@ -170,5 +171,19 @@ let tests =
             Expect.isFalse gate.Disposed "not disposed while the server stops"
             (drain.StoppedAsync CancellationToken.None).Wait()
             Expect.isTrue gate.Disposed "disposed at the very end"
+        }
+
+        test "a host disposed without a stop still disposes the resources, and a stopped one only once" {
+            let unstopped = new Flag()
+            (new ShutdownDrain(CallbacksInFlight(), TimeSpan.Zero, [ unstopped ], lifetime ()) :> IDisposable).Dispose()
+            Expect.equal unstopped.Disposals 1 "disposed with the container"
+            let stopped = new Flag()
+
+            let drain =
+                new ShutdownDrain(CallbacksInFlight(), TimeSpan.Zero, [ stopped ], lifetime ())
+
+            ((drain :> IHostedLifecycleService).StoppedAsync CancellationToken.None).Wait()
+            (drain :> IDisposable).Dispose()
+            Expect.equal stopped.Disposals 1 "once"
         }
     ]

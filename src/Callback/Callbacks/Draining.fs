@@ -49,6 +49,12 @@ type CallbacksInFlight() =
 [<Sealed>]
 type ShutdownDrain
     (inFlight: CallbacksInFlight, longest: TimeSpan, resources: IDisposable list, lifetime: IHostApplicationLifetime) =
+    let mutable disposed = 0
+
+    let dispose () =
+        if Interlocked.Exchange(&disposed, 1) = 0 then
+            resources |> List.iter _.Dispose()
+
     interface IHostedLifecycleService with
         member _.StartingAsync _ = Task.CompletedTask
 
@@ -74,8 +80,13 @@ type ShutdownDrain
         member _.StopAsync _ = Task.CompletedTask
 
         member _.StoppedAsync _ =
-            resources |> List.iter _.Dispose()
+            dispose ()
             Task.CompletedTask
+
+    /// A host disposed without being stopped (as tests do) still frees the limiters' timers: the container
+    /// disposes this service.
+    interface IDisposable with
+        member _.Dispose() = dispose ()
 
 /// How long the host gives shutdown: the drain of the longest callback, plus the server's own stop.
 [<RequireQualifiedAccess>]
