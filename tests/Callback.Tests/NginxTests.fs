@@ -1,7 +1,7 @@
 /// examples/nginx/callback.conf in Debian's real nginx, in front of the real sidecar process and the real
 /// local Asterisk: what the site exposes, and which client address the sidecar believes.
-/// Loopback is all of 127.0.0.0/8, so the test's clients connect from 127.0.0.2 and 127.0.0.3 to tell
-/// them apart from nginx (127.0.0.1).
+/// Loopback is all of 127.0.0.0/8, so the test's clients connect from 127.0.0.2 … 127.0.0.6 to tell
+/// them apart from nginx (127.0.0.1) and from each other (each address has its own rate limits).
 module Callback.Tests.NginxTests
 
 open System
