@@ -68,6 +68,16 @@ let tests =
             Expect.all others ((=) Allowed) "the other four of the five still pass"
         }
 
+        test "once the ceiling is reached, a number is refused without spending its own call" {
+            // Mutation caught: asking the number before peeking at the ceiling spends its call and gives
+            // every number asked a window for a day, however many are asked.
+            use limits = new CallbackLimits({ settings with GlobalPerMinute = 1 })
+            Expect.equal (limits.ForCall(number "5145550401")) Allowed "the minute's one call"
+            retryAfter Ceiling (limits.ForCall(number "5145550402")) |> ignore
+            Expect.equal (limits.CallsLeft(number "5145550402")) 1L "its call is still there"
+            Expect.equal (limits.CallsLeft(number "5145550401")) 0L "the first number's is spent"
+        }
+
         test "one call per number per interval: the next waits about the interval" {
             use limits = new CallbackLimits(settings)
             Expect.equal (limits.ForCall(number "5145550401")) Allowed "first call"

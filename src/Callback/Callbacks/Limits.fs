@@ -43,8 +43,8 @@ type CallbackLimits(settings: ProtectionSettings) =
     let perNumber = PartitionedRateLimiter.CreateChained(numberInterval, numberDay)
     let ceiling = partitioned settings.GlobalPerMinute minute (fun _ -> "")
 
-    static let decide limit (limiter: PartitionedRateLimiter<string>) (key: string) =
-        use lease = limiter.AttemptAcquire(key, 1)
+    static let decide limit (limiter: PartitionedRateLimiter<string>) (key: string) (permits: int) =
+        use lease = limiter.AttemptAcquire(key, permits)
 
         if lease.IsAcquired then
             Allowed
@@ -54,15 +54,29 @@ type CallbackLimits(settings: ProtectionSettings) =
             | _ -> Limited(limit, None)
 
     /// Takes one request from the client's minute; asked before the body is read, whatever it holds.
-    member _.ForClient(client: string) = decide PerClient perClient client
+    member _.ForClient(client: string) = decide PerClient perClient client 1
 
     /// Takes one call from the number's interval and day, then one from the sidecar's minute; asked only
-    /// for a valid number, so the ceiling counts calls about to be placed, not junk. (A call the ceiling
-    /// refuses has still used its number's permit: a fixed window gives none back.)
+    /// for a valid number, so the ceiling counts calls about to be placed, not junk, and a number refused
+    /// for itself spends none of it. Once the minute's calls are used up, no number is looked at (the
+    /// ceiling is only peeked at first): numbers get a window only while calls are placed, so their count
+    /// is bounded by the ceiling, whoever asks.
     member _.ForCall(number: PhoneNumber) =
-        match decide PerNumber perNumber number.Digits with
-        | Allowed -> decide Ceiling ceiling ""
-        | limited -> limited
+        match decide Ceiling ceiling "" 0 with
+        | Limited _ as full -> full
+        | Allowed ->
+            match decide PerNumber perNumber number.Digits 1 with
+            | Allowed -> decide Ceiling ceiling "" 1
+            | limited -> limited
+
+    /// Calls the number has left now, the least of its interval and its day (for tests and diagnostics).
+    member _.CallsLeft(number: PhoneNumber) =
+        [ numberInterval; numberDay ]
+        |> List.map (fun limiter ->
+            match limiter.GetStatistics number.Digits with
+            | null -> 0L
+            | stats -> stats.CurrentAvailablePermits)
+        |> List.min
 
     interface IDisposable with
         member _.Dispose() =
