@@ -1,7 +1,7 @@
 // The project's build script, a plain F# script (FAKE cannot restore from our feed):
 //   dotnet fsi build.fsx build   compile everything
 //   dotnet fsi build.fsx test    every test: unit, fake-AMI faults, HTTP, real Asterisk, Docker, nginx
-//   dotnet fsi build.fsx demo    a real local Asterisk + the sidecar + the demo page (Ctrl-C stops all)
+//   dotnet fsi build.fsx demo    a real local Asterisk, SIPp phones, the sidecar, the demo page (Ctrl-C stops all)
 //   dotnet fsi build.fsx format  format with Fantomas; `format-check` fails on unformatted code
 // Extra arguments after the target go to the test runner (Expecto), e.g. `test --filter-test-list Pipeline`.
 
@@ -104,13 +104,54 @@ let capture (file: string) (args: string list) =
 
     output
 
-/// The settings `asterisk.sh env` prints for the local Asterisk: `KEY=VALUE` lines.
-let asteriskEnv () =
-    capture "bash" [ asteriskScript; "env" ]
+/// The settings `asterisk.sh <command>` prints for the local Asterisk (`env`, `env-sip`): `KEY=VALUE` lines.
+let asteriskEnv (command: string) =
+    capture "bash" [ asteriskScript; command ]
     |> fun text -> text.Split('\n', StringSplitOptions.RemoveEmptyEntries)
     |> Array.map (fun line -> line.Substring(0, line.IndexOf '='), line.Substring(line.IndexOf '=' + 1))
 
-/// The real local Asterisk, the sidecar configured for it with the demo page, until Ctrl-C.
+/// SIPp, from Debian's `sip-tester`: installed when missing (the demo runs as root for Asterisk anyway).
+let ensureSipp () =
+    let present () =
+        try
+            capture "sh" [ "-c"; "command -v sipp" ] <> ""
+        with _ ->
+            false
+
+    if not (present ()) then
+        printfn "Installing SIPp (Debian package sip-tester) for the demo's phones"
+
+        if
+            run "apt-get" [ "install"; "-y"; "-qq"; "--no-install-recommends"; "sip-tester" ]
+            <> 0
+        then
+            failwith "SIPp is missing and `apt-get install sip-tester` failed"
+
+/// One SIPp phone of the demo: `scenario` on 127.0.0.1:`port`, echoing RTP on `port + 30000`, taking calls
+/// until stopped; its SIP messages go to `log`, its screen nowhere (exec keeps SIPp's own pid).
+let startPhone (scenario: string) (port: int) (variables: string list) (log: string) =
+    let media = string (port + 30000)
+
+    let command =
+        [
+            "exec sipp -sf tests/sip/" + scenario + ".xml -i 127.0.0.1 -p " + string port
+            "-mi 127.0.0.1 -mp " + media + " -rtp_echo -key rtp_port " + media
+            "-cp " + string (port + 3000) + " -nostdin -trace_msg -message_file " + log
+            String.concat " " variables
+            ">/dev/null 2>&1"
+        ]
+        |> String.concat " "
+
+    Process.Start(ProcessStartInfo("bash", [ "-c"; command ], WorkingDirectory = root))
+
+/// Stops a demo phone by its pid.
+let stopPhone (phone: Process) =
+    if not phone.HasExited then
+        phone.Kill()
+        phone.WaitForExit()
+
+/// The real local Asterisk, SIPp phones for the visitor and the owner, and the sidecar configured for them
+/// with the demo page, until Ctrl-C.
 let demo (args: string list) =
     let port =
         match args with
@@ -118,19 +159,37 @@ let demo (args: string list) =
         | _ -> "8080"
 
     dotnet [ "build"; "src/Callback"; "-c"; "Release"; "-nologo"; "-clp:ErrorsOnly" ]
+    ensureSipp ()
 
     let asteriskWasRunning = run "bash" [ asteriskScript; "status" ] = 0
 
     if run "bash" [ asteriskScript; "start" ] <> 0 then
         failwith "the local Asterisk did not start (see the lines above)"
 
+    let env = asteriskEnv "env-sip"
+
+    let setting key =
+        env |> Array.find (fst >> (=) key) |> snd
+
+    let sipPort key = int ((setting key).Split(':')[1])
+    let logs = Directory.CreateTempSubdirectory("callback-demo-").FullName
+
+    let visitorLog, ownerLog =
+        Path.Combine(logs, "visitor-sip.log"), Path.Combine(logs, "owner-sip.log")
+    // The visitor answers after 1 s and stays on until the owner, who answers after 1 s and hangs up 8 s
+    // later (after the whisper and a few seconds of bridged, echoed audio), ends the call.
+    let visitor =
+        startPhone "answer" (sipPort "SIP_TRUNK") [ "-set ring_ms 1000" ] visitorLog
+
+    let owner =
+        startPhone "answer-hangup" (sipPort "SIP_OWNER") [ "-set ring_ms 1000"; "-set talk_ms 8000" ] ownerLog
+
     let info =
         ProcessStartInfo("dotnet", [ "src/Callback/bin/Release/net10.0/Callback.dll" ], WorkingDirectory = root)
 
-    let env = asteriskEnv ()
-
     for key, value in env do
-        info.Environment[key] <- value
+        if key.Contains "__" then
+            info.Environment[key] <- value
 
     info.Environment["Demo__Enabled"] <- "true"
     info.Environment["ASPNETCORE_URLS"] <- $"http://127.0.0.1:{port}"
@@ -148,27 +207,34 @@ let demo (args: string list) =
     use _ =
         Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGTERM, stop)
 
-    Threading.Tasks.Task.Run(fun () ->
-        sidecar.WaitForExit()
-        stopped.Set())
-    |> ignore
+    for proc in [ sidecar; visitor; owner ] do
+        Threading.Tasks.Task.Run(fun () ->
+            proc.WaitForExit()
+            stopped.Set())
+        |> ignore
 
     printfn
         $"""
 The demo runs. Open http://127.0.0.1:{port}/ in a browser, or:
 
-  curl -s http://127.0.0.1:{port}/callback -d phoneNumber='(514) 555-0123' -d language=fr
+  curl -s http://127.0.0.1:{port}/callback -d phoneNumber='(438) 555-2368' -d language=fr
 
-The "visitor" is Local/1NXXNXXXXXX@demo-visitor on the local Asterisk; follow the call in its log:
-  tail -f {env |> Array.find (fst >> (=) "ASTERISK_FULL_LOG") |> snd}
+Asterisk rings SIPp phones through the shipped pjsip.conf: the visitor behind the trunk
+({setting "SIP_TRUNK"}), then the owner ({setting "SIP_OWNER"}), who hears the whisper and is bridged to the
+visitor (both phones echo the audio) and hangs up after 8 s. Follow the calls:
+  tail -f {setting "ASTERISK_FULL_LOG"}
+  grep -E '^(INVITE|BYE|SIP/2.0)' {visitorLog} {ownerLog}
 
-Ctrl-C stops the sidecar, and Asterisk unless it was already running before the demo."""
+Ctrl-C stops the sidecar, the SIPp phones, and Asterisk unless it was already running before the demo."""
 
     stopped.Wait()
 
     if not sidecar.HasExited then
         sidecar.Kill true
         sidecar.WaitForExit()
+
+    stopPhone visitor
+    stopPhone owner
 
     if not asteriskWasRunning then
         run "bash" [ asteriskScript; "stop" ] |> ignore

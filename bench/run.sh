@@ -232,7 +232,7 @@ fi
   echo "checked against the dev CA, greeting, Login, Originate with \`Async: true\`, Logoff, each response read up"
   echo "to its blank line, nothing from src/); the **sidecar** is \`POST /callback\` (form-encoded, keep-alive"
   echo "HTTP/1.1 like a reverse proxy) to the published sidecar (${E2E_SIDECAR_DESC:-not started}), which does the same AMI exchange. Every call"
-  echo "uses a distinct valid number (1-514/438/450/613-555-0100…0999, en/fr alternating); a call counts only"
+  echo "uses a distinct valid number (1-514/438/450/613-555-0200…0999, en/fr alternating); a call counts only"
   echo "when all three AMI answers (floor) or all five booleans and 200 (sidecar) came back."
   echo "Sequential: the two clients take turns call by call (floor, sidecar, sidecar, floor, …) in 4 chunks;"
   echo "8 and 32 concurrent clients: floor, sidecar, sidecar, floor chunks (ABBA), so that drift in the"

@@ -6,10 +6,12 @@
 #   asterisk.sh stop        stop the Asterisk started by `start` (by its recorded pid), unmount
 #   asterisk.sh status      say whether it is running and answering (exit 0 yes, 1 no or unhealthy)
 #   asterisk.sh env         KEY=VALUE lines for the sidecar and the tests (split each line on the first '=')
-#   asterisk.sh monitor-env credentials of the dev-only read=all manager user (fixture recording only)
+#   asterisk.sh env-sip     the same with the visitor rung through the SIP trunk (SIPp phones), + SIP_* keys
+#   asterisk.sh monitor-env credentials of the dev-only read=all manager user (fixtures, the Real SIP tests)
 #
 # Run as root. Asterisk is not packaged for Debian 12, so it runs in a chroot of Debian sid; the chroot
-# shares the host network, so AMI is on 127.0.0.1:5038 (plain) and 127.0.0.1:5039 (TLS).
+# shares the host network, so AMI is on 127.0.0.1:5038 (plain) and 127.0.0.1:5039 (TLS), SIP on 127.0.0.1:5060
+# (UDP) and RTP on 127.0.0.1:31000-31999.
 # Everything lives under ${CALLBACK_CACHE_DIR:-/var/cache/callback-sidecar}; nothing is written elsewhere.
 set -euo pipefail
 
@@ -28,6 +30,11 @@ FULL_LOG=/var/log/asterisk/full                  # inside the root; on the host:
 AMI_HOST=127.0.0.1
 TLS_PORT=5039
 READY_TIMEOUT=${CALLBACK_ASTERISK_READY_TIMEOUT:-30}
+SIP_HOST=127.0.0.1                               # PJSIP's UDP transport (pjsip-dev.conf) and the SIPp phones
+SIP_PORT=5060
+TRUNK_SIP_PORT=5070                              # the SIPp "carrier": the visitor's phone, the inbound caller
+OWNER_SIP_PORT=5071                              # the owner's SIPp phone (pjsip-dev.conf)
+OWNER_RING_SECONDS=4
 PACKAGES=(asterisk asterisk-core-sounds-en asterisk-core-sounds-fr)
 APT_OPT=(-o Acquire::Check-Valid-Until=false)    # the sid Release file we are served can be past its date
 
@@ -199,6 +206,13 @@ sys.exit(0 if data.startswith(b"Asterisk Call Manager/") else 1)
 PY
 }
 
+# Is a UDP socket bound to $SIP_HOST:$SIP_PORT (an Asterisk started with configs from before chan_pjsip has none)?
+sip_listens() {
+  local hex
+  hex=$(printf '%08X:%04X' "$(python3 -c 'import ipaddress,sys; print(int.from_bytes(ipaddress.ip_address(sys.argv[1]).packed, "little"))' "$SIP_HOST")" "$SIP_PORT")
+  grep -q " $hex " /proc/net/udp
+}
+
 # Something listens on the TLS port at all (ours or not)?
 port_in_use() {
   python3 -c 'import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex((sys.argv[1], int(sys.argv[2]))))' \
@@ -220,10 +234,19 @@ install_config() {
     echo
     sed "s|@MONITOR_SECRET@|$monitor_secret|" "$HERE/manager-dev.conf"
   } >"$etc/manager.conf"
-  sed 's|^CALLBACK_OWNER=PJSIP/owner$|CALLBACK_OWNER=Local/owner@demo-owner|' \
-    "$CONF_DIR/extensions.conf" >"$etc/extensions.conf"
-  cp "$CONF_DIR/pjsip.conf" "$etc/pjsip.conf"      # shipped for reference; chan_pjsip is not loaded in dev
-  cp "$HERE/logger.conf" "$HERE/modules.conf" "$etc/"
+  grep -qx 'CALLBACK_OWNER_RING_SECONDS=30' "$CONF_DIR/extensions.conf" ||
+    die "asterisk/extensions.conf no longer has the CALLBACK_OWNER_RING_SECONDS line this script replaces"
+  # The Local-channel lists ring the Local owner; SIP visitors get PJSIP/owner back from pjsip-dev.conf.
+  # The owner rings 4 s, so that the no-answer tests stay short.
+  {
+    sed -e 's|^CALLBACK_OWNER=PJSIP/owner$|CALLBACK_OWNER=Local/owner@demo-owner|' \
+      -e 's|^CALLBACK_OWNER_RING_SECONDS=30$|CALLBACK_OWNER_RING_SECONDS='"$OWNER_RING_SECONDS"'|' \
+      "$CONF_DIR/extensions.conf"
+    echo
+    cat "$HERE/extensions-dev.conf"
+  } >"$etc/extensions.conf"
+  install_pjsip "$etc"
+  cp "$HERE/logger.conf" "$HERE/modules.conf" "$HERE/rtp.conf" "$etc/"
   # Debian's sample users.conf only makes pbx_config log a deprecation WARNING at every start.
   rm -f "$etc/users.conf"
   # Asterisk reads its configs as the asterisk user; the manager.conf now holds secrets.
@@ -238,13 +261,31 @@ install_config() {
   chmod 0640 "$etc/keys/asterisk.key"
 }
 
+# The shipped pjsip.conf as shipped, but for its placeholder provider address, which becomes the SIPp carrier
+# on loopback, then pjsip-dev.conf (loopback bind, the owner's fixed contact). A shipped line this relies on
+# that is gone is an error, not a silently different test bed.
+install_pjsip() {
+  local line
+  for line in 'contact = sip:sip.provider.example' 'match = sip.provider.example' 'bind = 0.0.0.0:5060'; do
+    grep -qx "$line" "$CONF_DIR/pjsip.conf" || die "asterisk/pjsip.conf no longer has the line '$line'"
+  done
+  {
+    sed -e "s|^contact = sip:sip.provider.example\$|contact = sip:$SIP_HOST:$TRUNK_SIP_PORT|" \
+      -e "s|^match = sip.provider.example\$|match = $SIP_HOST|" \
+      "$CONF_DIR/pjsip.conf"
+    echo
+    echo '#include pjsip-dev.conf'
+  } >"$1/pjsip.conf"
+  cp "$HERE/pjsip-dev.conf" "$1/"
+}
+
 start() {
   local pid t0 deadline
   need_root
   provision
   if pid=$(running_pid); then
-    if tls_ami_answers; then log "start: already running (pid $pid)"; return 0; fi
-    log "start: pid $pid is running but TLS AMI does not answer: restarting it"
+    if tls_ami_answers && sip_listens; then log "start: already running (pid $pid)"; return 0; fi
+    log "start: pid $pid is running but TLS AMI or SIP on $SIP_HOST:$SIP_PORT does not answer: restarting it"
     stop_asterisk
   elif port_in_use; then
     die "something else already listens on $AMI_HOST:$TLS_PORT; not starting a second Asterisk"
@@ -354,6 +395,19 @@ ASTERISK_FULL_LOG=$ROOT$FULL_LOG
 ENV
 }
 
+# The same, for callbacks that ring SIPp phones through the shipped pjsip.conf instead of Local channels.
+print_sip_env() {
+  # A visitor who does not answer is given up after 5 s (the sidecar's default is 30 s).
+  print_env | sed "s|^Originate__Channel=.*|Originate__Channel=PJSIP/{number}@trunk|"
+  cat <<ENV
+Originate__Timeout=5000
+SIP_ASTERISK=$SIP_HOST:$SIP_PORT
+SIP_TRUNK=$SIP_HOST:$TRUNK_SIP_PORT
+SIP_OWNER=$SIP_HOST:$OWNER_SIP_PORT
+SIP_OWNER_RING_SECONDS=$OWNER_RING_SECONDS
+ENV
+}
+
 print_monitor_env() {
   cat <<ENV
 AMI_MONITOR_USERNAME=callback-monitor
@@ -362,7 +416,7 @@ ENV
 }
 
 usage() {
-  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -374,6 +428,7 @@ main() {
     stop) need_root; take_lock; stop ;;
     status) status ;;
     env) take_lock; print_env ;;
+    env-sip) take_lock; print_sip_env ;;
     monitor-env) take_lock; print_monitor_env ;;
     *) usage ;;
   esac

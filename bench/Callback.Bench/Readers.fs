@@ -258,12 +258,11 @@ type ReceiveMirror(stream: Stream) =
             reader.AdvanceTo rest.Start
             ValueSome(Ok value)
         | ValueNone ->
-            reader.AdvanceTo(result.Buffer.Start, result.Buffer.End)
+            // As Connection: the reader may have dropped part of a message over its cap.
+            reader.AdvanceTo(rest.Start, result.Buffer.End)
 
             if result.IsCompleted then
                 ValueSome(Error Closed)
-            elif result.Buffer.Length > int64 FrameReader.MaxMessageBytes then
-                ValueSome(Error Oversized)
             else
                 ValueNone
 

@@ -58,12 +58,13 @@ let fromEnvironment () =
             | v -> Some v
     }
 
-/// Distinct valid North American numbers: 555-0100 … 555-0999 in area codes 514, 438, 450, 613
-/// (3,600 numbers; libphonenumber accepts all of them, none is N11 or premium rate).
+/// Distinct valid North American numbers: 555-0200 … 555-0999 in area codes 514, 438, 450, 613
+/// (3,200 numbers; libphonenumber accepts all of them, none is N11, premium rate or in the fictional
+/// 555-0100 … 0199 range the destination policy refuses).
 let numberFor (index: int) =
     let areas = [| "514"; "438"; "450"; "613" |]
-    let i = ((index % 3600) + 3600) % 3600
-    $"1{areas[i / 900]}555{100 + i % 900:D4}"
+    let i = ((index % 3200) + 3200) % 3200
+    $"1{areas[i / 800]}555{200 + i % 800:D4}"
 
 /// `en` for even indexes, `fr` for odd ones, on both sides of the comparison.
 let languageFor (index: int) = if index % 2 = 0 then "en" else "fr"

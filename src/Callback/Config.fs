@@ -19,6 +19,8 @@ type AmiSettings = {
     MaxSessions: int
     /// Callbacks waiting for a session, at most; past it a callback is refused at once (503).
     MaxQueued: int
+    /// The largest AMI message read; a longer one is skipped (and logged), the session goes on.
+    MaxMessageBytes: int
 }
 
 /// The fixed parts of every Originate. `Channel` holds `{number}` and `Context` may hold `{language}`.
@@ -58,6 +60,8 @@ type Settings = {
     Originate: OriginateSettings
     Proxy: ProxySettings
     Protection: ProtectionSettings
+    /// Which valid numbers may be rung (`Callback__AllowedNumberTypes`, `Callback__…AreaCodes`).
+    Destination: DestinationPolicy
     DemoEnabled: bool
 }
 
@@ -83,13 +87,19 @@ module Settings =
     let private required config key =
         text config key |> Result.requireSome $"{envName key} is required."
 
-    let private safeText config key fallback =
-        let value = text config key |> Option.defaultValue fallback
-
+    /// A value that goes into an AMI line as it is: CR, LF or NUL would end the line (or the action)
+    /// early, so it is refused here, naming the variable and never showing the value.
+    let private singleLine key (value: string) =
         if value.IndexOfAny [| '\r'; '\n'; '\000' |] >= 0 then
             Error $"{envName key} must be a single line."
         else
             Ok value
+
+    let private safeText config key fallback =
+        text config key |> Option.defaultValue fallback |> singleLine key
+
+    let private requiredLine config key =
+        required config key |> Result.bind (singleLine key)
 
     let private number config key fallback (low: int) (high: int) =
         match text config key with
@@ -111,17 +121,44 @@ module Settings =
         number config key fallback low high
         |> Result.map (float >> TimeSpan.FromMilliseconds)
 
-    let private caCertificate config =
+    /// Every certificate of the PEM bundle, all trusted as roots: a bundle may hold the old and the new
+    /// CA while Asterisk's certificate is being rolled over.
+    let private caCertificates config =
         match text config "Ami:CaCertificate" with
-        | None -> Ok None
+        | None -> Ok []
         | Some path ->
             try
-                Ok(Some(X509Certificate2.CreateFromPem(File.ReadAllText path)))
+                let bundle = X509Certificate2Collection()
+                bundle.ImportFromPemFile path
+
+                if bundle.Count = 0 then
+                    Error $"Ami__CaCertificate: '{path}' holds no PEM certificate."
+                else
+                    Ok(List.ofSeq bundle)
             with e ->
                 Error $"Ami__CaCertificate: cannot read a PEM certificate from '{path}' ({e.GetType().Name})."
 
+    /// The secret from `Ami__Secret` or from the file `Ami__SecretFile` names (a Docker secret, say),
+    /// exactly one of the two. A file's trailing line end is not part of the secret. No message shows it.
+    let private secret config =
+        let checkedSecret key (value: string) =
+            match singleLine key value with
+            | Ok v when v <> "" -> Ok(Secret v)
+            | Ok _ -> Error $"{envName key} is empty."
+            | Error e -> Error e
+
+        match text config "Ami:Secret", text config "Ami:SecretFile" with
+        | Some _, Some _ -> Error "Set Ami__Secret or Ami__SecretFile, not both."
+        | None, None -> Error "Ami__Secret (or Ami__SecretFile) is required."
+        | Some value, None -> checkedSecret "Ami:Secret" value
+        | None, Some path ->
+            try
+                File.ReadAllText path |> _.TrimEnd('\r', '\n') |> checkedSecret "Ami:SecretFile"
+            with e ->
+                Error $"Ami__SecretFile: cannot read '{path}' ({e.GetType().Name})."
+
     let private channel config =
-        required config "Originate:Channel"
+        requiredLine config "Originate:Channel"
         |> Result.bind (fun c ->
             if c.Contains "{number}" then
                 Ok c
@@ -133,33 +170,39 @@ module Settings =
             let! host = required config "Ami:Host"
             and! port = number config "Ami:Port" 5039 1 65535
             and! useTls = flag config "Ami:UseTls" true
-            and! ca = caCertificate config
+            and! roots = caCertificates config
             and! connectTimeout = milliseconds config "Ami:ConnectTimeout" 5000 100 60000
 
             return {
                 Host = host
                 Port = port
-                Transport = if useTls then Tls ca else PlainTcp
+                Transport = if useTls then Tls roots else PlainTcp
                 ConnectTimeout = connectTimeout
             }
         }
 
+    /// 64 KiB at least (a channel with many variables is a few KiB), 64 MiB at most.
+    let private maxMessageBytes config =
+        number config "Ami:MaxMessageBytes" FrameReader.DefaultMaxMessageBytes 65536 (64 * 1024 * 1024)
+
     let private ami config =
         validation {
             let! endpoint = endpoint config
-            and! username = required config "Ami:Username"
-            and! secret = required config "Ami:Secret"
+            and! username = requiredLine config "Ami:Username"
+            and! secret = secret config
             and! responseTimeout = milliseconds config "Ami:ResponseTimeout" 5000 100 60000
             and! maxSessions = number config "Ami:MaxSessions" 8 1 1000
             and! maxQueued = number config "Ami:MaxQueued" 32 0 10000
+            and! maxMessageBytes = maxMessageBytes config
 
             return {
                 Endpoint = endpoint
                 Username = username
-                Secret = Secret secret
+                Secret = secret
                 ResponseTimeout = responseTimeout
                 MaxSessions = maxSessions
                 MaxQueued = maxQueued
+                MaxMessageBytes = maxMessageBytes
             }
         }
 
@@ -232,6 +275,39 @@ module Settings =
             }
         }
 
+    /// The destination policy: the built-in rules always hold, these settings only narrow or widen the
+    /// number types and area codes on top of them.
+    let private destination config =
+        validation {
+            let! types =
+                listOf config "Callback:AllowedNumberTypes" DestinationPolicy.tryParseType
+
+            and! denied =
+                listOf config "Callback:DeniedAreaCodes" DestinationPolicy.tryParseAreaCode
+
+            and! allowed =
+                listOf config "Callback:AllowedAreaCodes" DestinationPolicy.tryParseAreaCode
+
+            return {
+                AllowedTypes =
+                    if types.IsEmpty then
+                        DestinationPolicy.defaultTypes
+                    else
+                        Set.ofList types
+                DeniedAreaCodes = Set.ofList denied
+                AllowedAreaCodes = Set.ofList allowed
+            }
+        }
+        |> Result.bind (fun policy ->
+            match Set.intersect policy.DeniedAreaCodes policy.AllowedAreaCodes |> List.ofSeq with
+            | [] -> Ok policy
+            | both ->
+                let codes = String.Join(", ", both)
+
+                Error [
+                    $"Callback__DeniedAreaCodes and Callback__AllowedAreaCodes both name {codes}."
+                ])
+
     /// Reads and checks every setting, reporting all problems at once. Messages name the environment
     /// variable to set and never repeat the secret.
     let read (config: IConfiguration) : Result<Settings, string list> =
@@ -240,6 +316,7 @@ module Settings =
             and! originate = originate config
             and! proxy = proxy config
             and! protection = protection config
+            and! destination = destination config
             and! demo = flag config "Demo:Enabled" false
 
             return {
@@ -247,6 +324,7 @@ module Settings =
                 Originate = originate
                 Proxy = proxy
                 Protection = protection
+                Destination = destination
                 DemoEnabled = demo
             }
         }

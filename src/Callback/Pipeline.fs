@@ -49,6 +49,8 @@ type CallbackOutcome = {
     Stages: StageResults
     CallId: string option
     Failure: StageFailure option
+    /// AMI messages over `Ami__MaxMessageBytes` that the session skipped (almost always 0), for the log.
+    SkippedMessages: int64
 }
 
 /// socket → Login → Originate → Logoff. A failed stage stops the ones after it, except that a session
@@ -137,6 +139,7 @@ module Pipeline =
                 | Error(f, _), _
                 | _, Error(f, _) -> Some f
                 | _ -> None
+            SkippedMessages = 0L
         }
 
     /// Once logged in: Originate, then Logoff whatever the Originate's fate. The first failure is kept.
@@ -149,12 +152,13 @@ module Pipeline =
 
     let private session (settings: Settings) (request: CallbackRequest) (ct: CancellationToken) =
         task {
-            match! Connection.Open(settings.Ami.Endpoint, ct) with
+            match! Connection.Open(settings.Ami.Endpoint, ct, settings.Ami.MaxMessageBytes) with
             | Error e ->
                 return {
                     Stages = StageResults.None
                     CallId = None
                     Failure = Some(SocketFailed e)
+                    SkippedMessages = 0L
                 }
             | Ok connection ->
                 use connection = connection
@@ -164,9 +168,17 @@ module Pipeline =
                     CallId = None
                 }
 
-                match! login settings.Ami connection ct start with
-                | Error _ as failed -> return outcome failed failed
-                | Ok loggedIn -> return! originateThenLogoff settings connection request ct loggedIn
+                let! loggedIn = login settings.Ami connection ct start
+
+                let! result =
+                    match loggedIn with
+                    | Error _ as failed -> Task.FromResult(outcome failed failed)
+                    | Ok progress -> originateThenLogoff settings connection request ct progress
+
+                return {
+                    result with
+                        SkippedMessages = connection.SkippedMessages
+                }
         }
 
     /// Places one callback, in one of the gate's session slots (waiting at most the connect timeout for
@@ -181,5 +193,6 @@ module Pipeline =
                     Stages = StageResults.None
                     CallId = None
                     Failure = Some NoFreeSession
+                    SkippedMessages = 0L
                 }
         }

@@ -125,7 +125,7 @@ let tests =
         <| fun env ->
             use sidecar = startSidecar env
             let offset = logLength env
-            let seen = visit sidecar.Url "1 514 555 0181" "fr" "demo-fr.png"
+            let seen = visit sidecar.Url (TestNumbers.distinct 81).Typed "fr" "demo-fr.png"
 
             Expect.equal seen.Status 200 $"POST /callback answers 200\n{sidecar.Program.Output}"
             Expect.equal seen.Message "Merci ! Votre téléphone va sonner dans un instant." "the French thanks"
@@ -133,11 +133,11 @@ let tests =
             Expect.isEmpty seen.PageErrors "no errors in the page's console"
 
             Expect.isTrue
-                (awaitCallback env offset "fr" "15145550181")
+                (awaitCallback env offset "fr" (TestNumbers.distinct 81).Digits)
                 "Asterisk runs callback-fr for the visitor's channel"
 
             Expect.isTrue
-                (awaitAnnouncement env offset "fr" "15145550181")
+                (awaitAnnouncement env offset "fr" (TestNumbers.distinct 81).Digits)
                 "Asterisk plays the French announcement to the visitor"
 
         withBrowser "a service code (911) shows the server's reason on the page and never reaches Asterisk"

@@ -2,10 +2,14 @@ module Callback.Tests.ConfigTests
 
 open System
 open System.Collections.Generic
+open System.IO
+open System.Security.Cryptography
+open System.Security.Cryptography.X509Certificates
 open Expecto
 open Microsoft.Extensions.Configuration
 open Callback
 open Callback.Ami
+open Callback.Domain
 
 /// Later pairs override earlier ones, as a later configuration source would.
 let private configOf (pairs: (string * string) list) =
@@ -24,6 +28,34 @@ let private errorsOf pairs =
     | Ok _ -> failtest "expected configuration errors"
     | Error errors -> errors
 
+let private settingsOf pairs =
+    match Settings.read (configOf pairs) with
+    | Ok s -> s
+    | Error e -> failtestf "%A" e
+
+/// A file holding `text`, deleted when the test is done with it.
+type private TempFile(text: string) =
+    let path = Path.GetTempFileName()
+    do File.WriteAllText(path, text)
+    member _.Path = path
+
+    interface IDisposable with
+        member _.Dispose() = File.Delete path
+
+let private selfSigned (name: string) =
+    use key = ECDsa.Create()
+    let request = CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256)
+    request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays -1.0, DateTimeOffset.UtcNow.AddDays 1.0)
+
+let private withoutSecret = minimal |> List.filter (fst >> (<>) "Ami:Secret")
+
+/// The secret the tests below try to leak: every message must leave it out.
+let private secretText = "very-secret-1"
+
+let private neverShowsTheSecret (errors: string list) =
+    Expect.isNonEmpty errors "there is an error to read"
+    Expect.all errors (fun e -> not (e.Contains secretText)) $"secret never shown: %A{errors}"
+
 [<Tests>]
 let tests =
     testList "Settings" [
@@ -33,7 +65,7 @@ let tests =
                 [
                     "Ami__Host is required."
                     "Ami__Username is required."
-                    "Ami__Secret is required."
+                    "Ami__Secret (or Ami__SecretFile) is required."
                     "Originate__Channel is required."
                 ]
                 "all four at once"
@@ -44,16 +76,32 @@ let tests =
             | Error e -> failtestf "%A" e
             | Ok s ->
                 Expect.equal s.Ami.Endpoint.Port 5039 "port"
-                Expect.equal s.Ami.Endpoint.Transport (Tls None) "TLS with the system's roots"
+                Expect.equal s.Ami.Endpoint.Transport (Tls []) "TLS with the system's roots"
                 Expect.equal s.Ami.Endpoint.ConnectTimeout (TimeSpan.FromSeconds 5.0) "connect"
                 Expect.equal s.Ami.ResponseTimeout (TimeSpan.FromSeconds 5.0) "response"
                 Expect.equal s.Ami.MaxSessions 8 "sessions at once"
+                Expect.equal s.Ami.MaxMessageBytes (1024 * 1024) "1 MiB per AMI message"
                 Expect.equal s.Originate.Context "callback-{language}" "context"
                 Expect.equal s.Originate.Exten "s" "exten"
                 Expect.equal s.Originate.Priority 1 "priority"
                 Expect.equal s.Originate.Timeout (TimeSpan.FromSeconds 30.0) "ring time"
                 Expect.isNone s.Originate.CallerId "caller id"
                 Expect.isFalse s.DemoEnabled "demo off"
+        }
+
+        test "Ami__MaxMessageBytes is read, from 64 KiB to 64 MiB" {
+            Expect.equal
+                (settingsOf (minimal @ [ "Ami:MaxMessageBytes", "4194304" ])).Ami.MaxMessageBytes
+                4194304
+                "4 MiB"
+
+            for bad in [ "65535"; "67108865"; "1MiB" ] do
+                Expect.equal
+                    (errorsOf (minimal @ [ "Ami:MaxMessageBytes", bad ]))
+                    [
+                        $"Ami__MaxMessageBytes must be a whole number from 65536 to 67108864 (got '{bad}')."
+                    ]
+                    bad
         }
 
         test "plain TCP only when Ami__UseTls is false" {
@@ -90,12 +138,145 @@ let tests =
             Expect.equal errors [ "Originate__Context must be a single line." ] "named"
         }
 
-        test "an unreadable CA certificate is named, and no message repeats the secret" {
+        test "an unreadable CA certificate is named" {
             let errors =
                 errorsOf (minimal @ [ "Ami:CaCertificate", "/nonexistent/ca.pem"; "Ami:Port", "x" ])
 
             Expect.equal errors.Length 2 "two errors"
-            Expect.all errors (fun e -> not (e.Contains "very-secret-1")) "secret never shown"
+            Expect.stringStarts errors[1] "Ami__CaCertificate" "named"
+        }
+
+        // Catches a bundle read with CreateFromPem, which keeps only the first certificate.
+        test "every certificate of an Ami__CaCertificate bundle is trusted" {
+            use first = selfSigned "old-ca.example"
+            use second = selfSigned "new-ca.example"
+
+            use bundle =
+                new TempFile(first.ExportCertificatePem() + "\n" + second.ExportCertificatePem())
+
+            match (settingsOf (minimal @ [ "Ami:CaCertificate", bundle.Path ])).Ami.Endpoint.Transport with
+            | Tls roots ->
+                Expect.equal (roots |> List.map _.Thumbprint) [ first.Thumbprint; second.Thumbprint ] "both roots"
+            | other -> failtestf "%A" other
+        }
+
+        test "a PEM file without a certificate is refused" {
+            use empty = new TempFile("not a certificate\n")
+            let errors = errorsOf (minimal @ [ "Ami:CaCertificate", empty.Path ])
+            Expect.equal errors.Length 1 "one error"
+            Expect.stringStarts errors[0] "Ami__CaCertificate" "named"
+        }
+
+        // Each of these once reached the wire: Login or Originate then failed with 502 on every callback.
+        test "CR, LF or NUL in Ami__Secret, Ami__Username or Originate__Channel stops start-up, naming it" {
+            for bad in [ "\r"; "\n"; "\000"; "\r\nAction: Command" ] do
+                for key, variable, value in
+                    [
+                        "Ami:Secret", "Ami__Secret", secretText + bad
+                        "Ami:Username", "Ami__Username", "callback" + bad
+                        "Originate:Channel", "Originate__Channel", "PJSIP/{number}@trunk" + bad
+                    ] do
+                    Expect.equal
+                        (errorsOf (minimal @ [ key, value ]))
+                        [ $"{variable} must be a single line." ]
+                        $"%A{key} %A{bad}"
+        }
+
+        test "Ami__SecretFile holds the secret, its trailing line end trimmed" {
+            for ending in [ ""; "\n"; "\r\n"; "\n\n" ] do
+                use file = new TempFile(secretText + ending)
+                let s = settingsOf (withoutSecret @ [ "Ami:SecretFile", file.Path ])
+                Expect.equal (s.Ami.Secret.Reveal()) secretText $"%A{ending}"
+        }
+
+        test "exactly one of Ami__Secret and Ami__SecretFile" {
+            use file = new TempFile(secretText)
+
+            Expect.equal
+                (errorsOf (minimal @ [ "Ami:SecretFile", file.Path ]))
+                [ "Set Ami__Secret or Ami__SecretFile, not both." ]
+                "both"
+
+            Expect.equal (errorsOf withoutSecret) [ "Ami__Secret (or Ami__SecretFile) is required." ] "neither"
+        }
+
+        test "an unreadable or empty Ami__SecretFile is named" {
+            let missing = errorsOf (withoutSecret @ [ "Ami:SecretFile", "/nonexistent/secret" ])
+            Expect.equal missing.Length 1 "one error"
+            Expect.stringStarts missing[0] "Ami__SecretFile: cannot read" "named"
+
+            use empty = new TempFile("\n")
+
+            Expect.equal
+                (errorsOf (withoutSecret @ [ "Ami:SecretFile", empty.Path ]))
+                [ "Ami__SecretFile is empty." ]
+                "empty"
+        }
+
+        // Catches a message that quotes the value it refuses ("... (got 'very-secret-1\r\n...')").
+        test "no message repeats the secret, on every path that reads it" {
+            neverShowsTheSecret (errorsOf (minimal @ [ "Ami:Secret", secretText + "\r\nAction: Command" ]))
+            neverShowsTheSecret (errorsOf (minimal @ [ "Ami:Secret", secretText + "\000" ]))
+
+            use twoLines = new TempFile(secretText + "\nAction: Command\n")
+            neverShowsTheSecret (errorsOf (withoutSecret @ [ "Ami:SecretFile", twoLines.Path ]))
+
+            use file = new TempFile(secretText)
+            neverShowsTheSecret (errorsOf (minimal @ [ "Ami:SecretFile", file.Path ]))
+
+        }
+
+        test "the destination policy defaults to fixed-line and mobile numbers in every area code" {
+            Expect.equal (settingsOf minimal).Destination DestinationPolicy.defaults "defaults"
+        }
+
+        test "Callback__AllowedNumberTypes and the area code lists are read" {
+            let s =
+                settingsOf (
+                    minimal
+                    @ [
+                        "Callback:AllowedNumberTypes", "fixed_line_or_mobile, TOLL_FREE"
+                        "Callback:DeniedAreaCodes", "212,438"
+                        "Callback:AllowedAreaCodes", "514"
+                    ]
+                )
+
+            Expect.equal
+                s.Destination.AllowedTypes
+                (set [ PhoneNumberType.FIXED_LINE_OR_MOBILE; PhoneNumberType.TOLL_FREE ])
+                "types"
+
+            Expect.equal s.Destination.DeniedAreaCodes (set [ "212"; "438" ]) "denied"
+            Expect.equal s.Destination.AllowedAreaCodes (set [ "514" ]) "allowed"
+        }
+
+        test "unknown number types and malformed area codes stop start-up, each named" {
+            Expect.equal
+                (errorsOf (
+                    minimal
+                    @ [
+                        "Callback:AllowedNumberTypes", "MOBILE,PREMIUM_RATE,cell"
+                        "Callback:DeniedAreaCodes", "21"
+                        "Callback:AllowedAreaCodes", "514,1800"
+                    ]
+                ))
+                [
+                    "Callback__AllowedNumberTypes: 'PREMIUM_RATE' is not valid."
+                    "Callback__AllowedNumberTypes: 'cell' is not valid."
+                    "Callback__DeniedAreaCodes: '21' is not valid."
+                    "Callback__AllowedAreaCodes: '1800' is not valid."
+                ]
+                "every bad item"
+        }
+
+        test "an area code both denied and allowed stops start-up" {
+            Expect.equal
+                (errorsOf (
+                    minimal
+                    @ [ "Callback:DeniedAreaCodes", "514"; "Callback:AllowedAreaCodes", "514,438" ]
+                ))
+                [ "Callback__DeniedAreaCodes and Callback__AllowedAreaCodes both name 514." ]
+                "named"
         }
 
         test "trusted proxies and networks are read from comma-separated lists, bad items named" {
@@ -127,16 +308,14 @@ let tests =
         }
     ]
 
-let private settingsOf pairs =
-    match Settings.read (configOf (minimal @ pairs)) with
-    | Ok s -> s
-    | Error e -> failtestf "unexpected errors: %A" e
+/// The settings read from the minimal configuration plus `pairs`.
+let private settingsWith pairs = settingsOf (minimal @ pairs)
 
 [<Tests>]
 let protection =
     testList "Settings: protection" [
         test "defaults: 5 a minute per client, 20 calls a minute, 1 per number per 2 minutes and 5 a day, 32 queued" {
-            let s = settingsOf []
+            let s = settingsWith []
             Expect.equal s.Protection.PerClientPerMinute 5 "per client"
             Expect.equal s.Protection.GlobalPerMinute 20 "global"
             Expect.equal s.Protection.PerNumberInterval (TimeSpan.FromMinutes 2.0) "per number interval"
@@ -147,7 +326,7 @@ let protection =
 
         test "each limit is read from its variable" {
             let s =
-                settingsOf [
+                settingsWith [
                     "Callback:PerClientPerMinute", "7"
                     "Callback:GlobalPerMinute", "50"
                     "Callback:PerNumberIntervalSeconds", "600"
@@ -167,7 +346,7 @@ let protection =
 
         test "allowed origins are a comma-separated list of sites, compared as origins" {
             let s =
-                settingsOf [
+                settingsWith [
                     "Callback:AllowedOrigins", "https://Shop.Example.org/ , http://localhost:8080"
                 ]
 

@@ -107,13 +107,65 @@ let tests =
             Expect.equal (connection.Receive(CancellationToken.None).Result) (Error Closed) "closed"
         }
 
-        test "a message larger than the frame limit is refused instead of buffered forever" {
-            let flood (_: ReceivedAction) =
-                Send("Event: Flood\r\nData: " + String('x', 70_000) + "\r\n")
+        // Catches a session ended (or a pipe buffer grown without bound) by one message over the cap.
+        test "an event over the cap is skipped and counted, and the session goes on" {
+            let floodThenAnswer (a: ReceivedAction) =
+                Send(
+                    "Event: Flood\r\nData: "
+                    + String('x', FrameReader.DefaultMaxMessageBytes + 500_000)
+                    + "\r\n\r\n"
+                    + response "Success" a.ActionId "Pong"
+                )
 
-            use server = new Server(script flood)
+            use server = new Server(script floodThenAnswer)
             use connection = opened server
             send connection "Ping" "p1"
-            Expect.equal (connection.Receive(CancellationToken.None).Result) (Error Oversized) "oversized"
+
+            match connection.Receive(CancellationToken.None).Result with
+            | Ok m -> Expect.equal (Message.tryFind "Message" m) (Some "Pong") "the response after it"
+            | Error e -> failtestf "%A" e
+
+            Expect.equal connection.SkippedMessages 1L "one skipped"
+        }
+
+        test "Ami__MaxMessageBytes reaches the connection: a message under it is read, one over it skipped" {
+            let events (a: ReceivedAction) =
+                Send(
+                    $"Event: A\r\nData: {String('a', 50_000)}\r\n\r\n"
+                    + $"Event: B\r\nData: {String('b', 70_000)}\r\n\r\n"
+                    + response "Success" a.ActionId "Pong"
+                )
+
+            use server = new Server(script events)
+
+            use connection =
+                match (Connection.Open(endpoint server.Port, CancellationToken.None, 65536)).Result with
+                | Ok c -> c
+                | Error e -> failtestf "%A" e
+
+            send connection "Ping" "p1"
+
+            let names =
+                receiveAll connection 2
+                |> List.map (Result.map (fun m -> Message.tryFind "Event" m, Message.tryFind "Message" m))
+
+            Expect.equal names [ Ok(Some "A", None); Ok(None, Some "Pong") ] "A read, B skipped"
+            Expect.equal connection.SkippedMessages 1L "one skipped"
+        }
+
+        test "a greeting of more than 4 KiB without a line end is not waited for" {
+            use server =
+                new Server(
+                    {
+                        Greeting = Some(String('x', 100_000))
+                        Answer = asterisk
+                    }
+                )
+
+            Expect.equal
+                (Connection.Open(endpoint server.Port, CancellationToken.None).Result
+                 |> Result.map ignore)
+                (Error ClosedBeforeGreeting)
+                "refused at once, not at the connect timeout"
         }
     ]

@@ -208,15 +208,20 @@ let tests =
                 let offset = logLength asterisk
 
                 let response =
-                    http.PostAsync(url "/callback", form [ "phoneNumber", "+1 514 555 0160"; "language", "en" ]).Result
+                    http
+                        .PostAsync(
+                            url "/callback",
+                            form [ "phoneNumber", (TestNumbers.distinct 60).Typed; "language", "en" ]
+                        )
+                        .Result
 
                 let body = response.Content.ReadAsStringAsync().Result
                 Expect.equal response.StatusCode HttpStatusCode.OK $"200: {body}\n{diagnostics ()}"
                 Expect.equal (stages body) [ true; true; true; true; true ] "five true booleans"
 
                 Expect.isTrue
-                    (awaitCallback asterisk offset "en" "15145550160")
-                    "Asterisk's log shows callback-en running for Local/15145550160@demo-visitor-…;1")
+                    (awaitCallback asterisk offset "en" (TestNumbers.distinct 60).Digits)
+                    "Asterisk's log shows callback-en running for Local/15145550360@demo-visitor-…;1")
 
         dockerTest "docker stop ends the app cleanly (exit 0) in under 10 s" (fun () ->
             let watch = Stopwatch.StartNew()

@@ -70,10 +70,12 @@ let script answer = {
     Answer = answer
 }
 
-/// A test certificate authority and a server certificate it signed for `localhost` and 127.0.0.1.
+/// A test certificate authority, a server certificate it signed for `localhost` and 127.0.0.1, and one it
+/// signed for `other.example` only (a name mismatch that only the TLS handshake can find).
 type TestPki = {
     Ca: X509Certificate2
     Server: X509Certificate2
+    OtherHost: X509Certificate2
 } with
 
     /// Writes the CA certificate as PEM, as a user would give it in `Ami__CaCertificate`.
@@ -82,25 +84,20 @@ type TestPki = {
         File.WriteAllText(path, this.Ca.ExportCertificatePem())
         path
 
-let makePki () =
-    let now = DateTimeOffset.UtcNow
-    use caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256)
-
-    let caRequest =
-        CertificateRequest("CN=Fake AMI test CA", caKey, HashAlgorithmName.SHA256)
-
-    caRequest.CertificateExtensions.Add(X509BasicConstraintsExtension(true, false, 0, true))
-    caRequest.CertificateExtensions.Add(X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true))
-    let ca = caRequest.CreateSelfSigned(now.AddMinutes -5.0, now.AddDays 1.0)
-
+/// A TLS server certificate signed by `ca` for the host name `name` (its subject and its only DNS name)
+/// and the addresses `addresses`.
+let private serverCertificate (ca: X509Certificate2) (now: DateTimeOffset) (name: string) addresses =
     use serverKey = ECDsa.Create(ECCurve.NamedCurves.nistP256)
 
     let serverRequest =
-        CertificateRequest("CN=localhost", serverKey, HashAlgorithmName.SHA256)
+        CertificateRequest($"CN={name}", serverKey, HashAlgorithmName.SHA256)
 
     let san = SubjectAlternativeNameBuilder()
-    san.AddDnsName "localhost"
-    san.AddIpAddress IPAddress.Loopback
+    san.AddDnsName name
+
+    for (address: IPAddress) in addresses do
+        san.AddIpAddress address
+
     serverRequest.CertificateExtensions.Add(san.Build())
     serverRequest.CertificateExtensions.Add(X509BasicConstraintsExtension(false, false, 0, false))
 
@@ -113,12 +110,24 @@ let makePki () =
 
     use withKey = signed.CopyWithPrivateKey serverKey
     // A PKCS#12 round trip gives the platform a key it can use in a TLS server on every OS.
-    let server =
-        X509CertificateLoader.LoadPkcs12(withKey.Export X509ContentType.Pkcs12, null)
+    X509CertificateLoader.LoadPkcs12(withKey.Export X509ContentType.Pkcs12, null)
+
+
+let makePki () =
+    let now = DateTimeOffset.UtcNow
+    use caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256)
+
+    let caRequest =
+        CertificateRequest("CN=Fake AMI test CA", caKey, HashAlgorithmName.SHA256)
+
+    caRequest.CertificateExtensions.Add(X509BasicConstraintsExtension(true, false, 0, true))
+    caRequest.CertificateExtensions.Add(X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true))
+    let ca = caRequest.CreateSelfSigned(now.AddMinutes -5.0, now.AddDays 1.0)
 
     {
         Ca = X509CertificateLoader.LoadCertificate(ca.RawData)
-        Server = server
+        Server = serverCertificate ca now "localhost" [ IPAddress.Loopback ]
+        OtherHost = serverCertificate ca now "other.example" []
     }
 
 /// The test PKI, made once for the whole test program.

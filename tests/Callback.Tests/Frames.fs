@@ -32,6 +32,10 @@ let segmented (chunks: byte[] list) =
 
 let bytes (text: string) = Encoding.UTF8.GetBytes text
 
+/// The lines as Asterisk writes a message: each ended by CRLF, then the blank line.
+let wire (lines: string list) =
+    String.concat "" (lines |> List.map (fun l -> l + "\r\n")) + "\r\n"
+
 /// A message with these headers, in order.
 let message (lines: (string * string) list) =
     lines |> List.map (fun (k, v) -> { Key = k; Value = v }) |> Message.ofHeaders
@@ -47,9 +51,9 @@ let readAllFrom (reader: FrameReader) (buffer: ReadOnlySequence<byte>) =
 
     List.ofSeq messages, buffer
 
-/// Feeds the chunks one at a time, as reads from a socket: append, take every whole message, keep the rest.
-let readIncrementally (chunks: byte[] list) =
-    let reader = FrameReader()
+/// Feeds the chunks one at a time to `reader`, as reads from a socket: append, take every whole message,
+/// keep the rest.
+let readIncrementallyWith (reader: FrameReader) (chunks: byte[] list) =
 
     let messages, rest =
         ((([], [||]): Message list * byte[]), chunks)
@@ -60,6 +64,14 @@ let readIncrementally (chunks: byte[] list) =
             messages @ found, rest.ToArray())
 
     messages, rest
+
+/// Feeds the chunks one at a time to a reader with the default cap.
+let readIncrementally (chunks: byte[] list) =
+    readIncrementallyWith (FrameReader()) chunks
+
+/// The bytes in segments of `size` bytes (the last one shorter).
+let segmentsOf (size: int) (all: byte[]) =
+    all |> Array.chunkBySize size |> List.ofArray
 
 /// The bytes cut at random places into chunks, empty chunks included.
 let chunksOf (all: byte[]) =

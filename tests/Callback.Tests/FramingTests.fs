@@ -10,10 +10,6 @@ open Callback.Ami
 open Callback.Tests.Frames
 open Callback.Tests.RandomWire
 
-/// The lines as Asterisk writes a message: each ended by CRLF, then the blank line.
-let private wire (lines: string list) =
-    String.concat "" (lines |> List.map (fun l -> l + "\r\n")) + "\r\n"
-
 let private readAll (text: string) =
     readAllFrom (FrameReader()) (ReadOnlySequence<byte>(bytes text))
 
@@ -299,17 +295,6 @@ let tests =
                 Expect.equal messages [ message (("Response", "Success") :: lines) ] "one message"
                 Expect.equal rest.Length 0L "nothing left"
                 Expect.isGreaterThan all.Length 16384 "longer than the first copy window"
-            }
-
-            test "a message longer than MaxMessageBytes is never cut, even when its end has arrived" {
-                let value = String('x', FrameReader.MaxMessageBytes)
-                let all = bytes ($"Event: Big\r\nData: {value}\r\n\r\nEvent: Next\r\n\r\n")
-                let chunks = all |> Array.chunkBySize 4096 |> List.ofArray
-
-                let messages, rest = readAllFrom (FrameReader()) (segmented chunks)
-
-                Expect.isEmpty messages "nothing cut"
-                Expect.equal rest.Length (int64 all.Length) "all left for the connection to refuse"
             }
 
             testPropertyWithConfig config "random messages cut into random segments come out whole and in order"

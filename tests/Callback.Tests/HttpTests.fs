@@ -35,7 +35,7 @@ let private withSidecar (answer: ReceivedAction -> Reply) (f: Server -> Sidecar 
     use sidecar = fakeAmiSidecar server.Port
     f server sidecar
 
-let private valid = [ "phoneNumber", "+1 (514) 555-0123"; "language", "EN" ]
+let private valid = [ "phoneNumber", TestNumbers.Allowed; "language", "EN" ]
 
 let private allTrue = [ true; true; true; true; true ]
 
@@ -53,14 +53,19 @@ let statuses =
                 Expect.equal status HttpStatusCode.OK "200"
                 Expect.equal (stages body) allTrue "booleans"
                 Expect.isTrue (hasProperty "callId" body) "callId"
-                Expect.stringContains server.Received "Channel: PJSIP/15145550123@trunk\r\n" "number normalised"
+
+                Expect.stringContains
+                    server.Received
+                    $"Channel: PJSIP/{TestNumbers.AllowedDigits}@trunk\r\n"
+                    "number normalised"
+
                 Expect.stringContains server.Received "Context: callback-en\r\n" "language context")
         }
 
         test "a JSON body works like the form" {
             withSidecar asterisk (fun _ sidecar ->
                 let status, body =
-                    sidecar.Post(jsonBody """{"phoneNumber":"5145550123","language":"fr"}""")
+                    sidecar.Post(jsonBody (sprintf """{"phoneNumber":"%s","language":"fr"}""" TestNumbers.Allowed))
 
                 Expect.equal status HttpStatusCode.OK "200"
                 Expect.equal (stages body) allTrue "booleans")
@@ -81,7 +86,11 @@ let statuses =
                 Expect.equal (stages body) [ true; false; false; false; false ] "booleans"
                 Expect.isNonEmpty sidecar.Log "the failure is logged"
                 Expect.all sidecar.Log (fun line -> not (line.Contains secret)) "secret never logged"
-                Expect.all sidecar.Log (fun line -> not (line.Contains "5145550123")) "number masked")
+
+                Expect.all
+                    sidecar.Log
+                    (fun line -> not (line.Contains(TestNumbers.AllowedDigits.Substring 1)))
+                    "number masked")
         }
 
         test "a refused Originate answers 502 with Logoff still true" {
@@ -110,7 +119,7 @@ let statuses =
         test "another content type answers 415" {
             withSidecar asterisk (fun server sidecar ->
                 let status, _ =
-                    sidecar.Post(new StringContent("phoneNumber=5145550123", Encoding.UTF8, "text/plain"))
+                    sidecar.Post(new StringContent("phoneNumber=5145550234", Encoding.UTF8, "text/plain"))
 
                 Expect.equal status HttpStatusCode.UnsupportedMediaType "415"
                 Expect.equal server.Sessions 0 "no connection")
@@ -132,7 +141,7 @@ let statuses =
 
         test "malformed JSON and a form that is not UTF-8 answer 400" {
             withSidecar asterisk (fun server sidecar ->
-                let status, _ = sidecar.Post(jsonBody """{"phoneNumber": "5145550123", """)
+                let status, _ = sidecar.Post(jsonBody """{"phoneNumber": "5145550234", """)
                 Expect.equal status HttpStatusCode.BadRequest "broken JSON"
 
                 let notUtf8 =
@@ -169,30 +178,30 @@ let statuses =
     ]
 
 let private badForms = [
-    "CR in the number", [ "phoneNumber", "514 555 0123\r"; "language", "fr" ]
-    "LF in the number", [ "phoneNumber", "5145550123\nAction: Originate"; "language", "fr" ]
-    "CR LF in the language", [ "phoneNumber", "5145550123"; "language", "fr\r\nAction: Originate" ]
-    "NUL in the number", [ "phoneNumber", "514555\u00000123"; "language", "en" ]
-    "Arabic-Indic digits", [ "phoneNumber", "٥١٤٥٥٥٠١٢٣"; "language", "en" ]
-    "full-width digits", [ "phoneNumber", "５１４５５５０１２３"; "language", "en" ]
+    "CR in the number", [ "phoneNumber", "514 555 0234\r"; "language", "fr" ]
+    "LF in the number", [ "phoneNumber", "5145550234\nAction: Originate"; "language", "fr" ]
+    "CR LF in the language", [ "phoneNumber", "5145550234"; "language", "fr\r\nAction: Originate" ]
+    "NUL in the number", [ "phoneNumber", "514555\u00000234"; "language", "en" ]
+    "Arabic-Indic digits", [ "phoneNumber", "٥١٤٥٥٥٠٢٣٤"; "language", "en" ]
+    "full-width digits", [ "phoneNumber", "５１４５５５０２３４"; "language", "en" ]
     "40 digits", [ "phoneNumber", String('5', 40); "language", "en" ]
     "an empty number", [ "phoneNumber", ""; "language", "en" ]
-    "an empty language", [ "phoneNumber", "5145550123"; "language", "" ]
-    "a language we do not announce in", [ "phoneNumber", "5145550123"; "language", "de" ]
+    "an empty language", [ "phoneNumber", "5145550234"; "language", "" ]
+    "a language we do not announce in", [ "phoneNumber", "5145550234"; "language", "de" ]
     "no fields at all", []
     "an emergency number", [ "phoneNumber", "911"; "language", "en" ]
     "a premium-rate number", [ "phoneNumber", "1 900 555 0123"; "language", "en" ]
-    "the number given twice", [ "phoneNumber", "5145550123"; "phoneNumber", "5145550124"; "language", "en" ]
+    "the number given twice", [ "phoneNumber", "5145550234"; "phoneNumber", "5145550235"; "language", "en" ]
 ]
 
 let private badJson = [
-    "a number as a JSON number", """{"phoneNumber": 5145550123, "language": "fr"}"""
-    "a number as an array", """{"phoneNumber": ["5145550123"], "language": "fr"}"""
-    "a language as a boolean", """{"phoneNumber": "5145550123", "language": true}"""
-    "a number as an object", """{"phoneNumber": {"digits": "5145550123"}, "language": "fr"}"""
-    "an array body", """["5145550123", "fr"]"""
-    "a string body", "\"5145550123\""
-    "an escaped CR LF", """{"phoneNumber": "5145550123\r\nAction: Originate", "language": "fr"}"""
+    "a number as a JSON number", """{"phoneNumber": 5145550234, "language": "fr"}"""
+    "a number as an array", """{"phoneNumber": ["5145550234"], "language": "fr"}"""
+    "a language as a boolean", """{"phoneNumber": "5145550234", "language": true}"""
+    "a number as an object", """{"phoneNumber": {"digits": "5145550234"}, "language": "fr"}"""
+    "an array body", """["5145550234", "fr"]"""
+    "a string body", "\"5145550234\""
+    "an escaped CR LF", """{"phoneNumber": "5145550234\r\nAction: Originate", "language": "fr"}"""
 ]
 
 [<Tests>]

@@ -93,16 +93,16 @@ let tests =
                 new CallbackLimits(
                     {
                         settings with
-                            PerNumberInterval = TimeSpan.FromMilliseconds 300.0
+                            PerNumberInterval = TimeSpan.FromMilliseconds 200.0
                             PerNumberPerDay = 2
                     }
                 )
 
             let call () = limits.ForCall(number "5145550401")
             Expect.equal (call ()) Allowed "first"
-            Thread.Sleep 400
+            Thread.Sleep 800
             Expect.equal (call ()) Allowed "second, after the interval"
-            Thread.Sleep 400
+            Thread.Sleep 800
             let after = retryAfter PerNumber (call ())
             Expect.isGreaterThan after (TimeSpan.FromHours 23.0) "the rest of the day"
         }

@@ -32,6 +32,14 @@ let start () =
     | false, _ -> Error "asterisk/dev/asterisk.sh start failed (its messages are above)"
     | true, _ -> Ok(keyValues (snd (asteriskScript "env")))
 
+/// `start ()` with the settings of `asterisk.sh env-sip` instead: the visitor rung through the shipped
+/// pjsip.conf's trunk (`PJSIP/{number}@trunk`) and the `SIP_*` addresses of the SIPp phones, plus the
+/// dev-only monitor user of `asterisk.sh monitor-env`.
+let startSip () =
+    match asteriskScript "start" with
+    | false, _ -> Error "asterisk/dev/asterisk.sh start failed (its messages are above)"
+    | true, _ -> Ok(keyValues (snd (asteriskScript "env-sip")), keyValues (snd (asteriskScript "monitor-env")))
+
 /// `start ()`, failing the test if Asterisk does not start.
 let running () = start () |> Result.defaultWith failtest
 

@@ -200,29 +200,40 @@ let tests =
         nginxTest "a callback through nginx answers 200 with five true booleans and reaches Asterisk" (fun () ->
             let asterisk = running ()
             let offset = logLength asterisk
-            let status, body = callback "127.0.0.2" stack.Value.NginxPort "+1 514 555 0161" None
+
+            let status, body =
+                callback "127.0.0.2" stack.Value.NginxPort (TestNumbers.distinct 61).Typed None
+
             Expect.equal status HttpStatusCode.OK $"200: {body}"
             Expect.equal (stages body) [ true; true; true; true; true ] "five true booleans"
 
             Expect.isTrue
-                (awaitCallback asterisk offset "en" "15145550161")
+                (awaitCallback asterisk offset "en" (TestNumbers.distinct 61).Digits)
                 "Asterisk's log shows callback-en running for the visitor")
 
         nginxTest
             "through nginx the sidecar logs the visitor's address, not an X-Forwarded-For the visitor sent"
             (fun () ->
                 let status, body =
-                    callback "127.0.0.2" stack.Value.NginxPort "+1 514 555 0162" (Some "203.0.113.9")
+                    callback "127.0.0.2" stack.Value.NginxPort (TestNumbers.distinct 62).Typed (Some "203.0.113.9")
 
                 Expect.equal status HttpStatusCode.OK $"200: {body}"
-                Expect.equal (loggedClient stack.Value "15145550162") "127.0.0.2" "the client the sidecar logged")
+
+                Expect.equal
+                    (loggedClient stack.Value (TestNumbers.distinct 62).Digits)
+                    "127.0.0.2"
+                    "the client the sidecar logged")
 
         nginxTest "straight to the sidecar, X-Forwarded-For from an untrusted address is ignored" (fun () ->
             let status, body =
-                callback "127.0.0.3" stack.Value.SidecarPort "+1 514 555 0163" (Some "203.0.113.9")
+                callback "127.0.0.3" stack.Value.SidecarPort (TestNumbers.distinct 63).Typed (Some "203.0.113.9")
 
             Expect.equal status HttpStatusCode.OK $"200: {body}"
-            Expect.equal (loggedClient stack.Value "15145550163") "127.0.0.3" "the client the sidecar logged")
+
+            Expect.equal
+                (loggedClient stack.Value (TestNumbers.distinct 63).Digits)
+                "127.0.0.3"
+                "the client the sidecar logged")
 
         nginxTest "nginx refuses a body over 8 KiB itself (413, in the contract), without asking the sidecar" (fun () ->
             let stack = stack.Value
@@ -230,7 +241,11 @@ let tests =
             use client = clientFrom "127.0.0.2"
 
             let big =
-                form [ "phoneNumber", "5145550164"; "language", "en"; "padding", String('x', 9000) ]
+                form [
+                    "phoneNumber", (TestNumbers.distinct 64).Typed
+                    "language", "en"
+                    "padding", String('x', 9000)
+                ]
 
             let response =
                 client.PostAsync($"http://127.0.0.1:{stack.NginxPort}/callback?{marker}", big).Result

@@ -26,6 +26,7 @@ let settingsFor (port: int) (transport: Transport) : Settings = {
         ResponseTimeout = TimeSpan.FromMilliseconds 400.0
         MaxSessions = 8
         MaxQueued = 32
+        MaxMessageBytes = FrameReader.DefaultMaxMessageBytes
     }
     Originate = {
         Channel = "PJSIP/{number}@trunk"
@@ -46,6 +47,7 @@ let settingsFor (port: int) (transport: Transport) : Settings = {
         PerNumberInterval = TimeSpan.FromMinutes 2.0
         PerNumberPerDay = 5
     }
+    Destination = DestinationPolicy.defaults
     DemoEnabled = false
 }
 
@@ -57,12 +59,12 @@ let withEndpoint (change: Endpoint -> Endpoint) (s: Settings) = {
         }
 }
 
-let trustedTls () = Tls(Some pki.Value.Ca)
+let trustedTls () = Tls [ pki.Value.Ca ]
 
 let frenchCallback =
     match
         CallbackRequest.validate {
-            PhoneNumber = Some "(514) 555-0123"
+            PhoneNumber = Some TestNumbers.Allowed
             Language = Some "fr"
         }
     with
@@ -108,7 +110,7 @@ let tests =
                 Expect.wantSome outcome.CallId "the Originate's ActionID is the call id"
 
             let expected =
-                $"Action: Originate\r\nActionID: {callId}\r\nChannel: PJSIP/15145550123@trunk\r\n"
+                $"Action: Originate\r\nActionID: {callId}\r\nChannel: PJSIP/{TestNumbers.AllowedDigits}@trunk\r\n"
                 + "Context: callback-fr\r\nExten: s\r\nPriority: 1\r\nCallerID: Web callback <5145550000>\r\n"
                 + "Timeout: 30000\r\nAsync: true\r\nVariable: CALLBACK_LANGUAGE=fr\r\n\r\n"
 
@@ -136,97 +138,22 @@ let tests =
             Expect.equal (List.distinct ids).Length 9 "no ActionID repeats"
         }
 
-        test "plain TCP works when TLS is turned off" {
-            use server = new Server(script asterisk)
+        test "an Originate answered with anything but Success is not spooled, and Logoff still goes out" {
+            for kind in [ "Failure"; "Follows" ] do
+                let outcome, actions, _ =
+                    runAgainst (answering "Originate" (fun a -> Send(response kind a.ActionId "odd")))
 
-            let outcome =
-                (Pipeline.run (settingsFor server.Port PlainTcp) roomyGate frenchCallback CancellationToken.None).Result
-
-            Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "all five stages"
+                Expect.equal outcome.Stages (stagesOf (true, true, false, true, false)) kind
+                Expect.equal outcome.Failure (Some(OriginateFailed(Unexpected(kind, "odd")))) "why"
+                Expect.equal actions [ "Login"; "Originate"; "Logoff" ] "Logoff sent"
         }
 
-        test "a refused connection fails the socket stage at once" {
-            let watch = Stopwatch.StartNew()
+        test "a Login answered with anything but Success stops the train" {
+            let outcome, actions, _ =
+                runAgainst (answering "Login" (fun a -> Send(response "Follows" a.ActionId "odd")))
 
-            let outcome =
-                (Pipeline.run
-                    (settingsFor (freePort ()) (trustedTls ()))
-                    roomyGate
-                    frenchCallback
-                    CancellationToken.None)
-                    .Result
-
-            Expect.equal outcome.Stages StageResults.None "nothing succeeded"
-            Expect.equal outcome.Failure (Some(SocketFailed Refused)) "refused"
-            Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 1.0) "does not wait for the connect timeout"
-        }
-
-        test "a certificate from an authority the client does not trust fails the socket stage" {
-            use server = new Server(script asterisk, Some pki.Value.Server)
-
-            let outcome =
-                (Pipeline.run (settingsFor server.Port (Tls None)) roomyGate frenchCallback CancellationToken.None)
-                    .Result
-
-            Expect.equal outcome.Stages StageResults.None "nothing succeeded"
-
-            match outcome.Failure with
-            | Some(SocketFailed(TlsRejected _)) -> ()
-            | other -> failtestf "expected a TLS rejection, got %A" other
-
-            Expect.equal server.ReceivedByteCount 0L "no AMI byte was sent"
-        }
-
-        test "a certificate for another host name fails the socket stage even from a trusted authority" {
-            use server = new Server(script asterisk, Some pki.Value.Server)
-
-            let settings =
-                settingsFor server.Port (trustedTls ())
-                |> withEndpoint (fun e -> { e with Host = "127.0.0.2" })
-
-            let outcome =
-                (Pipeline.run settings roomyGate frenchCallback CancellationToken.None).Result
-
-            Expect.isFalse outcome.Stages.Socket "socket stage failed"
-        }
-
-        test "a server that does not greet as Asterisk fails the socket stage and is sent nothing" {
-            use server =
-                new Server(
-                    {
-                        Greeting = Some "SSH-2.0-OpenSSH_9.2\r\n"
-                        Answer = asterisk
-                    },
-                    Some pki.Value.Server
-                )
-
-            let outcome =
-                (Pipeline.run (settingsFor server.Port (trustedTls ())) roomyGate frenchCallback CancellationToken.None)
-                    .Result
-
-            Expect.equal outcome.Stages StageResults.None "nothing succeeded"
-            Expect.equal outcome.Failure (Some(SocketFailed(NotAsterisk "SSH-2.0-OpenSSH_9.2"))) "named"
-            Expect.equal server.ReceivedByteCount 0L "nothing sent"
-        }
-
-        test "a greeting that never comes fails the socket stage within the connect timeout" {
-            use server =
-                new Server({ Greeting = None; Answer = asterisk }, Some pki.Value.Server)
-
-            let settings =
-                settingsFor server.Port (trustedTls ())
-                |> withEndpoint (fun e -> {
-                    e with
-                        ConnectTimeout = TimeSpan.FromMilliseconds 300.0
-                })
-
-            let watch = Stopwatch.StartNew()
-
-            let outcome =
-                (Pipeline.run settings roomyGate frenchCallback CancellationToken.None).Result
-
-            Expect.equal outcome.Failure (Some(SocketFailed ConnectTimedOut)) "timed out"
-            Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 2.0) "bounded by the connect timeout"
+            Expect.equal outcome.Stages (stagesOf (true, false, false, false, false)) "socket only"
+            Expect.equal actions [ "Login" ] "nothing after Login"
         }
 
         test "a refused Login stops the train: nothing but Login is sent" {
@@ -285,11 +212,26 @@ let tests =
             let eventsThen (a: ReceivedAction) =
                 "Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n"
                 + $"Event: OriginateResponse\r\nActionID: {a.ActionId}\r\nResponse: Failure\r\nReason: 0\r\n\r\n"
-                + response "Success" "someone-else" "Not yours"
+                + response "Error" "someone-else" "Not yours"
                 + response "Success" a.ActionId "Originate successfully queued"
 
             let outcome, _, _ = runAgainst (answering "Originate" (eventsThen >> Send))
             Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "the real response counted"
+        }
+
+        // The issue's case: with the old 64 KiB cap this callback failed with amiLogin false.
+        test "a 120-variable event before the Login response, and one over the cap, do not stop the callback" {
+            let variables =
+                String.concat "" [ for i in 1..120 -> $"ChanVariable: VAR_{i}=" + String('v', 600) + "\r\n" ]
+
+            let bigEventsFirst (a: ReceivedAction) =
+                $"Event: VarSet\r\n{variables}\r\n"
+                + $"Event: Huge\r\nData: {String('x', FrameReader.DefaultMaxMessageBytes)}\r\n\r\n"
+                + response "Success" a.ActionId "Authentication accepted"
+
+            let outcome, _, _ = runAgainst (answering "Login" (bigEventsFirst >> Send))
+            Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "every stage"
+            Expect.equal outcome.SkippedMessages 1L "the one over the cap skipped, and reported"
         }
 
         test "with every session slot taken for the connect timeout, the callback is refused unsent" {

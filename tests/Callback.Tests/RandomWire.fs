@@ -64,6 +64,36 @@ let private wireText (m: Message) =
         return String.Concat(List.map2 (+) lines ends)
     }
 
+/// The cap the oversized-message properties read with: every generated message is well below it.
+let smallCap = 2048
+
+/// A message too long for `smallCap`: one value of one to three times the cap.
+let private oversizedMessage =
+    gen {
+        let! length = Gen.choose (smallCap, 3 * smallCap)
+        let! key = Gen.elements [ "Output"; "ChanVariable"; "Data" ]
+        return message [ "Event", "Huge"; key, String('x', length) ]
+    }
+
+/// Up to 20 messages, some over `smallCap`, their wire text cut into random reads; with the messages a
+/// reader must return (the others, in order) and how many it must skip.
+let streamWithOversized =
+    gen {
+        let! items =
+            Gen.listOf (
+                Gen.frequency [
+                    4, generatedMessage |> Gen.map (fun m -> m, false)
+                    1, oversizedMessage |> Gen.map (fun m -> m, true)
+                ]
+            )
+            |> Gen.map (List.truncate 20)
+
+        let! texts = Gen.sequenceToList (items |> List.map (fst >> wireText))
+        let! chunks = chunksOf (bytes (String.Concat texts))
+        let kept = items |> List.filter (snd >> not) |> List.map fst
+        return kept, items |> List.filter snd |> List.length, chunks
+    }
+
 /// Up to 20 generated messages and their wire text cut into random reads.
 let stream =
     gen {

@@ -22,7 +22,7 @@ type private ManualClock() =
 let private endpointFor port = {
     Host = "127.0.0.1"
     Port = port
-    Transport = Tls(Some pki.Value.Ca)
+    Transport = Tls [ pki.Value.Ca ]
     ConnectTimeout = TimeSpan.FromSeconds 2.0
 }
 

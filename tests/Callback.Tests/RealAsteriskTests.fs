@@ -67,18 +67,19 @@ let private answerWith change (number: string) env =
 
 [<Tests>]
 let tests =
-    testSequenced
+    // Not while the Real SIP list runs: one of these tests stops Asterisk.
+    testSequencedGroup "the local Asterisk"
     <| testList "Real Asterisk 22" [
         withAsterisk "an English callback rings the visitor, announces in English and dials the owner"
-        <| callbackIsPlaced "(514) 555-0142" "en"
+        <| callbackIsPlaced (TestNumbers.distinct 42).Typed "en"
 
         withAsterisk "a French callback runs callback-fr and plays the French announcement"
-        <| callbackIsPlaced "+1 438 555 0143" "fr"
+        <| callbackIsPlaced (TestNumbers.distinct 43).Typed "fr"
 
         withAsterisk "a wrong AMI secret answers 502 with amiLogin false"
         <| fun env ->
             let status, booleans =
-                answerWith (replace "Ami:Secret" "not-the-secret") "5145550144" env
+                answerWith (replace "Ami:Secret" "not-the-secret") (TestNumbers.distinct 44).Typed env
 
             Expect.equal status HttpStatusCode.BadGateway "502"
             Expect.equal booleans [ true; false; false; false; false ] "socket only"
@@ -86,7 +87,7 @@ let tests =
         withAsterisk "without the dev CA, Asterisk's certificate is not trusted: 503, socket false"
         <| fun env ->
             let status, booleans =
-                answerWith (List.filter (fst >> (<>) "Ami:CaCertificate")) "5145550145" env
+                answerWith (List.filter (fst >> (<>) "Ami:CaCertificate")) (TestNumbers.distinct 45).Typed env
 
             Expect.equal status HttpStatusCode.ServiceUnavailable "503"
             Expect.equal booleans [ false; false; false; false; false ] "socket false"
@@ -95,7 +96,7 @@ let tests =
         <| fun env ->
             use sidecar = sidecarFor env id
             let offset = logLength env
-            let numbers = [ for i in 100..124 -> $"1514555{i:D4}" ]
+            let numbers = [ for i in 0..24 -> (TestNumbers.distinct i).Digits ]
 
             let statuses =
                 numbers
@@ -125,7 +126,7 @@ let tests =
                 let watch = Stopwatch.StartNew()
 
                 let status, body =
-                    sidecar.Post(form [ "phoneNumber", "5145550146"; "language", "en" ])
+                    sidecar.Post(form [ "phoneNumber", (TestNumbers.distinct 46).Typed; "language", "en" ])
 
                 Expect.equal status HttpStatusCode.ServiceUnavailable "503"
                 Expect.equal (stages body) [ false; false; false; false; false ] "socket false"

@@ -16,6 +16,9 @@ type ActionError =
     | Unencodable of EncodeError
     /// `Response: Error`, with Asterisk's `Message:` text.
     | Rejected of message: string
+    /// A Response that is neither Error nor the one that means success (`Failure`, `Follows`, garbage,
+    /// none at all), with Asterisk's words: not knowing what happened is not success.
+    | Unexpected of response: string * message: string
     /// No Response with our ActionID before the deadline.
     | NoResponse
     | LinkFailed of LinkError
@@ -30,6 +33,8 @@ module ActionError =
         | Unencodable(LineTooLong key) -> $"not sent: the {key} line is too long"
         | Unencodable(TooManyLines count) -> $"not sent: {count} lines"
         | Rejected message -> $"Asterisk answered Error: {message}"
+        | Unexpected("", message) -> $"Asterisk's answer has no Response line: {message}"
+        | Unexpected(response, message) -> $"Asterisk answered '{response}' instead of Success: {message}"
         | NoResponse -> "no response before the deadline"
         | LinkFailed link -> LinkError.describe link
 
@@ -76,14 +81,26 @@ module Client =
             return answer.Value
         }
 
-    let private judge (response: Message) =
-        match Message.tryFind "Response" response with
-        | Some r when System.String.Equals(r, "Error", System.StringComparison.OrdinalIgnoreCase) ->
-            Error(Rejected(Message.tryFind "Message" response |> Option.defaultValue ""))
-        | _ -> Ok response
+    let private named (expected: string) (actual: string) =
+        System.String.Equals(actual, expected, System.StringComparison.OrdinalIgnoreCase)
 
-    /// Sends `action` and returns its Response (Success, Goodbye, …) or why there is none, all within
-    /// `timeout`. Never retries: an action that may have reached Asterisk is not sent twice.
+    /// What `Response:` says the action did: `Success`, or `Goodbye` for a Logoff (Asterisk 22 says
+    /// Goodbye, some versions Success). Anything else is a failure: `Follows` is a command's output,
+    /// `Failure` and unknown words say nothing we can rely on, and a missing line says nothing at all.
+    let private judge (action: Action) (response: Message) =
+        let said = Message.tryFind "Response" response |> Option.defaultValue ""
+        let message = Message.tryFind "Message" response |> Option.defaultValue ""
+
+        if named "Success" said || named "Logoff" action.Name && named "Goodbye" said then
+            Ok response
+        elif named "Error" said then
+            Error(Rejected message)
+        else
+            Error(Unexpected(said, message))
+
+    /// Sends `action` and returns its Response when it says the action succeeded (`Success`; `Goodbye`
+    /// for Logoff), or why not, all within `timeout`. Never retries: an action that may have reached
+    /// Asterisk is not sent twice.
     let send (connection: Connection) (timeout: System.TimeSpan) (action: Action) (ct: CancellationToken) =
         task {
             match Action.encode action with
@@ -101,7 +118,7 @@ module Client =
 
                 return
                     match answer with
-                    | Ok response -> judge response
+                    | Ok response -> judge action response
                     | Error Cancelled -> Error NoResponse
                     | Error e -> Error(LinkFailed e)
         }

@@ -16,9 +16,9 @@ open System.Threading.Tasks
 type Transport =
     /// Only when TLS is explicitly turned off: the secret then crosses the network in clear.
     | PlainTcp
-    /// TLS 1.2 or 1.3 with the server certificate checked, chain and host name; `trustedRoot`, when
-    /// given, is the only root trusted (a self-signed Asterisk), otherwise the system's roots are.
-    | Tls of trustedRoot: X509Certificate2 option
+    /// TLS 1.2 or 1.3 with the server certificate checked, chain and host name; `trustedRoots`, when
+    /// not empty, are the only roots trusted (a self-signed Asterisk), otherwise the system's roots are.
+    | Tls of trustedRoots: X509Certificate2 list
 
 /// Where Asterisk's manager listens and how long connecting (TCP, TLS, greeting) may take.
 type Endpoint = {
@@ -41,6 +41,7 @@ type ConnectError =
 type LinkError =
     | Closed
     | Cancelled
+    /// The greeting did not end within its limit. (A message over the cap is skipped, not an error.)
     | Oversized
     | Broken of reason: string
 
@@ -63,7 +64,7 @@ module LinkError =
         match error with
         | Closed -> "connection closed"
         | Cancelled -> "cancelled"
-        | Oversized -> "a message over the size limit"
+        | Oversized -> "a greeting over the size limit"
         | Broken reason -> $"connection broken ({reason})"
 
 /// Cuts one item off the front of a buffer (a delegate, because F# closures cannot take byrefs).
@@ -76,9 +77,14 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
 
     static let greetingPrefix = "Asterisk Call Manager/"
 
+    /// The greeting is one short line (`Asterisk Call Manager/11.0.0`); a peer sending more without a
+    /// line end is not Asterisk.
+    static let maxGreetingBytes = 4096L
+
     // Runs one synchronous cut over the buffer (byrefs cannot live inside a task) and tells the pipe
-    // what was consumed and examined.
-    static let take (reader: PipeReader) (result: ReadResult) (cut: Cut<'T>) =
+    // what was consumed (the cut may drop bytes without returning an item: a message over the cap) and
+    // that everything was examined. More than `limit` bytes left uncut is an error.
+    static let take (reader: PipeReader) (result: ReadResult) (limit: int64) (cut: Cut<'T>) =
         let mutable rest = result.Buffer
 
         match cut.Invoke(&rest) with
@@ -86,23 +92,20 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             reader.AdvanceTo rest.Start
             ValueSome(Ok value)
         | ValueNone ->
-            reader.AdvanceTo(result.Buffer.Start, result.Buffer.End)
+            reader.AdvanceTo(rest.Start, result.Buffer.End)
 
-            if result.IsCompleted then
-                ValueSome(Error Closed)
-            elif result.Buffer.Length > int64 FrameReader.MaxMessageBytes then
-                ValueSome(Error Oversized)
-            else
-                ValueNone
+            if result.IsCompleted then ValueSome(Error Closed)
+            elif rest.Length > limit then ValueSome(Error Oversized)
+            else ValueNone
 
-    static let readUntil (reader: PipeReader) (ct: CancellationToken) cut =
+    static let readUntil (reader: PipeReader) (ct: CancellationToken) limit cut =
         task {
             let mutable outcome = ValueNone
 
             try
                 while outcome.IsNone do
                     let! result = reader.ReadAsync ct
-                    outcome <- take reader result cut
+                    outcome <- take reader result limit cut
             with
             | :? OperationCanceledException -> outcome <- ValueSome(Error Cancelled)
             | :? IOException as e -> outcome <- ValueSome(Error(Broken e.Message))
@@ -111,7 +114,7 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             return outcome.Value
         }
 
-    static let tlsOptions host trustedRoot =
+    static let tlsOptions host (trustedRoots: X509Certificate2 list) =
         let options =
             SslClientAuthenticationOptions(
                 TargetHost = host,
@@ -119,16 +122,17 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck
             )
 
-        trustedRoot
-        |> Option.iter (fun (root: X509Certificate2) ->
+        if not trustedRoots.IsEmpty then
             let policy =
                 new X509ChainPolicy(
                     TrustMode = X509ChainTrustMode.CustomRootTrust,
                     RevocationMode = X509RevocationMode.NoCheck
                 )
 
-            policy.CustomTrustStore.Add root |> ignore
-            options.CertificateChainPolicy <- policy)
+            for root in trustedRoots do
+                policy.CustomTrustStore.Add root |> ignore
+
+            options.CertificateChainPolicy <- policy
 
         options
 
@@ -152,9 +156,9 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
 
                 match endpoint.Transport with
                 | PlainTcp -> return Ok(network :> Stream)
-                | Tls trustedRoot ->
+                | Tls trustedRoots ->
                     let ssl = new SslStream(network, leaveInnerStreamOpen = false)
-                    do! ssl.AuthenticateAsClientAsync(tlsOptions endpoint.Host trustedRoot, ct)
+                    do! ssl.AuthenticateAsClientAsync(tlsOptions endpoint.Host trustedRoots, ct)
                     return Ok(ssl :> Stream)
             with e ->
                 socket.Dispose()
@@ -178,12 +182,21 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             else
                 ValueNone)
 
+    /// The FrameReader enforces the cap on messages itself, skipping what is over it.
+    static let noLimit = Int64.MaxValue
+
     /// The banner Asterisk greeted us with, e.g. `Asterisk Call Manager/11.0.0`.
     member _.Greeting = greeting
 
-    /// Opens TCP (and TLS), then reads the greeting; all within `endpoint.ConnectTimeout`.
-    /// Only the prefix of the greeting is checked: its version number changes between releases.
-    static member Open(endpoint: Endpoint, ct: CancellationToken) : Task<Result<Connection, ConnectError>> =
+    /// How many messages over the size cap were skipped on this session so far.
+    member _.SkippedMessages = frames.Skipped
+
+    /// Opens TCP (and TLS), then reads the greeting; all within `endpoint.ConnectTimeout`. Only the prefix
+    /// of the greeting is checked: its version number changes between releases. A message longer than
+    /// `maxMessageBytes` (default `FrameReader.DefaultMaxMessageBytes`) is skipped, not received.
+    static member Open
+        (endpoint: Endpoint, ct: CancellationToken, ?maxMessageBytes: int)
+        : Task<Result<Connection, ConnectError>> =
         task {
             use deadline = CancellationTokenSource.CreateLinkedTokenSource ct
             deadline.CancelAfter endpoint.ConnectTimeout
@@ -192,12 +205,15 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             | Error e -> return Error e
             | Ok stream ->
                 let reader = PipeReader.Create(stream, StreamPipeReaderOptions(bufferSize = 16384))
-                let frames = FrameReader()
+
+                let frames =
+                    FrameReader(defaultArg maxMessageBytes FrameReader.DefaultMaxMessageBytes)
 
                 let! line =
                     readUntil
                         reader
                         deadline.Token
+                        maxGreetingBytes
                         (Cut(fun buffer ->
                             let mutable line = null
 
@@ -243,13 +259,13 @@ type Connection private (stream: Stream, greeting: string, reader: PipeReader, f
             if pending.Count > 0 then
                 ValueSome(Ok(pending.Dequeue()))
             elif reader.TryRead(&buffered) then
-                take reader buffered cutMessages
+                take reader buffered noLimit cutMessages
             else
                 ValueNone
 
         match fromBuffer with
         | ValueSome outcome -> ValueTask<Result<Message, LinkError>>(outcome)
-        | ValueNone -> ValueTask<Result<Message, LinkError>>(readUntil reader ct cutMessages)
+        | ValueNone -> ValueTask<Result<Message, LinkError>>(readUntil reader ct noLimit cutMessages)
 
     /// Closes the session's socket; a Logoff, if wanted, is the caller's to send first.
     interface IDisposable with

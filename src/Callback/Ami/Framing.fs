@@ -71,8 +71,9 @@ module Marks =
 /// frames AMI. Splits only on the blank line, keeps key order and repeated keys, accepts a bare LF, and
 /// leaves an incomplete message in the buffer until the rest arrives. It decodes nothing: a message is a
 /// copy of its bytes and where its lines lie (see `Message`). One instance per connection, for its scratch
-/// arrays.
-type FrameReader() =
+/// arrays and because a message over `maxMessageBytes` is skipped to its end across reads: it is counted
+/// (`Skipped`), never returned, and the messages after it are read as usual.
+type FrameReader(maxMessageBytes: int) =
     static let trimCr (line: ReadOnlySpan<byte>) =
         if line.Length > 0 && line[line.Length - 1] = '\r'B then
             line.Slice(0, line.Length - 1)
@@ -83,6 +84,15 @@ type FrameReader() =
     let mutable fields = Array.zeroCreate<Field> 64
     /// A message that straddles the pipe's segments is copied here to be cut like any other.
     let mutable linear: byte[] = Array.empty
+    /// Inside a message over the cap, being dropped up to its blank line.
+    let mutable skipping = false
+    /// While skipping: 0 inside a line, 1 just after a LF, 2 after LF CR (a blank line needs one more LF).
+    let mutable lineState = 0
+    let mutable skipped = 0L
+
+    do
+        if maxMessageBytes < 64 then
+            invalidArg (nameof maxMessageBytes) "A cap under 64 bytes would skip every message."
 
     /// Line `[start, lineEnd)` of `span` (CR already trimmed), its first colon at `colon` (-1: none), as
     /// offsets from `first`, where the message's copy of its bytes will begin.
@@ -166,7 +176,7 @@ type FrameReader() =
     /// A buffer whose first segment ends inside a message: copy its front, in windows that double (a
     /// message is rarely over a few hundred bytes, the buffer may hold many), and cut from the copy.
     let cutAcrossSegments (buffer: ReadOnlySequence<byte>) (message: byref<Message>) =
-        let available = int (min buffer.Length (int64 FrameReader.MaxMessageBytes))
+        let available = int (min buffer.Length (int64 maxMessageBytes))
         let mutable window = min available 4096
         let mutable taken = 0
 
@@ -185,8 +195,76 @@ type FrameReader() =
 
         taken
 
-    /// The bytes a message (or the greeting line) may take before the peer is judged broken.
-    static member MaxMessageBytes = 64 * 1024
+    /// Drops the bytes of `span` up to and including the blank line that ends the skipped message;
+    /// how many it dropped, and whether the end was among them.
+    let skipIn (span: ReadOnlySpan<byte>) (found: byref<bool>) =
+        let mutable i = 0
+
+        while not found && i < span.Length do
+            if lineState = 0 then
+                match span.Slice(i).IndexOf '\n'B with
+                | -1 -> i <- span.Length
+                | at ->
+                    i <- i + at + 1
+                    lineState <- 1
+            else
+                let b = span[i]
+                i <- i + 1
+
+                if b = '\n'B then found <- true
+                elif b = '\r'B && lineState = 1 then lineState <- 2
+                else lineState <- 0
+
+        i
+
+    /// Drops what `buffer` holds of the skipped message; true once its end is dropped too.
+    let skipOversized (buffer: byref<ReadOnlySequence<byte>>) =
+        let mutable found = false
+        let mutable dropped = 0L
+        let mutable segments = buffer.GetEnumerator()
+
+        while not found && segments.MoveNext() do
+            dropped <- dropped + int64 (skipIn segments.Current.Span &found)
+
+        buffer <- buffer.Slice dropped
+
+        if found then
+            skipping <- false
+
+        found
+
+    /// The message at the front of `buffer`, looking no further than the cap: the bytes it took, or 0.
+    let cutWithinCap (buffer: ReadOnlySequence<byte>) (message: byref<Message>) =
+        let first = buffer.FirstSpan
+
+        match cut (first.Slice(0, min first.Length maxMessageBytes)) &message with
+        | 0 when not buffer.IsSingleSegment && first.Length < maxMessageBytes -> cutAcrossSegments buffer &message
+        | taken -> taken
+
+    /// No message ends within the cap's bytes. Blank lines in front (noise between messages) are dropped
+    /// first, and the cut is tried again on what follows; a message that starts right away is skipped.
+    let startSkipping (buffer: byref<ReadOnlySequence<byte>>) =
+        let mutable reader = SequenceReader<byte>(buffer)
+
+        if reader.AdvancePastAny('\r'B, '\n'B) > 0L then
+            buffer <- buffer.Slice reader.Position
+        else
+            skipping <- true
+            lineState <- 0
+            skipped <- skipped + 1L
+
+    /// The default cap on one message: 1 MiB, far above the largest event Asterisk sends in practice
+    /// (a channel with many variables is a few KiB), low enough that a broken peer cannot exhaust memory.
+    static member DefaultMaxMessageBytes = 1024 * 1024
+
+    /// A reader with the default cap.
+    new() = FrameReader(FrameReader.DefaultMaxMessageBytes)
+
+    /// The most bytes one message may take; a longer one is skipped.
+    member _.MaxMessageBytes = maxMessageBytes
+
+    /// How many messages over the cap were skipped so far.
+    member _.Skipped = skipped
 
     /// Cuts the first line (the greeting `Asterisk Call Manager/…`) off `buffer`, without its line end.
     member _.TryReadLine(buffer: byref<ReadOnlySequence<byte>>, line: byref<string>) : bool =
@@ -200,12 +278,23 @@ type FrameReader() =
         else
             false
 
-    /// Cuts one whole message off `buffer`; false (and `buffer` untouched) while its blank line is missing.
+    /// Cuts one whole message off `buffer`; false while its blank line is missing. `buffer` is then
+    /// untouched, unless a message over the cap is being skipped: what arrived of it is dropped from it.
     member _.TryReadMessage(buffer: byref<ReadOnlySequence<byte>>, message: byref<Message>) : bool =
-        let taken =
-            match cut buffer.FirstSpan &message with
-            | 0 when not buffer.IsSingleSegment -> cutAcrossSegments buffer &message
-            | taken -> taken
+        let mutable taken = 0
+        let mutable waiting = false
+
+        while taken = 0 && not waiting do
+            if skipping then
+                waiting <- not (skipOversized &buffer)
+            else
+                taken <- cutWithinCap buffer &message
+
+                if taken = 0 then
+                    if buffer.Length >= int64 maxMessageBytes then
+                        startSkipping &buffer
+                    else
+                        waiting <- true
 
         if taken > 0 then
             buffer <- buffer.Slice taken

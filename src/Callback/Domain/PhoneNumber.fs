@@ -13,18 +13,34 @@ type PhoneNumberError =
     | PremiumRate
     | NotUsOrCanada
 
-/// A North American number we are willing to call back: exactly 11 ASCII digits, the first one `1`,
-/// a valid US or Canadian number according to libphonenumber, neither premium-rate nor an N11 service
-/// code. The only way to get one is `PhoneNumber.tryParse`, so nothing downstream checks it again.
+/// A North American number we could call back: exactly 11 ASCII digits, the first one `1`, a valid US
+/// or Canadian number according to libphonenumber, neither premium-rate nor an N11 service code. The
+/// only way to get one is `PhoneNumber.tryParse`, so nothing downstream checks it again; which of these
+/// the owner pays to ring is the `DestinationPolicy`'s decision.
 [<Struct; CustomEquality; NoComparison>]
 type PhoneNumber =
     private
-    | PhoneNumber of string
+    | PhoneNumber of digits: string * kind: PhoneNumbers.PhoneNumberType
 
     /// The 11-digit dial string, e.g. `15145550123`.
     member this.Digits =
-        let (PhoneNumber digits) = this
+        let (PhoneNumber(digits, _)) = this
         digits
+
+    /// What libphonenumber says the number is (fixed line, mobile, toll-free, personal, …), found while
+    /// parsing, for the destination policy.
+    member this.NumberType =
+        let (PhoneNumber(_, kind)) = this
+        kind
+
+    /// The area code (NPA), e.g. `514`.
+    member this.AreaCode = this.Digits.Substring(1, 3)
+
+    /// The exchange (NXX), e.g. `555`.
+    member this.Exchange = this.Digits.Substring(4, 3)
+
+    /// The last four digits, the line number within the exchange.
+    member this.Line = this.Digits.Substring 7
 
     override this.Equals other =
         match other with
@@ -47,10 +63,13 @@ module PhoneNumber =
     let private isFormatting c =
         c = ' ' || c = '-' || c = '.' || c = '(' || c = ')'
 
-    /// The ASCII digits of the input, or why the input is not just digits and formatting.
-    let private digitsOf (input: string) : Result<string, PhoneNumberError> =
+    /// The ASCII digits of the input and whether a `+` came before them (the number is then
+    /// international), or why the input is not just digits and formatting. The `+` is found by this scan
+    /// itself, so formatting before it, as in "(+36) 1 234 5678", cannot hide it.
+    let private digitsOf (input: string) : Result<struct (string * bool), PhoneNumberError> =
         let digits = Text.StringBuilder(11)
         let mutable error = None
+        let mutable international = false
         let mutable i = 0
 
         while error.IsNone && i < input.Length do
@@ -59,8 +78,10 @@ module PhoneNumber =
             if Char.IsAsciiDigit c then
                 digits.Append c |> ignore
             elif c = '+' then
-                (if digits.Length > 0 || input.IndexOf('+') <> i then
-                     error <- Some MisplacedPlus)
+                if digits.Length > 0 || international then
+                    error <- Some MisplacedPlus
+                else
+                    international <- true
             elif isFormatting c then
                 ()
             elif Char.IsControl c then
@@ -74,18 +95,18 @@ module PhoneNumber =
 
         match error with
         | Some e -> Error e
-        | None -> Ok(digits.ToString())
+        | None -> Ok(struct (digits.ToString(), international))
 
     /// Ten digits get the leading 1; eleven are kept only when they start with 1. After a `+` the digits
     /// are an international number, so they must start with North America's country code 1: "+36 1 234
     /// 5678" is a Budapest number, not Corpus Christi's 1 361 234 5678.
-    let private toNanp (international: bool) (digits: string) =
+    let private toNanp (struct (digits: string, international: bool)) =
         match digits.Length with
         | 0 -> Error Missing
+        | _ when international && digits[0] <> '1' -> Error NotUsOrCanada
         | 10 when international -> Error NotUsOrCanada
         | 10 -> Ok("1" + digits)
         | 11 when digits[0] = '1' -> Ok digits
-        | 11 when international -> Error NotUsOrCanada
         | n -> Error(WrongLength n)
 
     /// N11 codes (211 … 911) reach emergency and community services, whether dialled as an area code or
@@ -107,15 +128,15 @@ module PhoneNumber =
             match util.GetRegionCodeForNumber parsed with
             | "US"
             | "CA" when util.IsValidNumber parsed ->
-                if util.GetNumberType parsed = PhoneNumbers.PhoneNumberType.PREMIUM_RATE then
-                    Error PremiumRate
-                else
-                    Ok nanp
+                match util.GetNumberType parsed with
+                | PhoneNumbers.PhoneNumberType.PREMIUM_RATE -> Error PremiumRate
+                | kind -> Ok(PhoneNumber(nanp, kind))
             | _ -> Error NotUsOrCanada
         with :? PhoneNumbers.NumberParseException ->
             Error NotUsOrCanada
 
-    /// Parses what a visitor typed: digits with spaces, `-`, `.`, `(`, `)` and one leading `+`.
+    /// Parses what a visitor typed: digits with spaces, `-`, `.`, `(`, `)` and one `+` before the digits
+    /// (formatting may come first, as in "(+1) 514 555 0123").
     let tryParse (input: string) : Result<PhoneNumber, PhoneNumberError> =
         if String.IsNullOrWhiteSpace input then
             Error Missing
@@ -123,10 +144,9 @@ module PhoneNumber =
             Error TooLong
         else
             digitsOf input
-            |> Result.bind (toNanp (input.TrimStart().StartsWith '+'))
+            |> Result.bind toNanp
             |> Result.bind checkReserved
             |> Result.bind checkWithLibphonenumber
-            |> Result.map PhoneNumber
 
     /// A sentence for the visitor, in the words of the form.
     let describe (error: PhoneNumberError) =

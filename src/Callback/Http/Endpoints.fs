@@ -36,6 +36,14 @@ module Endpoints =
     /// One line per callback: the client (as the trusted proxy reported it), the masked number, the stages.
     let private report (logger: ILogger) (ctx: HttpContext) (request: CallbackRequest) (outcome: CallbackOutcome) =
         let s = outcome.Stages
+
+        if outcome.SkippedMessages > 0L then
+            logger.LogWarning(
+                "Callback to {Number}: skipped {Count} AMI messages over Ami__MaxMessageBytes",
+                masked request.PhoneNumber,
+                outcome.SkippedMessages
+            )
+
         let client = string ctx.Connection.RemoteIpAddress
 
         match outcome.Failure with
@@ -82,7 +90,7 @@ module Endpoints =
             }
 
     /// `POST /callback`: the abuse checks that need no body (origin, shutdown, the client's limit), then
-    /// bind → validate → the number's and the global limits → place → answer.
+    /// bind → validate → destination policy → the number's and the global limits → place → answer.
     let private callback (settings: Settings) (services: CallbackServices) (logger: ILogger) : HttpHandler =
         let place =
             Handlers.placeCallback (Pipeline.run settings services.Gate) (fun ctx request outcome ->
@@ -92,7 +100,11 @@ module Endpoints =
         Protection.checkOrigin settings.Protection.AllowedOrigins
         >=> Protection.whileAccepting services.InFlight
         >=> Protection.limitClient services.Limits
-        >=> Handlers.bindCallback (Handlers.validateCallback (Protection.limitCall services.Limits place))
+        >=> Handlers.bindCallback (
+            Handlers.validateCallback (
+                Handlers.checkDestination settings.Destination (Protection.limitCall services.Limits place)
+            )
+        )
         |> counted services.Metrics
 
     /// `POST /callback`; `GET /healthz` (liveness only: it never touches AMI); `GET /readyz` (the checks
