@@ -52,9 +52,11 @@ let tests =
                 (postFrom sidecar IPAddress.Loopback [] [ "phoneNumber", "911"; "language", "en" ]).Status
                 (postFrom sidecar IPAddress.Loopback [] [ "language", "de" ]).Status
                 (postFrom sidecar IPAddress.Loopback [ "Origin", "https://evil.example.net" ] []).Status
+                // Valid, but in the fictional 555-0100 … 0199 range the destination policy refuses.
+                (postFor "203.0.113.3" "5145550123" sidecar).Status
             ]
 
-            Expect.equal statuses [ 200; 200; 429; 429; 422; 422; 403 ] "the traffic"
+            Expect.equal statuses [ 200; 200; 429; 429; 422; 422; 403; 422 ] "the traffic"
 
             Expect.equal
                 (sample sidecar "callback_callbacks_total{status=\"200\",failed_stage=\"none\"}")
@@ -64,7 +66,8 @@ let tests =
             Expect.equal (sample sidecar (refusals "rate-limited")) 2.0 "client and number limits"
             Expect.equal (sample sidecar (refusals "invalid")) 2.0 "two invalid"
             Expect.equal (sample sidecar (refusals "origin")) 1.0 "one cross-site"
-            Expect.equal (sample sidecar (refusals "policy")) 0.0 "no policy refusal"
+            // Mutation caught: without the policy step's mark its 422 would count as invalid (3 and 0).
+            Expect.equal (sample sidecar (refusals "policy")) 1.0 "one destination refused"
             Expect.equal (sample sidecar (refusals "busy")) 0.0 "never busy"
             Expect.equal (sample sidecar "callback_ami_session_duration_seconds_count") 2.0 "two AMI sessions"
             Expect.equal (sample sidecar "callback_ami_sessions_in_use") 0.0 "none open now"

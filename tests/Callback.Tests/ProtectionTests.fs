@@ -84,6 +84,15 @@ let rateLimits =
                 Expect.equal (postFor "203.0.113.9" "5145550401" sidecar).Status 200 "the real call")
         }
 
+        test "a destination the policy refuses uses up neither the ceiling nor a call" {
+            // Mutation caught: limiting before the destination check would spend the minute's one call.
+            withSidecar [ "Callback:GlobalPerMinute", "1" ] (fun _ sidecar ->
+                for i in 1..2 do
+                    Expect.equal (postFor $"203.0.113.{i}" "5145550123" sidecar).Status 422 "fictional 555-01xx"
+
+                Expect.equal (postFor "203.0.113.9" "5145550401" sidecar).Status 200 "the real call")
+        }
+
         test "an invalid request does not use up the number's call" {
             // Mutation caught: taking the number's permit before validation would refuse the valid retry.
             withSidecar [] (fun _ sidecar ->
