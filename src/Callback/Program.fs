@@ -69,15 +69,15 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
     match Settings.read builder.Configuration with
     | Error errors -> Error errors
     | Ok settings ->
-        builder.WebHost.ConfigureKestrel(fun kestrel -> kestrel.AddServerHeader <- false)
-        |> ignore
-
+        builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
+        ErrorAnswers.addServices builder.Services
         let services = callbackServices builder settings
 
         builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders settings.Proxy)
         |> ignore
 
         let app = builder.Build()
+        ErrorAnswers.usePipeline app
         app.UseForwardedHeaders() |> ignore
 
         if settings.Ami.Endpoint.Transport = PlainTcp then

@@ -131,11 +131,13 @@ let statuses =
                 let status, _ = sidecar.Post(form [ "phoneNumber", big; "language", "en" ])
                 Expect.equal status HttpStatusCode.RequestEntityTooLarge "413 with a length"
 
-                let chunked =
-                    asForm (new StreamContent(new IO.MemoryStream(Encoding.UTF8.GetBytes("phoneNumber=" + big))))
-
-                let status, _ = sidecar.Post chunked
+                // Truly chunked: no Content-Length, so only the streaming limit in readBody can refuse
+                // it (without that check the whole body is read and answered 422).
+                let chunked = asForm (chunkedBody (Encoding.UTF8.GetBytes("phoneNumber=" + big)))
+                Expect.isFalse chunked.Headers.ContentLength.HasValue "no Content-Length is sent"
+                let status, body = sidecar.Post chunked
                 Expect.equal status HttpStatusCode.RequestEntityTooLarge "413 without a length"
+                Expect.equal (errorFields body) [ "body" ] "the body is named"
                 Expect.equal server.Sessions 0 "no connection")
         }
 

@@ -70,6 +70,13 @@ let form (fields: (string * string) list) =
 let jsonBody (text: string) =
     new StringContent(text, Encoding.UTF8, "application/json") :> HttpContent
 
+/// A body of unknown length, sent chunked: read from a one-way stream (no Content-Length).
+let chunkedBody (bytes: byte[]) =
+    let pipe = System.IO.Pipelines.Pipe()
+    pipe.Writer.WriteAsync(ReadOnlyMemory bytes).AsTask().Wait()
+    pipe.Writer.Complete()
+    new StreamContent(pipe.Reader.AsStream()) :> HttpContent
+
 let stages (body: string) =
     use doc = JsonDocument.Parse body
     let root = doc.RootElement

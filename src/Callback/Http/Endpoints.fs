@@ -5,6 +5,7 @@ open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Diagnostics.HealthChecks
 open Microsoft.AspNetCore.Http
+open Microsoft.AspNetCore.Routing
 open Microsoft.Extensions.Logging
 open Prometheus
 open Callback
@@ -69,16 +70,22 @@ module Endpoints =
                 StageFailure.describe failure
             )
 
-    /// The visitor's form, for trying the sidecar in a browser; served only when `Demo__Enabled`.
-    let private demoPage: HttpHandler =
+    /// An embedded resource as the body, for the demo page and the OpenAPI document.
+    let private resource (name: string) (contentType: string) : HttpHandler =
         fun next ctx ->
             task {
-                use page = typeof<Settings>.Assembly.GetManifestResourceStream "demo.html"
+                use stream = typeof<Settings>.Assembly.GetManifestResourceStream name
 
-                ctx.Response.ContentType <- "text/html; charset=utf-8"
-                do! page.CopyToAsync ctx.Response.Body
+                ctx.Response.ContentType <- contentType
+                do! stream.CopyToAsync ctx.Response.Body
                 return! next ctx
             }
+
+    /// The visitor's form, for trying the sidecar in a browser; served only when `Demo__Enabled`.
+    let private demoPage = resource "demo.html" "text/html; charset=utf-8"
+
+    /// The public contract as OpenAPI 3.1, the same document as `src/Callback/openapi.json`.
+    let private openApi = resource "openapi.json" "application/json; charset=utf-8"
 
     /// Counts every request to the handler in the metrics, once, when its answer is written.
     let private counted (metrics: CallbackMetrics) (handler: HttpHandler) : HttpHandler =
@@ -108,18 +115,27 @@ module Endpoints =
         |> counted services.Metrics
 
     /// `POST /callback`; `GET /healthz` (liveness only: it never touches AMI); `GET /readyz` (the checks
-    /// tagged `ready`: Asterisk answers); `GET /metrics` (Prometheus); in demo mode, `GET /`.
+    /// tagged `ready`: Asterisk answers); `GET /metrics` (Prometheus); `GET /openapi.json`; in demo mode,
+    /// `GET /`.
     let map (app: WebApplication) (settings: Settings) (services: CallbackServices) =
         app.MapPost("/callback", toDelegate (callback settings services app.Logger))
         |> ignore
 
-        app.MapHealthChecks("/healthz", HealthCheckOptions(Predicate = fun _ -> false))
+        // GET (and HEAD) only, like every other read: another method answers 405 in the contract.
+        let reads = HttpMethodMetadata [ "GET"; "HEAD" ]
+
+        app.MapHealthChecks("/healthz", HealthCheckOptions(Predicate = fun _ -> false)).WithMetadata(reads)
         |> ignore
 
-        app.MapHealthChecks("/readyz", HealthCheckOptions(Predicate = fun check -> check.Tags.Contains "ready"))
+        app
+            .MapHealthChecks("/readyz", HealthCheckOptions(Predicate = fun check -> check.Tags.Contains "ready"))
+            .WithMetadata(reads)
         |> ignore
 
-        app.MapMetrics("/metrics", services.Metrics.Registry) |> ignore
+        app.MapMetrics("/metrics", services.Metrics.Registry).WithMetadata(reads)
+        |> ignore
+
+        app.MapGet("/openapi.json", toDelegate openApi) |> ignore
 
         if settings.DemoEnabled then
             app.MapGet("/", toDelegate demoPage) |> ignore

@@ -3,12 +3,11 @@ namespace Callback.Http
 open System
 open System.Buffers
 open System.IO.Pipelines
-open System.Text
 open System.Text.Json
 open System.Threading
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Http
-open Microsoft.AspNetCore.WebUtilities
+open Microsoft.Extensions.DependencyInjection
 open Callback
 open Callback.Domain
 
@@ -44,11 +43,34 @@ module Core =
                 return! next ctx
             }
 
-    /// Answers with a status and the five false booleans plus `errors`: nothing reached Asterisk.
+    /// Answers with a status and the five false booleans plus `errors`: nothing reached Asterisk. The body
+    /// is written by `ErrorAnswers`, the one writer of every error answer.
     let refuse (code: int) (errors: FieldError list) : HttpHandler =
-        setStatusCode code >=> json (CallbackJson.refused errors)
+        fun next ctx ->
+            task {
+                ctx.Response.StatusCode <- code
+                let problems = ctx.RequestServices.GetRequiredService<IProblemDetailsService>()
+
+                do!
+                    problems.WriteAsync(
+                        ProblemDetailsContext(HttpContext = ctx, ProblemDetails = ErrorAnswers.problem code errors)
+                    )
+
+                return! next ctx
+            }
 
     let bodyError message = [ { Field = "body"; Message = message } ]
+
+    /// One read of the request body. Kestrel reports most broken bodies as `BadHttpRequestException`, but
+    /// a chunk size that overflows escapes as a bare `IOException`; both are the client's error (400),
+    /// which `ErrorAnswers` answers in the contract and logs as one line.
+    let private readClientBody (reader: PipeReader) (cancel: CancellationToken) =
+        task {
+            try
+                return! reader.ReadAsync cancel
+            with :? System.IO.IOException as e when not (e :? BadHttpRequestException) ->
+                return raise (BadHttpRequestException("The request body could not be read: " + e.Message, 400, e))
+        }
 
     /// Hands the whole body to `next` when it is at most `limit` bytes; 413 otherwise, read no further.
     let readBody (limit: int) (next: byte[] -> HttpHandler) : HttpHandler =
@@ -65,7 +87,7 @@ module Core =
                     let mutable reading = true
 
                     while reading do
-                        let! r = reader.ReadAsync ctx.RequestAborted
+                        let! r = readClientBody reader ctx.RequestAborted
                         result <- r
                         reading <- not r.IsCompleted && r.Buffer.Length <= int64 limit
 
@@ -92,69 +114,49 @@ module Handlers =
     [<Literal>]
     let MaxBodyBytes = 8192
 
-    let private mediaType (ctx: HttpContext) =
-        match ctx.Request.ContentType with
-        | null -> ""
-        | ct -> ct.Split(';').[0].Trim().ToLowerInvariant()
-
-    /// Throws on bytes that are not UTF-8 instead of quietly turning them into U+FFFD.
-    let private strictUtf8 = UTF8Encoding(false, true)
-
-    let private fromForm (body: byte[]) =
-        use reader = new FormReader(strictUtf8.GetString body)
-        let fields = reader.ReadForm()
-
-        let field name : Result<string option, FieldError> =
-            match fields.TryGetValue name with
-            | true, values when values.Count > 1 ->
-                Error {
-                    Field = name
-                    Message = "Give this field once."
-                }
-            | true, values -> Ok(Some(values.ToString()))
-            | false, _ -> Ok None
-
-        UnvalidatedCallback.ofFields (field CallbackRequest.PhoneNumberField) (field CallbackRequest.LanguageField)
-
-    /// Reads the form, as JSON or URL-encoded, into its unchecked fields: 415 for another content type,
-    /// 400 when the body does not parse, 422 when a JSON field has the wrong type.
-    let bindCallback (next: UnvalidatedCallback -> HttpHandler) : HttpHandler =
+    /// Reads the form, as JSON or URL-encoded, into its two fields, each read or refused on its own:
+    /// 415 for another content type (before reading), 413 over `MaxBodyBytes`, 400 when it does not parse.
+    let bindCallback (next: BoundField * BoundField -> HttpHandler) : HttpHandler =
         fun after ctx ->
-            let decoded decode = readBody MaxBodyBytes decode after ctx
+            match Body.format ctx.Request.ContentType with
+            | Error refusal -> refuse refusal.Status refusal.Errors after ctx
+            | Ok format ->
+                let decode body =
+                    match Body.read format body with
+                    | Ok fields -> next fields
+                    | Error refusal -> refuse refusal.Status refusal.Errors
 
-            match mediaType ctx with
-            | "application/json" ->
-                decoded (fun body ->
-                    match
-                        (try
-                            Ok(JsonDocument.Parse(ReadOnlyMemory body))
-                         with :? JsonException ->
-                             Error())
-                    with
-                    | Error() -> refuse 400 (bodyError "The body is not valid JSON.")
-                    | Ok document ->
-                        use document = document
+                readBody MaxBodyBytes decode after ctx
 
-                        match CallbackJson.decode document.RootElement with
-                        | Ok fields -> next fields
-                        | Error errors -> refuse 422 errors)
-            | "application/x-www-form-urlencoded" ->
-                decoded (fun body ->
-                    match
-                        (try
-                            Ok(fromForm body)
-                         with
-                         | :? System.IO.InvalidDataException
-                         | :? DecoderFallbackException -> Error())
-                    with
-                    | Error() -> refuse 400 (bodyError "The body is not a valid URL-encoded form.")
-                    | Ok(Ok fields) -> next fields
-                    | Ok(Error errors) -> refuse 422 errors)
-            | _ -> refuse 415 (bodyError "Send application/json or application/x-www-form-urlencoded.") after ctx
+    /// Every error of the form at once: a field that could not be read (wrong JSON type, given twice)
+    /// is reported as such, and the other field is still validated beside it.
+    let private validate (phoneNumber: BoundField, language: BoundField) =
+        let given: UnvalidatedCallback = {
+            PhoneNumber = Result.defaultValue None phoneNumber
+            Language = Result.defaultValue None language
+        }
+
+        match phoneNumber, language, CallbackRequest.validate given with
+        | Ok _, Ok _, Ok request -> Ok request
+        | _, _, validated ->
+            let invalid =
+                match validated with
+                | Ok _ -> []
+                | Error errors -> errors
+
+            let errorsOf field (bound: BoundField) =
+                match bound with
+                | Error unreadable -> [ unreadable ]
+                | Ok _ -> invalid |> List.filter (fun e -> e.Field = field)
+
+            Error(
+                errorsOf CallbackRequest.PhoneNumberField phoneNumber
+                @ errorsOf CallbackRequest.LanguageField language
+            )
 
     /// Checks the fields; 422 with every error at once, before any AMI traffic.
-    let validateCallback (next: CallbackRequest -> HttpHandler) (fields: UnvalidatedCallback) : HttpHandler =
-        match CallbackRequest.validate fields with
+    let validateCallback (next: CallbackRequest -> HttpHandler) (fields: BoundField * BoundField) : HttpHandler =
+        match validate fields with
         | Ok request -> next request
         | Error errors -> refuse 422 errors
 

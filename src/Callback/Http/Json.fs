@@ -1,5 +1,6 @@
 namespace Callback.Http
 
+open System
 open System.Text.Json
 open Callback
 open Callback.Domain
@@ -7,6 +8,9 @@ open Callback.Domain
 /// A JSON value written straight to a `Utf8JsonWriter`: explicit encoders in the style of Thoth.Json,
 /// so the wire format is spelled out here and never inferred by reflection from a domain type.
 type JsonValue = Utf8JsonWriter -> unit
+
+/// One field of the form as a body gave it: its value (`None` when absent), or why it could not be read.
+type BoundField = Result<string option, FieldError>
 
 [<RequireQualifiedAccess>]
 module Encode =
@@ -35,21 +39,52 @@ module Encode =
 
             w.WriteEndObject()
 
-/// Reading a field of a JSON object: absent and null are "not given"; a present field of another type
-/// is an error for that field.
+/// Reading a field of a JSON object: absent and null are "not given"; a present field of another type,
+/// or one given twice, is an error for that field.
 [<RequireQualifiedAccess>]
 module Decode =
 
-    let optionalString (name: string) (o: JsonElement) : Result<string option, FieldError> =
-        match o.TryGetProperty name with
-        | false, _ -> Ok None
-        | true, v when v.ValueKind = JsonValueKind.Null -> Ok None
-        | true, v when v.ValueKind = JsonValueKind.String -> Ok(Some(v.GetString()))
-        | true, _ ->
-            Error {
-                Field = name
-                Message = "Must be a string."
-            }
+    let private fieldError name message =
+        Error { Field = name; Message = message }
+
+    /// The field's one value, `None` when absent: a repeated key is refused (System.Text.Json would
+    /// quietly keep the last one), exactly as a repeated form field is. Names match in any case, as
+    /// form fields do (and as ASP.NET Core's web defaults read JSON), so `PhoneNumber` is the same field.
+    let optionalString (name: string) (o: JsonElement) : BoundField =
+        let values = [
+            for p in o.EnumerateObject() do
+                if String.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase) then
+                    p.Value
+        ]
+
+        match values with
+        | [] -> Ok None
+        | [ v ] when v.ValueKind = JsonValueKind.Null -> Ok None
+        | [ v ] when v.ValueKind = JsonValueKind.String -> Ok(Some(v.GetString()))
+        | [ _ ] -> fieldError name "Must be a string."
+        | _ -> fieldError name "Give this field once."
+
+/// Whether every string of a parsed document is Unicode text: JSON's `\ud800` escape parses, but a
+/// lone surrogate is no text, and reading it later would throw instead of answering 400.
+[<RequireQualifiedAccess>]
+module JsonText =
+
+    let private readable (read: unit -> string) =
+        try
+            read () |> ignore
+            true
+        with :? System.InvalidOperationException ->
+            false
+
+    /// True when every string and property name below `e` reads as a .NET string.
+    let rec isUnicode (e: JsonElement) : bool =
+        match e.ValueKind with
+        | JsonValueKind.String -> readable e.GetString
+        | JsonValueKind.Array -> e.EnumerateArray() |> Seq.forall isUnicode
+        | JsonValueKind.Object ->
+            e.EnumerateObject()
+            |> Seq.forall (fun p -> readable (fun () -> p.Name) && isUnicode p.Value)
+        | _ -> true
 
 /// The callback endpoint's body, in and out.
 [<RequireQualifiedAccess>]
@@ -84,8 +119,9 @@ module CallbackJson =
             @ [ "errors", Encode.list (List.map fieldError errors) ]
         )
 
-    /// The form's fields from a JSON body, which must be an object.
-    let decode (root: JsonElement) : Result<UnvalidatedCallback, FieldError list> =
+    /// The form's two fields from a JSON body, each read or refused on its own; `Error` when the body is
+    /// not an object at all.
+    let decode (root: JsonElement) : Result<BoundField * BoundField, FieldError list> =
         if root.ValueKind <> JsonValueKind.Object then
             Error [
                 {
@@ -94,6 +130,7 @@ module CallbackJson =
                 }
             ]
         else
-            UnvalidatedCallback.ofFields
-                (Decode.optionalString CallbackRequest.PhoneNumberField root)
-                (Decode.optionalString CallbackRequest.LanguageField root)
+            Ok(
+                Decode.optionalString CallbackRequest.PhoneNumberField root,
+                Decode.optionalString CallbackRequest.LanguageField root
+            )

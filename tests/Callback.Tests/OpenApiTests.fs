@@ -1,0 +1,204 @@
+/// `GET /openapi.json` is the contract the server keeps: every status `POST /callback` answers is
+/// documented, and every real answer validates against the schema documented for its status.
+module Callback.Tests.OpenApiTests
+
+open System
+open System.IO
+open System.Net.Http
+open System.Text.Json.Nodes
+open Expecto
+open global.Json.Schema
+open Callback.Tests.FakeAmi
+open Callback.Tests.Loopback
+open Callback.Tests.Programs
+open Callback.Tests.TestSidecar
+
+/// A real answer: its status, its headers (response and content, by lower-case name) and its body.
+type Answer = {
+    Status: int
+    Headers: Set<string>
+    Body: string
+}
+
+let private answerOf (response: HttpResponseMessage) = {
+    Status = int response.StatusCode
+    Headers =
+        Seq.append response.Headers response.Content.Headers
+        |> Seq.map (fun h -> h.Key.ToLowerInvariant())
+        |> Set.ofSeq
+    Body = response.Content.ReadAsStringAsync().Result
+}
+
+/// The sidecar on a fake Asterisk that answers with `answer`, or on `port` where nothing listens.
+let private sidecarOn (port: int) =
+    new Sidecar(
+        [
+            "Ami:Host", "127.0.0.1"
+            "Ami:Port", string port
+            "Ami:CaCertificate", pki.Value.WriteCaPem()
+            "Ami:Username", "callback"
+            "Ami:Secret", "s3cret-Value"
+            "Ami:ResponseTimeout", "400"
+            "Originate:Channel", "PJSIP/{number}@trunk"
+        ]
+    )
+
+let private against (answer: ReceivedAction -> Reply) (send: HttpClient -> HttpResponseMessage) =
+    use server = new Server(script answer, Some pki.Value.Server)
+    use sidecar = sidecarOn server.Port
+    answerOf (send sidecar.Client)
+
+let private post (content: HttpContent) (client: HttpClient) =
+    client.PostAsync("/callback", content).Result
+
+let private valid = [ "phoneNumber", "5145550234"; "language", "en" ]
+
+/// The sidecar with `extra` settings on a well-behaved fake Asterisk, given to `send`.
+let private configured (extra: (string * string) list) (send: HttpClient -> HttpResponseMessage) =
+    use server = new Server(script asterisk, Some pki.Value.Server)
+    use sidecar = new Sidecar(fakeAmiConfig extra server.Port)
+    answerOf (send sidecar.Client)
+
+/// One real request per status `POST /callback` can answer.
+let realAnswers: (string * (unit -> Answer)) list = [
+    "another site's page",
+    (fun () ->
+        configured [ "Callback:AllowedOrigins", "https://shop.example.org" ] (fun client ->
+            use request =
+                new HttpRequestMessage(HttpMethod.Post, "/callback", Content = form valid)
+
+            request.Headers.Add("Origin", "https://evil.example.net")
+            client.SendAsync(request).Result))
+    "a client over its minute",
+    (fun () ->
+        configured [ "Callback:PerClientPerMinute", "1" ] (fun client ->
+            (post (form [ "phoneNumber", "911"; "language", "en" ]) client).Dispose()
+            post (form valid) client))
+    "a spooled callback", (fun () -> against asterisk (post (form valid)))
+    "broken JSON", (fun () -> against asterisk (post (jsonBody "{")))
+    "another path", (fun () -> against asterisk (fun c -> c.PostAsync("/nowhere", form valid).Result))
+    "GET /callback", (fun () -> against asterisk (fun c -> c.GetAsync("/callback").Result))
+    "a body over 8 KiB",
+    (fun () -> against asterisk (post (form [ "phoneNumber", String('5', 9000); "language", "en" ])))
+    "text/plain", (fun () -> against asterisk (post (new StringContent("phoneNumber=5145550234"))))
+    "invalid fields", (fun () -> against asterisk (post (form [ "phoneNumber", "911"; "language", "de" ])))
+    "an unexpected exception",
+    (fun () ->
+        let mutable answer = None
+
+        HttpContractTests.throwing (InvalidOperationException "boom") (fun client _ ->
+            answer <- Some(answerOf (client.PostAsync("/boom", form valid).Result)))
+
+        answer.Value)
+    "a refused Login", (fun () -> against (refusing "Login" "Authentication failed") (post (form valid)))
+    "an unreachable Asterisk",
+    (fun () ->
+        use sidecar = sidecarOn (freePort ())
+        answerOf (post (form valid) sidecar.Client))
+]
+
+/// Statuses documented but answered only where the test server cannot reach: 408 needs a real Kestrel
+/// (KestrelTests checks it is in the contract).
+let private answeredElsewhere = set [ 408 ]
+
+let private served =
+    lazy
+        (use server = new Server(script asterisk, Some pki.Value.Server)
+         use sidecar = sidecarOn server.Port
+         let response = sidecar.Client.GetAsync("/openapi.json").Result
+         int response.StatusCode, response.Content.ReadAsStringAsync().Result)
+
+let private document = lazy (JsonNode.Parse(snd served.Value))
+
+/// The node at `keys` below `node`, `null` where one is missing.
+let private at (keys: string list) (node: JsonNode) =
+    keys
+    |> List.fold (fun (n: JsonNode) key -> if isNull n then null else n[key]) node
+
+let private responses () =
+    (at [ "paths"; "/callback"; "post"; "responses" ] document.Value).AsObject()
+
+/// The schema documented for `status`, as a JSON Schema 2020-12 whose `$defs` are the components.
+let private schemaFor (status: int) =
+    let documented = (responses ()).[string status]
+    let schema = at [ "content"; "application/json"; "schema" ] documented
+    let reference = schema["$ref"].GetValue<string>()
+    let components = at [ "components"; "schemas" ] document.Value
+    let defs = components.ToJsonString().Replace("#/components/schemas/", "#/$defs/")
+
+    let name = reference.Replace("#/components/schemas/", "")
+
+    JsonSchema.FromText(
+        $"""{{"$schema":"https://json-schema.org/draft/2020-12/schema","$defs":{defs},"$ref":"#/$defs/{name}"}}"""
+    )
+
+let private requiredHeaders (status: int) = [
+    match (responses ()).[string status]["headers"] with
+    | null -> ()
+    | headers ->
+        for h in headers.AsObject() do
+            if h.Value["required"] <> null && h.Value["required"].GetValue<bool>() then
+                h.Key.ToLowerInvariant()
+]
+
+[<Tests>]
+let openApi =
+    testList "OpenAPI document" [
+        yield
+            test "is served at GET /openapi.json, the same document as in the repository" {
+                let status, body = served.Value
+                Expect.equal status 200 "200"
+
+                let inRepo =
+                    File.ReadAllText(Path.Combine(repoRoot, "src", "Callback", "openapi.json"))
+
+                Expect.equal body inRepo "the repository's openapi.json"
+                let version = document.Value["openapi"]
+                Expect.equal (version.GetValue<string>()) "3.1.0" "OpenAPI 3.1"
+            }
+
+        yield
+            test "documents every status POST /callback answers, and no other" {
+                let documented = responses () |> Seq.map (fun r -> int r.Key) |> Set.ofSeq
+
+                Expect.equal
+                    documented
+                    (set [ 200; 400; 403; 404; 405; 408; 413; 415; 422; 429; 500; 502; 503 ])
+                    "documented statuses"
+            }
+
+        yield
+            test "429 documents its Retry-After header" {
+                Expect.equal (requiredHeaders 429) [ "retry-after" ] "Retry-After"
+            }
+
+        let answers = lazy [ for name, answer in realAnswers -> name, answer () ]
+
+        yield
+            test "every documented status has a real answer among the cases" {
+                let answered = answers.Value |> List.map (fun (_, a) -> a.Status) |> Set.ofList
+                let documented = responses () |> Seq.map (fun r -> int r.Key) |> Set.ofSeq
+                Expect.equal (documented - answered) answeredElsewhere "only those answered elsewhere are missing"
+            }
+
+        for name, _ in realAnswers ->
+            test $"{name}: the real answer is documented and validates against its schema" {
+                let answer = answers.Value |> List.find (fun (n, _) -> n = name) |> snd
+                Expect.isNotNull ((responses ()).[string answer.Status]) $"status {answer.Status} documented"
+
+                let result =
+                    (schemaFor answer.Status)
+                        .Evaluate(JsonNode.Parse answer.Body, EvaluationOptions(OutputFormat = OutputFormat.List))
+
+                let problems = [
+                    for d in result.Details do
+                        if d.Errors <> null then
+                            for e in d.Errors -> $"{d.InstanceLocation}: {e.Value}"
+                ]
+
+                Expect.isTrue result.IsValid $"{answer.Body} against status {answer.Status}: {problems}"
+
+                for header in requiredHeaders answer.Status do
+                    Expect.contains answer.Headers header $"the {header} header"
+            }
+    ]
