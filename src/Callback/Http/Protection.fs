@@ -39,7 +39,7 @@ module Protection =
     /// client could send any header it likes anyway.
     let checkOrigin (allowed: SiteOrigin list) : HttpHandler =
         let refused =
-            refuseFor Origin 403 "origin" "This site's pages may not request callbacks."
+            refuseFor Origin 403 "origin" "Pages of this site may not request callbacks."
 
         fun next ctx ->
             if List.isEmpty allowed then
