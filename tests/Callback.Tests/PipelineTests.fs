@@ -25,6 +25,7 @@ let settingsFor (port: int) (transport: Transport) : Settings = {
         Secret = Secret "s3cret-Value"
         ResponseTimeout = TimeSpan.FromMilliseconds 400.0
         MaxSessions = 8
+        MaxQueued = 32
         MaxMessageBytes = FrameReader.DefaultMaxMessageBytes
     }
     Originate = {
@@ -38,6 +39,13 @@ let settingsFor (port: int) (transport: Transport) : Settings = {
     Proxy = {
         KnownProxies = []
         KnownNetworks = []
+    }
+    Protection = {
+        AllowedOrigins = []
+        PerClientPerMinute = 5
+        GlobalPerMinute = 20
+        PerNumberInterval = TimeSpan.FromMinutes 2.0
+        PerNumberPerDay = 5
     }
     Destination = DestinationPolicy.defaults
     DemoEnabled = false
