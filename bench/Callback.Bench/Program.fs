@@ -6,6 +6,7 @@
 ///   ping [--pings N] [--out FILE]                                where a Ping round trip's time goes
 ///   stream --client raw|naive|frames|connection|connection-every-value --port P [--pings K] [--warmup W]
 ///   report --work DIR --out FILE                                 stream.md from bench/stream/run.sh's results
+///   fold [--rounds N] [--seconds S] [--out FILE]                 the call fold's throughput on one thread → fold.md
 module Callback.Bench.Program
 
 open System
@@ -29,6 +30,7 @@ let private usage () =
         "       Callback.Bench stream --client raw|naive|frames|connection|connection-every-value --port P [--pings K] [--warmup W]"
 
     eprintfn "       Callback.Bench report --work DIR --out FILE"
+    eprintfn "       Callback.Bench fold [--rounds N] [--seconds S] [--out FILE]"
     2
 
 /// Takes `--name value` out of the arguments.
@@ -167,6 +169,26 @@ let private stream (args: string list) =
         }
     | _ -> usage ()
 
+/// The call fold, round after round (the first, untimed, warms the JIT up).
+let private fold (args: string list) =
+    let number name fallback =
+        fst (take name args) |> Option.map float |> Option.defaultValue fallback
+
+    let corpus = FoldBenchmark.load ()
+    FoldBenchmark.verify corpus
+    let seconds = TimeSpan.FromSeconds(number "--seconds" 1.0)
+    FoldBenchmark.round corpus seconds |> ignore
+
+    let rounds = [
+        for _ in 1 .. int (number "--rounds" 10.0) -> FoldBenchmark.round corpus seconds
+    ]
+
+    let command =
+        "dotnet bench/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll fold "
+        + String.concat " " (snd (take "--out" args))
+
+    emit args (Report.fold (command.TrimEnd()) corpus rounds)
+
 [<EntryPoint>]
 let main argv =
     match List.ofArray argv with
@@ -205,6 +227,7 @@ let main argv =
 
         emit rest text
     | "stream" :: rest -> stream rest
+    | "fold" :: rest -> fold rest
     | "report" :: rest ->
         match fst (take "--work" rest), fst (take "--out" rest) with
         | Some work, Some out ->

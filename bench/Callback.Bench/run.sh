@@ -16,6 +16,8 @@
 #       EventPipe CPU sampling of FrameReader and of Connection.Receive's mechanics, summarized
 #   dotnet bench/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll ping --out bench/results/ping-layers.md
 #       a Ping round trip layer by layer (raw stream, pipe, Connection, deadline, Client.send), interleaved
+#   dotnet bench/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll fold --out bench/results/fold.md
+#       the call fold's throughput on one thread, over every recorded callback transcript
 #   bench/results/parser-profile.md explains what bounds the parser and the Ping.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,9 +34,11 @@ dotnet bin/Release/net10.0/Callback.Bench.dll parser --results "$repo/bench/resu
 case " $* " in
   *" --filter "*) ;;
   *" --quick "*)
+    dotnet bin/Release/net10.0/Callback.Bench.dll fold --rounds 3 --out "$repo/bench/results/fold.md" >/dev/null
     dotnet bin/Release/net10.0/Callback.Bench.dll ping --pings 1000 --out "$repo/bench/results/ping-layers.md" >/dev/null ;;
   *)
     dotnet bin/Release/net10.0/Callback.Bench.dll compare --out "$repo/bench/results/parser-compare.md" >/dev/null
+    dotnet bin/Release/net10.0/Callback.Bench.dll fold --out "$repo/bench/results/fold.md" >/dev/null
     dotnet bin/Release/net10.0/Callback.Bench.dll ping --pings 5000 --out "$repo/bench/results/ping-layers.md" >/dev/null
     dotnet bin/Release/net10.0/Callback.Bench.dll profile --out "$repo/bench/results/parser-cpu-profile.md" >/dev/null ;;
 esac

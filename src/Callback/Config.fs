@@ -17,6 +17,8 @@ type AmiSettings = {
     ResponseTimeout: TimeSpan
     /// AMI sessions open at once, at most; more callbacks wait for a free one.
     MaxSessions: int
+    /// Callbacks waiting for a session, at most; past it a callback is refused at once (503).
+    MaxQueued: int
     /// The largest AMI message read; a longer one is skipped (and logged), the session goes on.
     MaxMessageBytes: int
 }
@@ -38,15 +40,37 @@ type ProxySettings = {
     KnownNetworks: IPNetwork list
 }
 
+/// Abuse protection of the public endpoint: which sites' pages may post, and how often calls are placed.
+type ProtectionSettings = {
+    /// Sites whose pages may post; empty means any site (warned at start-up).
+    AllowedOrigins: SiteOrigin list
+    /// Callbacks per client address (as the trusted proxy reports it) per minute.
+    PerClientPerMinute: int
+    /// Callbacks per minute for the whole sidecar: a ceiling on the trunk bill.
+    GlobalPerMinute: int
+    /// The shortest time between two calls to one number.
+    PerNumberInterval: TimeSpan
+    /// Calls to one number per day.
+    PerNumberPerDay: int
+}
+
 /// Everything the sidecar reads from configuration, checked once at start-up.
 type Settings = {
     Ami: AmiSettings
     Originate: OriginateSettings
     Proxy: ProxySettings
+    Protection: ProtectionSettings
     /// Which valid numbers may be rung (`Callback__AllowedNumberTypes`, `Callback__…AreaCodes`).
     Destination: DestinationPolicy
     DemoEnabled: bool
 }
+
+/// The longest one callback can take, waiting for a session slot included.
+[<RequireQualifiedAccess>]
+module CallbackDuration =
+    /// `2 × ConnectTimeout + 3 × ResponseTimeout`: the slot wait, the connect, then Login, Originate, Logoff.
+    let longest (ami: AmiSettings) =
+        ami.Endpoint.ConnectTimeout * 2.0 + ami.ResponseTimeout * 3.0
 
 [<RequireQualifiedAccess>]
 module Settings =
@@ -168,6 +192,7 @@ module Settings =
             and! secret = secret config
             and! responseTimeout = milliseconds config "Ami:ResponseTimeout" 5000 100 60000
             and! maxSessions = number config "Ami:MaxSessions" 8 1 1000
+            and! maxQueued = number config "Ami:MaxQueued" 32 0 10000
             and! maxMessageBytes = maxMessageBytes config
 
             return {
@@ -176,6 +201,7 @@ module Settings =
                 Secret = secret
                 ResponseTimeout = responseTimeout
                 MaxSessions = maxSessions
+                MaxQueued = maxQueued
                 MaxMessageBytes = maxMessageBytes
             }
         }
@@ -232,6 +258,23 @@ module Settings =
             }
         }
 
+    let private protection config =
+        validation {
+            let! origins = listOf config "Callback:AllowedOrigins" SiteOrigin.tryParse
+            and! perClient = number config "Callback:PerClientPerMinute" 5 1 100000
+            and! perMinute = number config "Callback:GlobalPerMinute" 20 1 100000
+            and! interval = number config "Callback:PerNumberIntervalSeconds" 120 1 86400
+            and! perDay = number config "Callback:PerNumberPerDay" 5 1 1000
+
+            return {
+                AllowedOrigins = origins
+                PerClientPerMinute = perClient
+                GlobalPerMinute = perMinute
+                PerNumberInterval = TimeSpan.FromSeconds(float interval)
+                PerNumberPerDay = perDay
+            }
+        }
+
     /// The destination policy: the built-in rules always hold, these settings only narrow or widen the
     /// number types and area codes on top of them.
     let private destination config =
@@ -272,6 +315,7 @@ module Settings =
             let! ami = ami config
             and! originate = originate config
             and! proxy = proxy config
+            and! protection = protection config
             and! destination = destination config
             and! demo = flag config "Demo:Enabled" false
 
@@ -279,6 +323,7 @@ module Settings =
                 Ami = ami
                 Originate = originate
                 Proxy = proxy
+                Protection = protection
                 Destination = destination
                 DemoEnabled = demo
             }

@@ -43,7 +43,7 @@ module StageFailure =
         | OriginateFailed e -> $"Originate: {ActionError.describe e}"
         | LogoffFailed e -> $"Logoff: {ActionError.describe e}"
 
-/// What happened to one callback: the booleans, the Originate's ActionID once it was accepted, and the
+/// What happened to one callback: the booleans, the call's id once its Originate was accepted, and the
 /// first failure if any.
 type CallbackOutcome = {
     Stages: StageResults
@@ -66,14 +66,19 @@ module Pipeline =
     /// A stage's result: the progress so far, or the failure with the progress it had reached.
     type private StageResult = Result<Progress, StageFailure * Progress>
 
-    /// The Originate for one callback. One `Variable:` line per variable, values without commas:
-    /// Asterisk splits each Variable line on commas.
-    let originateAction (settings: OriginateSettings) (request: CallbackRequest) =
+    /// The Originate of one attempt of call `callId`. `ChannelId` makes the visitor's channel's Uniqueid (and
+    /// so every leg's Linkedid) `<callId>-<attempt>`, and `__CALLBACK_ID` is inherited by every channel the
+    /// dialplan creates: each leg is recognisable by the monitor. The ActionID is that same ChannelId: it is
+    /// unique per Originate (Asterisk refuses a live duplicate ChannelId anyway), it names the attempt in the
+    /// `OriginateResponse` every `call` reader receives, and it discloses nothing the channel's own events do
+    /// not. One `Variable:` line per variable, values without commas: Asterisk splits each line on commas.
+    let originateAction (settings: OriginateSettings) (callId: CallId) (attempt: Attempt) (request: CallbackRequest) =
         let lang = Language.code request.Language
+        let channelId = ChannelId.format callId attempt
 
         {
             Name = "Originate"
-            ActionId = Actions.newActionId ()
+            ActionId = channelId
             Headers = [
                 yield "Channel", settings.Channel.Replace("{number}", request.PhoneNumber.Digits)
                 yield "Context", settings.Context.Replace("{language}", lang)
@@ -84,7 +89,9 @@ module Pipeline =
                 | None -> ()
                 yield "Timeout", string (int settings.Timeout.TotalMilliseconds)
                 yield "Async", "true"
+                yield "ChannelId", channelId
                 yield "Variable", $"CALLBACK_LANGUAGE={lang}"
+                yield "Variable", $"__CALLBACK_ID={CallId.value callId}"
             ]
         }
 
@@ -102,7 +109,8 @@ module Pipeline =
         })
 
     let private originate (settings: Settings) (session: Session) request ct (progress: Progress) =
-        let action = originateAction settings.Originate request
+        let callId = CallId.create ()
+        let action = originateAction settings.Originate callId Attempt.first request
 
         stage
             (fun () -> session.Send(action, ct))
@@ -113,7 +121,7 @@ module Pipeline =
                         AmiOrig = true
                         CallSpooled = true
                 }
-                CallId = Some action.ActionId
+                CallId = Some(CallId.value callId)
             })
             progress
 

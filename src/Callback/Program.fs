@@ -9,6 +9,7 @@ open Microsoft.Extensions.DependencyInjection
 open Microsoft.Extensions.Hosting
 open Microsoft.Extensions.Logging
 open Callback.Ami
+open Callback.Callbacks
 open Callback.Http
 
 /// Trust `X-Forwarded-For` and `-Proto` only from the configured proxies (default: loopback), so a
@@ -21,6 +22,40 @@ let private forwardedHeaders (proxy: ProxySettings) (options: ForwardedHeadersOp
         options.KnownIPNetworks.Clear()
         proxy.KnownProxies |> List.iter options.KnownProxies.Add
         proxy.KnownNetworks |> List.iter options.KnownIPNetworks.Add
+
+/// The process-wide services of the callback routes, and their part in start-up and shutdown: the
+/// readiness check, the drain that lets callbacks in flight finish, a shutdown timeout long enough for it.
+let private callbackServices (builder: WebApplicationBuilder) (settings: Settings) =
+    let gate = new SessionGate(settings.Ami.MaxSessions, settings.Ami.MaxQueued)
+    let limits = new CallbackLimits(settings.Protection)
+    let inFlight = CallbacksInFlight()
+    let longest = CallbackDuration.longest settings.Ami
+
+    let readiness =
+        new AsteriskReadiness(settings.Ami.Endpoint, TimeSpan.FromSeconds 5.0, inFlight, TimeProvider.System)
+
+    builder.Services.AddHealthChecks().AddCheck("asterisk", readiness, tags = [ "ready" ])
+    |> ignore
+
+    builder.Services.AddHostedService(fun services ->
+        new ShutdownDrain(
+            inFlight,
+            longest,
+            [ gate; limits; readiness ],
+            services.GetRequiredService<IHostApplicationLifetime>()
+        ))
+    |> ignore
+
+    builder.Services.Configure<HostOptions>(fun (o: HostOptions) ->
+        o.ShutdownTimeout <- ShutdownTimeout.forCallbacks longest)
+    |> ignore
+
+    {
+        Gate = gate
+        Limits = limits
+        InFlight = inFlight
+        Metrics = CallbackMetrics gate
+    }
 
 /// Builds the web application from configuration; every invalid setting is reported, none is guessed.
 /// `configure` lets tests (and the demo) add configuration sources or a test server before the build.
@@ -36,11 +71,7 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
     | Ok settings ->
         builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
         ErrorAnswers.addServices builder.Services
-        builder.Services.AddHealthChecks() |> ignore
-        // On SIGTERM Kestrel stops accepting and lets in-flight callbacks finish; `docker stop` waits 10 s.
-        builder.Services.Configure<HostOptions>(fun (o: HostOptions) -> o.ShutdownTimeout <- TimeSpan.FromSeconds 8.0)
-        |> ignore
-
+        let services = callbackServices builder settings
 
         builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders settings.Proxy)
         |> ignore
@@ -52,7 +83,11 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         if settings.Ami.Endpoint.Transport = PlainTcp then
             app.Logger.LogWarning "Ami__UseTls is false: the AMI secret crosses the network in clear text."
 
-        Endpoints.map app settings
+        if List.isEmpty settings.Protection.AllowedOrigins then
+            app.Logger.LogWarning
+                "Callback__AllowedOrigins is not set: a page on any web site can make its visitors' browsers request callbacks."
+
+        Endpoints.map app settings services
         Ok app
 
 /// Where this process listens, from `ASPNETCORE_URLS` (first URL; a wildcard host means loopback), else

@@ -120,6 +120,8 @@ let private shared =
                      "Ami:Username", "callback"
                      "Ami:Secret", "s3cret-Value"
                      "Originate:Channel", "PJSIP/{number}@trunk"
+                     // The whole corpus comes from one client; the rate limits have tests of their own.
+                     "Callback:PerClientPerMinute", "100000"
                  ]
              )
 

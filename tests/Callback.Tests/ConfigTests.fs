@@ -307,3 +307,75 @@ let tests =
             Expect.isFalse ((sprintf "%A" (Secret "very-secret-1")).Contains "very-secret-1") "%A"
         }
     ]
+
+/// The settings read from the minimal configuration plus `pairs`.
+let private settingsWith pairs = settingsOf (minimal @ pairs)
+
+[<Tests>]
+let protection =
+    testList "Settings: protection" [
+        test "defaults: 5 a minute per client, 20 calls a minute, 1 per number per 2 minutes and 5 a day, 32 queued" {
+            let s = settingsWith []
+            Expect.equal s.Protection.PerClientPerMinute 5 "per client"
+            Expect.equal s.Protection.GlobalPerMinute 20 "global"
+            Expect.equal s.Protection.PerNumberInterval (TimeSpan.FromMinutes 2.0) "per number interval"
+            Expect.equal s.Protection.PerNumberPerDay 5 "per number per day"
+            Expect.isEmpty s.Protection.AllowedOrigins "any origin"
+            Expect.equal s.Ami.MaxQueued 32 "queued"
+        }
+
+        test "each limit is read from its variable" {
+            let s =
+                settingsWith [
+                    "Callback:PerClientPerMinute", "7"
+                    "Callback:GlobalPerMinute", "50"
+                    "Callback:PerNumberIntervalSeconds", "600"
+                    "Callback:PerNumberPerDay", "2"
+                    "Ami:MaxQueued", "0"
+                ]
+
+            Expect.equal
+                (s.Protection.PerClientPerMinute,
+                 s.Protection.GlobalPerMinute,
+                 s.Protection.PerNumberInterval,
+                 s.Protection.PerNumberPerDay,
+                 s.Ami.MaxQueued)
+                (7, 50, TimeSpan.FromMinutes 10.0, 2, 0)
+                "all five"
+        }
+
+        test "allowed origins are a comma-separated list of sites, compared as origins" {
+            let s =
+                settingsWith [
+                    "Callback:AllowedOrigins", "https://Shop.Example.org/ , http://localhost:8080"
+                ]
+
+            Expect.equal
+                (s.Protection.AllowedOrigins |> List.map string)
+                [ "https://shop.example.org"; "http://localhost:8080" ]
+                "normalised"
+        }
+
+        test "a bad limit or origin stops start-up naming its variable" {
+            let errors =
+                errorsOf (
+                    minimal
+                    @ [
+                        "Callback:PerClientPerMinute", "0"
+                        "Callback:PerNumberPerDay", "many"
+                        "Ami:MaxQueued", "-1"
+                        "Callback:AllowedOrigins", "shop.example.org"
+                    ]
+                )
+
+            Expect.equal
+                (errors |> List.map (fun e -> e.Substring(0, e.IndexOfAny [| ' '; ':' |])))
+                [
+                    "Ami__MaxQueued"
+                    "Callback__AllowedOrigins"
+                    "Callback__PerClientPerMinute"
+                    "Callback__PerNumberPerDay"
+                ]
+                "one message each"
+        }
+    ]

@@ -97,6 +97,8 @@ let private running =
                  "Ami__Username", "callback"
                  "Ami__Secret", "s3cret-Value"
                  "Originate__Channel", "PJSIP/{number}@trunk"
+                 // Every raw request comes from one client; the rate limits have tests of their own.
+                 "Callback__PerClientPerMinute", "100000"
              ]
 
          if not (sidecar.AwaitHealthy()) then

@@ -1,7 +1,7 @@
 /// examples/nginx/callback.conf in Debian's real nginx, in front of the real sidecar process and the real
 /// local Asterisk: what the site exposes, and which client address the sidecar believes.
-/// Loopback is all of 127.0.0.0/8, so the test's clients connect from 127.0.0.2 and 127.0.0.3 to tell
-/// them apart from nginx (127.0.0.1).
+/// Loopback is all of 127.0.0.0/8, so the test's clients connect from 127.0.0.2 … 127.0.0.6 to tell
+/// them apart from nginx (127.0.0.1) and from each other (each address has its own rate limits).
 module Callback.Tests.NginxTests
 
 open System
@@ -91,6 +91,8 @@ let private stack =
                  sidecarSettings asterisk
                  @ [
                      "ForwardedHeaders__KnownProxies", "127.0.0.1"
+                     // The default per-client limit (sidecarSettings raises it for the other tests).
+                     "Callback__PerClientPerMinute", "5"
                      "Logging__Console__FormatterOptions__SingleLine", "true"
                      // Every request the sidecar receives is logged, to prove which ones never reach it.
                      "Logging__LogLevel__Microsoft.AspNetCore.Hosting.Diagnostics", "Information"
@@ -233,7 +235,7 @@ let tests =
                 "127.0.0.3"
                 "the client the sidecar logged")
 
-        nginxTest "nginx refuses a body over 8 KiB itself (413), without asking the sidecar" (fun () ->
+        nginxTest "nginx refuses a body over 8 KiB itself (413, in the contract), without asking the sidecar" (fun () ->
             let stack = stack.Value
             let marker = Guid.NewGuid().ToString "N"
             use client = clientFrom "127.0.0.2"
@@ -249,6 +251,9 @@ let tests =
                 client.PostAsync($"http://127.0.0.1:{stack.NginxPort}/callback?{marker}", big).Result
 
             Expect.equal response.StatusCode HttpStatusCode.RequestEntityTooLarge "413"
+            let body = response.Content.ReadAsStringAsync().Result
+            Expect.equal (stages body) [ false; false; false; false; false ] "in the contract, not nginx's HTML"
+            Expect.equal (errorFields body) [ "body" ] "naming the body"
 
             let accessLine () =
                 File.ReadAllLines(Path.Combine(stack.Dir, "access.log"))
@@ -258,7 +263,7 @@ let tests =
             Expect.stringEnds (accessLine ()).Value " 413 upstream=-" "answered by nginx, no upstream")
 
         nginxTest
-            "nginx exposes nothing else: /healthz, GET /callback, /admin, /../callback never reach the sidecar"
+            "nginx exposes nothing else: /healthz, /metrics, /readyz, GET /callback, /admin, /../callback never reach the sidecar"
             (fun () ->
                 let stack = stack.Value
                 let before = stack.SidecarLog.Count
@@ -271,6 +276,8 @@ let tests =
                     "GET /../callback HTTP/1.1", 400
                     "POST /callback/../healthz HTTP/1.1", 404
                     "GET / HTTP/1.1", 404
+                    "GET /metrics HTTP/1.1", 404
+                    "GET /readyz HTTP/1.1", 404
                 ]
 
                 let statuses =
@@ -298,4 +305,50 @@ let tests =
                 let access = File.ReadAllText(Path.Combine(stack.Dir, "access.log"))
                 Expect.isEmpty reached $"requests that reached the sidecar (nginx's access log:\n{tail 10 access})"
                 Expect.equal statuses expected "nginx's answers")
+
+        nginxTest "nginx's limit_req answers a burst itself, with 429 in the contract and Retry-After" (fun () ->
+            let stack = stack.Value
+            use client = clientFrom "127.0.0.4"
+            let marker = Guid.NewGuid().ToString "N"
+
+            // No fields: whatever reaches the sidecar is a 422 (or its own 429), never a call.
+            let answers = [
+                for _ in 1..12 ->
+                    let r =
+                        client.PostAsync($"http://127.0.0.1:{stack.NginxPort}/callback?{marker}", form []).Result
+
+                    int r.StatusCode, string r.Headers.RetryAfter, r.Content.ReadAsStringAsync().Result
+            ]
+
+            let byNginx =
+                File.ReadAllLines(Path.Combine(stack.Dir, "access.log"))
+                |> Array.filter (fun line -> line.Contains marker && line.EndsWith " 429 upstream=-")
+
+            // 1 + a burst of 5 pass nginx at once; the other 6 of the 12 are its own.
+            Expect.equal byNginx.Length 6 "six answered by nginx, without the sidecar"
+            let status, retryAfter, body = List.last answers
+            Expect.equal status 429 "the last is refused"
+            Expect.equal retryAfter "60" "with Retry-After"
+            Expect.equal (stages body) [ false; false; false; false; false ] "five false booleans"
+            Expect.equal (errorFields body) [ "request" ] "and why")
+
+        nginxTest
+            "behind nginx the sidecar limits each visitor by the address nginx reports: one is limited, another not"
+            (fun () ->
+                let stack = stack.Value
+
+                let post (visitor: string) =
+                    use client = clientFrom visitor
+
+                    let r =
+                        client.PostAsync($"http://127.0.0.1:{stack.NginxPort}/callback", form []).Result
+
+                    int r.StatusCode, r.Content.ReadAsStringAsync().Result
+
+                let hammering = [ for _ in 1..6 -> post "127.0.0.5" ]
+                // Within nginx's burst; the sidecar allows 5 a minute per visitor, so the sixth is its own 429.
+                Expect.equal (List.map fst hammering) [ 422; 422; 422; 422; 422; 429 ] "one visitor hammering"
+                Expect.equal (errorFields (snd (List.last hammering))) [ "request" ] "the sidecar's refusal"
+                // Mutation caught: counting by the proxy's address (127.0.0.1) would refuse this visitor too.
+                Expect.equal (fst (post "127.0.0.6")) 422 "another visitor is not limited")
     ]

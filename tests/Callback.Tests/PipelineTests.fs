@@ -25,6 +25,7 @@ let settingsFor (port: int) (transport: Transport) : Settings = {
         Secret = Secret "s3cret-Value"
         ResponseTimeout = TimeSpan.FromMilliseconds 400.0
         MaxSessions = 8
+        MaxQueued = 32
         MaxMessageBytes = FrameReader.DefaultMaxMessageBytes
     }
     Originate = {
@@ -38,6 +39,13 @@ let settingsFor (port: int) (transport: Transport) : Settings = {
     Proxy = {
         KnownProxies = []
         KnownNetworks = []
+    }
+    Protection = {
+        AllowedOrigins = []
+        PerClientPerMinute = 5
+        GlobalPerMinute = 20
+        PerNumberInterval = TimeSpan.FromMinutes 2.0
+        PerNumberPerDay = 5
     }
     Destination = DestinationPolicy.defaults
     DemoEnabled = false
@@ -95,16 +103,15 @@ let tests =
             Expect.isNone outcome.Failure "no failure"
         }
 
-        test "the Originate on the wire is exactly the configured call, with one Variable line" {
+        test "the Originate on the wire is exactly the configured call, its ChannelId and one line per Variable" {
             let outcome, _, received = runAgainst (script asterisk)
-
-            let callId =
-                Expect.wantSome outcome.CallId "the Originate's ActionID is the call id"
+            let callId = Expect.wantSome outcome.CallId "a spooled call has its id"
 
             let expected =
-                $"Action: Originate\r\nActionID: {callId}\r\nChannel: PJSIP/{TestNumbers.AllowedDigits}@trunk\r\n"
+                $"Action: Originate\r\nActionID: {callId}-1\r\nChannel: PJSIP/{TestNumbers.AllowedDigits}@trunk\r\n"
                 + "Context: callback-fr\r\nExten: s\r\nPriority: 1\r\nCallerID: Web callback <5145550000>\r\n"
-                + "Timeout: 30000\r\nAsync: true\r\nVariable: CALLBACK_LANGUAGE=fr\r\n\r\n"
+                + $"Timeout: 30000\r\nAsync: true\r\nChannelId: {callId}-1\r\nVariable: CALLBACK_LANGUAGE=fr\r\n"
+                + $"Variable: __CALLBACK_ID={callId}\r\n\r\n"
 
             Expect.stringContains received expected "Originate bytes"
         }

@@ -1,6 +1,7 @@
 module Callback.Tests.SessionGateTests
 
 open System
+open System.Diagnostics
 open System.Threading
 open System.Threading.Tasks
 open Expecto
@@ -71,5 +72,49 @@ let tests =
                 gate.Run(TimeSpan.FromMilliseconds 100.0, CancellationToken.None, fun () -> task { return 1 })
 
             Expect.equal next.Result (Some 1) "the slot is free again"
+        }
+
+        test "past its queue a session is refused at once, and a queued one still runs when a slot frees" {
+            use gate = new SessionGate(1, 1)
+            use release = new ManualResetEventSlim()
+            let wait = TimeSpan.FromSeconds 5.0
+
+            let holding () =
+                Task.Run(fun () ->
+                    release.Wait()
+                    0)
+
+            let running = gate.Run(wait, CancellationToken.None, holding)
+
+            let queued =
+                gate.Run(wait, CancellationToken.None, fun () -> task { return "queued ran" })
+
+            Expect.equal (gate.InUse, gate.Queued) (1, 1) "one running, one waiting"
+            let mutable ran = false
+            let watch = Stopwatch.StartNew()
+
+            let refused =
+                gate.Run(wait, CancellationToken.None, fun () -> task { ran <- true }).Result
+
+            // Mutation caught: an unbounded queue would keep the third waiting for the whole 5 s.
+            Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 1.0) "at once"
+            Expect.isNone refused "refused"
+            Expect.isFalse ran "never started"
+            release.Set()
+            running.Wait()
+            Expect.equal queued.Result (Some "queued ran") "the queued session ran"
+            Expect.equal (gate.InUse, gate.Queued) (0, 0) "all given back"
+        }
+
+        test "each session's duration is reported when it ends" {
+            use gate = new SessionGate(1, 0)
+            let durations = Collections.Concurrent.ConcurrentQueue<TimeSpan>()
+            gate.SessionEnded.Add durations.Enqueue
+
+            gate.Run(TimeSpan.FromSeconds 1.0, CancellationToken.None, fun () -> task { do! Task.Delay 100 }).Result
+            |> ignore
+
+            Expect.equal durations.Count 1 "one session"
+            Expect.isGreaterThanOrEqual (Seq.head durations) (TimeSpan.FromMilliseconds 90.0) "its duration"
         }
     ]

@@ -4,10 +4,13 @@ module Callback.Tests.TestSidecar
 open System
 open System.Collections.Concurrent
 open System.Collections.Generic
+open System.IO
+open System.Net
 open System.Net.Http
 open System.Text
 open System.Text.Json
 open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.Http
 open Microsoft.AspNetCore.TestHost
 open Microsoft.Extensions.Configuration
 open Microsoft.Extensions.Logging
@@ -47,6 +50,8 @@ type Sidecar(configuration: (string * string) list) =
 
     member _.Client = client
     member _.Log = log.Lines
+    /// The app itself, to stop it mid-call or to reach its test server.
+    member _.App = app
 
     member _.Post(content: HttpContent) =
         let response = client.PostAsync("/callback", content).Result
@@ -89,3 +94,58 @@ let errorFields (body: string) =
 let hasProperty (name: string) (body: string) =
     use doc = JsonDocument.Parse body
     fst (doc.RootElement.TryGetProperty name)
+
+/// The settings of a sidecar for the fake AMI server on `port`, trusting the test CA; `extra` adds settings
+/// or replaces these.
+let fakeAmiConfig (extra: (string * string) list) (port: int) =
+    let defaults = [
+        "Ami:Host", "127.0.0.1"
+        "Ami:Port", string port
+        "Ami:UseTls", "true"
+        "Ami:CaCertificate", FakeAmi.pki.Value.WriteCaPem()
+        "Ami:Username", "callback"
+        "Ami:Secret", "s3cret-Value"
+        "Ami:ResponseTimeout", "2000"
+        "Originate:Channel", "PJSIP/{number}@trunk"
+    ]
+
+    extra
+    @ (defaults
+       |> List.filter (fun (key, _) -> not (List.exists (fst >> (=) key) extra)))
+
+/// What a request through the test server got back: status, headers, body.
+type Answer = {
+    Status: int
+    Headers: IHeaderDictionary
+    Body: string
+}
+
+/// `POST /callback` with the form `fields`, arriving from `remote` (the TCP peer's address) with `headers`:
+/// how the sidecar sees a request that a proxy forwards.
+let postFrom (sidecar: Sidecar) (remote: IPAddress) (headers: (string * string) list) (fields: (string * string) list) =
+    let body =
+        (new FormUrlEncodedContent(fields |> List.map KeyValuePair)).ReadAsByteArrayAsync().Result
+
+    let ctx =
+        sidecar.App
+            .GetTestServer()
+            .SendAsync(fun c ->
+                c.Request.Method <- "POST"
+                c.Request.Path <- PathString "/callback"
+                c.Request.ContentType <- "application/x-www-form-urlencoded"
+                c.Request.ContentLength <- int64 body.Length
+                c.Request.Body <- new MemoryStream(body)
+
+                for name, value in headers do
+                    c.Request.Headers[name] <- Microsoft.Extensions.Primitives.StringValues value
+
+                c.Connection.RemoteIpAddress <- remote)
+            .Result
+
+    use reader = new StreamReader(ctx.Response.Body)
+
+    {
+        Status = ctx.Response.StatusCode
+        Headers = ctx.Response.Headers
+        Body = reader.ReadToEnd()
+    }

@@ -3,11 +3,24 @@ namespace Callback.Http
 open System
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.Diagnostics.HealthChecks
 open Microsoft.AspNetCore.Http
 open Microsoft.AspNetCore.Routing
 open Microsoft.Extensions.Logging
+open Prometheus
 open Callback
+open Callback.Callbacks
 open Callback.Domain
+
+/// What the routes share for the process's life: made once at start-up, disposed at shutdown after the
+/// last callback (see `ShutdownDrain`).
+type CallbackServices = {
+    /// Bounds the AMI sessions of all requests together.
+    Gate: SessionGate
+    Limits: CallbackLimits
+    InFlight: CallbacksInFlight
+    Metrics: CallbackMetrics
+}
 
 /// The routes, each a handler chain turned into an ASP.NET Core endpoint.
 [<RequireQualifiedAccess>]
@@ -74,22 +87,52 @@ module Endpoints =
     /// The public contract as OpenAPI 3.1, the same document as `src/Callback/openapi.json`.
     let private openApi = resource "openapi.json" "application/json; charset=utf-8"
 
-    /// `POST /callback`, `GET /healthz` (liveness only: it never touches AMI), `GET /openapi.json` and, in
-    /// demo mode, `GET /`.
-    let map (app: WebApplication) (settings: Settings) =
-        let logger = app.Logger
-        // One gate for the whole process: it bounds the AMI sessions of all requests together.
-        let gate = new SessionGate(settings.Ami.MaxSessions)
+    /// Counts every request to the handler in the metrics, once, when its answer is written.
+    let private counted (metrics: CallbackMetrics) (handler: HttpHandler) : HttpHandler =
+        fun next ctx ->
+            task {
+                let! result = handler next ctx
+                metrics.Count ctx
+                return result
+            }
 
-        app.Lifetime.ApplicationStopped.Register(fun () -> (gate :> IDisposable).Dispose())
+    /// `POST /callback`: the abuse checks that need no body (origin, shutdown, the client's limit), then
+    /// bind → validate → destination policy → the number's and the global limits → place → answer.
+    let private callback (settings: Settings) (services: CallbackServices) (logger: ILogger) : HttpHandler =
+        let place =
+            Handlers.placeCallback (Pipeline.run settings services.Gate) (fun ctx request outcome ->
+                Verdict.placed outcome ctx
+                report logger ctx request outcome)
+
+        Protection.checkOrigin settings.Protection.AllowedOrigins
+        >=> Protection.whileAccepting services.InFlight
+        >=> Protection.limitClient services.Limits
+        >=> Handlers.bindCallback (
+            Handlers.validateCallback (
+                Handlers.checkDestination settings.Destination (Protection.limitCall services.Limits place)
+            )
+        )
+        |> counted services.Metrics
+
+    /// `POST /callback`; `GET /healthz` (liveness only: it never touches AMI); `GET /readyz` (the checks
+    /// tagged `ready`: Asterisk answers); `GET /metrics` (Prometheus); `GET /openapi.json`; in demo mode,
+    /// `GET /`.
+    let map (app: WebApplication) (settings: Settings) (services: CallbackServices) =
+        app.MapPost("/callback", toDelegate (callback settings services app.Logger))
         |> ignore
 
-        let callback =
-            Handlers.callback settings.Destination (Pipeline.run settings gate) (report logger)
+        // GET (and HEAD) only, like every other read: another method answers 405 in the contract.
+        let reads = HttpMethodMetadata [ "GET"; "HEAD" ]
 
-        app.MapPost("/callback", toDelegate callback) |> ignore
-        // GET (and HEAD) only, like every other read: a POST to it answers 405 in the contract.
-        app.MapHealthChecks("/healthz").WithMetadata(HttpMethodMetadata [ "GET"; "HEAD" ])
+        app.MapHealthChecks("/healthz", HealthCheckOptions(Predicate = fun _ -> false)).WithMetadata(reads)
+        |> ignore
+
+        app
+            .MapHealthChecks("/readyz", HealthCheckOptions(Predicate = fun check -> check.Tags.Contains "ready"))
+            .WithMetadata(reads)
+        |> ignore
+
+        app.MapMetrics("/metrics", services.Metrics.Registry).WithMetadata(reads)
         |> ignore
 
         app.MapGet("/openapi.json", toDelegate openApi) |> ignore

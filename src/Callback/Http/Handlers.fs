@@ -171,12 +171,20 @@ module Handlers =
         match DestinationPolicy.check policy request.PhoneNumber with
         | Ok _ -> next request
         | Error refusal ->
-            refuse 422 [
-                {
-                    Field = CallbackRequest.PhoneNumberField
-                    Message = DestinationPolicy.describe refusal
-                }
-            ]
+            fun after ctx ->
+                // A 422 like invalid input, but counted apart in the metrics.
+                Verdict.refused Policy ctx
+
+                refuse
+                    422
+                    [
+                        {
+                            Field = CallbackRequest.PhoneNumberField
+                            Message = DestinationPolicy.describe refusal
+                        }
+                    ]
+                    after
+                    ctx
 
     /// 200 once Asterisk accepted the Originate (even if Logoff then failed); 503 when Asterisk could not
     /// be reached at all; 502 when it was reached but a later stage failed.
@@ -197,9 +205,20 @@ module Handlers =
                 // and then abandoned would leave us not knowing whether it rings.
                 let! outcome = run request CancellationToken.None
                 report ctx request outcome
-                return! (setStatusCode (statusOf outcome) >=> json (CallbackJson.outcome outcome)) next ctx
-            }
 
-    /// `POST /callback`: bind → validate → destination → place → answer.
-    let callback policy run report : HttpHandler =
-        bindCallback (validateCallback (checkDestination policy (placeCallback run report)))
+                match outcome.Failure with
+                | Some NoFreeSession ->
+                    // Nothing was sent: a refusal like the others, with its reason.
+                    return!
+                        refuse
+                            503
+                            [
+                                {
+                                    Field = "request"
+                                    Message = "Every line is busy; try again in a minute."
+                                }
+                            ]
+                            next
+                            ctx
+                | _ -> return! (setStatusCode (statusOf outcome) >=> json (CallbackJson.outcome outcome)) next ctx
+            }
