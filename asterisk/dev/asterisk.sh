@@ -7,7 +7,7 @@
 #   asterisk.sh status      say whether it is running and answering (exit 0 yes, 1 no or unhealthy)
 #   asterisk.sh env         KEY=VALUE lines for the sidecar and the tests (split each line on the first '=')
 #   asterisk.sh env-sip     the same with the visitor rung through the SIP trunk (SIPp phones), + SIP_* keys
-#   asterisk.sh monitor-env credentials of the dev-only read=all manager user (fixtures, the Real SIP tests)
+#   asterisk.sh monitor-env credentials of the dev-only read=all recorder user (fixtures, the Real SIP tests)
 #
 # Run as root. Asterisk is not packaged for Debian 12, so it runs in a chroot of Debian sid; the chroot
 # shares the host network, so AMI is on 127.0.0.1:5038 (plain) and 127.0.0.1:5039 (TLS), SIP on 127.0.0.1:5060
@@ -25,7 +25,8 @@ TLS_DIR=$STATE/tls                               # dev CA and server certificate
 PIDFILE=$STATE/asterisk.pid
 CONSOLE=$STATE/asterisk.console                  # Asterisk's own stdout/stderr
 SECRET_FILE=$STATE/secret                        # the [callback] user's dev secret, made once
-MONITOR_SECRET_FILE=$STATE/monitor-secret        # the dev-only [callback-monitor] user's secret
+MONITOR_SECRET_FILE=$STATE/monitor-secret        # the dev-only [callback-recorder] user's secret
+CALL_MONITOR_SECRET_FILE=$STATE/call-monitor-secret  # the shipped [callback-monitor] user's dev secret
 FULL_LOG=/var/log/asterisk/full                  # inside the root; on the host: $ROOT$FULL_LOG
 AMI_HOST=127.0.0.1
 TLS_PORT=5039
@@ -220,17 +221,21 @@ port_in_use() {
 }
 
 # Our configs into the root's /etc/asterisk, with the development differences applied:
-# the dev secret, the demo owner, the dev logger/modules and the dev-only monitor user.
+# the dev secrets, the demo owner, the dev logger/modules and the dev-only recorder user.
 install_config() {
-  local etc=$ROOT/etc/asterisk secret monitor_secret
+  local etc=$ROOT/etc/asterisk secret monitor_secret call_monitor_secret
   secret=$(secret_in "$SECRET_FILE")
   monitor_secret=$(secret_in "$MONITOR_SECRET_FILE")
+  call_monitor_secret=$(secret_in "$CALL_MONITOR_SECRET_FILE")
   grep -qx 'secret = CHANGE-ME-to-a-long-random-secret' "$CONF_DIR/manager.conf" ||
     die "asterisk/manager.conf no longer has the placeholder secret line this script replaces"
+  grep -qx 'secret = CHANGE-ME-to-another-long-random-secret' "$CONF_DIR/manager.conf" ||
+    die "asterisk/manager.conf no longer has the monitor's placeholder secret line this script replaces"
   grep -qx 'CALLBACK_OWNER=PJSIP/owner' "$CONF_DIR/extensions.conf" ||
     die "asterisk/extensions.conf no longer has the CALLBACK_OWNER line this script replaces"
   {
-    sed "s|^secret = CHANGE-ME-to-a-long-random-secret\$|secret = $secret|" "$CONF_DIR/manager.conf"
+    sed -e "s|^secret = CHANGE-ME-to-a-long-random-secret\$|secret = $secret|" \
+      -e "s|^secret = CHANGE-ME-to-another-long-random-secret\$|secret = $call_monitor_secret|" "$CONF_DIR/manager.conf"
     echo
     sed "s|@MONITOR_SECRET@|$monitor_secret|" "$HERE/manager-dev.conf"
   } >"$etc/manager.conf"
@@ -386,6 +391,8 @@ Ami__UseTls=true
 Ami__Username=callback
 Ami__Secret=$(secret_in "$SECRET_FILE")
 Ami__CaCertificate=$TLS_DIR/ca.pem
+Monitor__Username=callback-monitor
+Monitor__Secret=$(secret_in "$CALL_MONITOR_SECRET_FILE")
 Originate__Channel=Local/{number}@demo-visitor
 Originate__Context=callback-{language}
 Originate__Exten=s
@@ -410,7 +417,7 @@ ENV
 
 print_monitor_env() {
   cat <<ENV
-AMI_MONITOR_USERNAME=callback-monitor
+AMI_MONITOR_USERNAME=callback-recorder
 AMI_MONITOR_SECRET=$(secret_in "$MONITOR_SECRET_FILE")
 ENV
 }

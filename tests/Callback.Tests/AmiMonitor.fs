@@ -1,4 +1,4 @@
-/// A monitor session on the local Asterisk: the dev-only `callback-monitor` user (`asterisk.sh monitor-env`)
+/// A monitor session on the local Asterisk: the dev-only `callback-recorder` user (`asterisk.sh monitor-env`)
 /// logged in over TLS with `Events: on`, keeping every byte Asterisk sends, so that a test proves a call from
 /// Asterisk's side (hangup causes, dial statuses, OriginateResponse) and can save the stream as a fixture.
 module Callback.Tests.AmiMonitor

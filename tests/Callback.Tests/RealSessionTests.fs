@@ -1,5 +1,5 @@
 /// The session layer against the real Asterisk 22 on its plain manager port, as the dev-only
-/// `callback-monitor` user: MD5 challenge login, Ping, and an Originate whose OriginateResponse comes back as
+/// `callback-recorder` user: MD5 challenge login, Ping, and an Originate whose OriginateResponse comes back as
 /// an event carrying our ActionID while the Response is the answer.
 module Callback.Tests.RealSessionTests
 
