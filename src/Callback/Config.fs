@@ -23,6 +23,10 @@ type AmiSettings = {
     MaxMessageBytes: int
 }
 
+/// The call monitor's own manager user (`[callback-monitor]` in asterisk/manager.conf), on the host, port and
+/// TLS settings of `Ami__`: one long-lived session that watches the calls this sidecar placed.
+type MonitorSettings = { Username: string; Secret: Secret }
+
 /// The fixed parts of every Originate. `Channel` holds `{number}` and `Context` may hold `{language}`.
 type OriginateSettings = {
     Channel: string
@@ -63,6 +67,8 @@ type Settings = {
     /// Which valid numbers may be rung (`Callback__AllowedNumberTypes`, `Callback__…AreaCodes`).
     Destination: DestinationPolicy
     DemoEnabled: bool
+    /// None without `Monitor__Username`: no call is tracked, everything else works as before.
+    Monitor: MonitorSettings option
 }
 
 /// The longest one callback can take, waiting for a session slot included.
@@ -138,24 +144,39 @@ module Settings =
             with e ->
                 Error $"Ami__CaCertificate: cannot read a PEM certificate from '{path}' ({e.GetType().Name})."
 
-    /// The secret from `Ami__Secret` or from the file `Ami__SecretFile` names (a Docker secret, say),
-    /// exactly one of the two. A file's trailing line end is not part of the secret. No message shows it.
-    let private secret config =
+    /// The secret from `<section>__Secret` or from the file `<section>__SecretFile` names (a Docker secret,
+    /// say), exactly one of the two. A file's trailing line end is not part of the secret. No message shows it.
+    let private secretOf (section: string) config =
         let checkedSecret key (value: string) =
             match singleLine key value with
             | Ok v when v <> "" -> Ok(Secret v)
             | Ok _ -> Error $"{envName key} is empty."
             | Error e -> Error e
 
-        match text config "Ami:Secret", text config "Ami:SecretFile" with
-        | Some _, Some _ -> Error "Set Ami__Secret or Ami__SecretFile, not both."
-        | None, None -> Error "Ami__Secret (or Ami__SecretFile) is required."
-        | Some value, None -> checkedSecret "Ami:Secret" value
+        match text config $"{section}:Secret", text config $"{section}:SecretFile" with
+        | Some _, Some _ -> Error $"Set {section}__Secret or {section}__SecretFile, not both."
+        | None, None -> Error $"{section}__Secret (or {section}__SecretFile) is required."
+        | Some value, None -> checkedSecret $"{section}:Secret" value
         | None, Some path ->
             try
-                File.ReadAllText path |> _.TrimEnd('\r', '\n') |> checkedSecret "Ami:SecretFile"
+                File.ReadAllText path
+                |> _.TrimEnd('\r', '\n')
+                |> checkedSecret $"{section}:SecretFile"
             with e ->
-                Error $"Ami__SecretFile: cannot read '{path}' ({e.GetType().Name})."
+                Error $"{section}__SecretFile: cannot read '{path}' ({e.GetType().Name})."
+
+    let private secret config = secretOf "Ami" config
+
+    /// The monitor only when `Monitor__Username` is set; then its secret is required, as for `Ami__`.
+    let private monitor config =
+        match text config "Monitor:Username" with
+        | None -> Ok None
+        | Some _ ->
+            validation {
+                let! username = requiredLine config "Monitor:Username"
+                and! secret = secretOf "Monitor" config
+                return Some { Username = username; Secret = secret }
+            }
 
     let private channel config =
         requiredLine config "Originate:Channel"
@@ -318,6 +339,7 @@ module Settings =
             and! protection = protection config
             and! destination = destination config
             and! demo = flag config "Demo:Enabled" false
+            and! monitor = monitor config
 
             return {
                 Ami = ami
@@ -326,5 +348,6 @@ module Settings =
                 Protection = protection
                 Destination = destination
                 DemoEnabled = demo
+                Monitor = monitor
             }
         }

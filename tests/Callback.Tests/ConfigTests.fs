@@ -378,4 +378,44 @@ let protection =
                 ]
                 "one message each"
         }
+
+        // Catches a monitor started without its own user, or one that silently lacks a secret.
+        test "no Monitor__Username means no monitor; with it, Monitor__Secret is required" {
+            Expect.isNone (settingsOf minimal).Monitor "no monitor without its user"
+
+            Expect.equal
+                (errorsOf (minimal @ [ "Monitor:Username", "callback-monitor" ]))
+                [ "Monitor__Secret (or Monitor__SecretFile) is required." ]
+                "a monitor user needs its secret"
+        }
+
+        // Catches the monitor reusing the Ami__ secret or ignoring Monitor__SecretFile.
+        test "the monitor logs in with its own user and Monitor__Secret or Monitor__SecretFile" {
+            use file = new TempFile("monitor-secret-2\n")
+
+            let fromFile =
+                settingsOf (
+                    minimal
+                    @ [ "Monitor:Username", "callback-monitor"; "Monitor:SecretFile", file.Path ]
+                )
+
+            let direct =
+                settingsOf (minimal @ [ "Monitor:Username", "callback-monitor"; "Monitor:Secret", "s3" ])
+
+            Expect.equal (fromFile.Monitor |> Option.map _.Username) (Some "callback-monitor") "its user"
+            Expect.equal (fromFile.Monitor |> Option.map _.Secret.Reveal()) (Some "monitor-secret-2") "file"
+            Expect.equal (direct.Monitor |> Option.map _.Secret.Reveal()) (Some "s3") "direct"
+
+            Expect.equal
+                (errorsOf (
+                    minimal
+                    @ [
+                        "Monitor:Username", "m"
+                        "Monitor:Secret", "a"
+                        "Monitor:SecretFile", file.Path
+                    ]
+                ))
+                [ "Set Monitor__Secret or Monitor__SecretFile, not both." ]
+                "both"
+        }
     ]

@@ -49,6 +49,7 @@ let settingsFor (port: int) (transport: Transport) : Settings = {
     }
     Destination = DestinationPolicy.defaults
     DemoEnabled = false
+    Monitor = None
 }
 
 let withEndpoint (change: Endpoint -> Endpoint) (s: Settings) = {
