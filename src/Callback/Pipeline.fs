@@ -108,12 +108,30 @@ module Pipeline =
                 Stages.AmiLogin = true
         })
 
-    let private originate (settings: Settings) (session: Session) request ct (progress: Progress) =
+    let private originate
+        (tracking: Callback.Calls.CallTracking)
+        (settings: Settings)
+        (session: Session)
+        request
+        ct
+        (progress: Progress)
+        =
         let callId = CallId.create ()
         let action = originateAction settings.Originate callId Attempt.first request
 
+        let send () =
+            task {
+                tracking.Spooling callId Attempt.first request
+                let! answer = session.Send(action, ct)
+
+                if Result.isError answer then
+                    tracking.Refused callId
+
+                return answer
+            }
+
         stage
-            (fun () -> session.Send(action, ct))
+            send
             OriginateFailed
             (fun p -> {
                 Stages = {
@@ -148,14 +166,14 @@ module Pipeline =
         }
 
     /// Once logged in: Originate, then Logoff whatever the Originate's fate. The first failure is kept.
-    let private originateThenLogoff settings session request ct progress =
+    let private originateThenLogoff tracking settings session request ct progress =
         task {
-            let! afterOriginate = originate settings session request ct progress
+            let! afterOriginate = originate tracking settings session request ct progress
             let! afterLogoff = logoff session ct (progressOf afterOriginate)
             return outcome afterOriginate afterLogoff
         }
 
-    let private session (settings: Settings) (request: CallbackRequest) (ct: CancellationToken) =
+    let private session tracking (settings: Settings) (request: CallbackRequest) (ct: CancellationToken) =
         task {
             match! Connection.Open(settings.Ami.Endpoint, ct, settings.Ami.MaxMessageBytes) with
             | Error e ->
@@ -181,7 +199,7 @@ module Pipeline =
                 let! result =
                     match loggedIn with
                     | Error _ as failed -> Task.FromResult(outcome failed failed)
-                    | Ok progress -> originateThenLogoff settings session request ct progress
+                    | Ok progress -> originateThenLogoff tracking settings session request ct progress
 
                 return {
                     result with
@@ -192,9 +210,18 @@ module Pipeline =
     /// Places one callback, in one of the gate's session slots (waiting at most the connect timeout for
     /// one). Never throws for a network or protocol fault: every fault ends as the stage booleans reached
     /// plus the failure. The Originate is sent at most once.
-    let run (settings: Settings) (gate: SessionGate) (request: CallbackRequest) (ct: CancellationToken) =
+    /// `tracking` hears of the attempt just before its Originate is sent, and of its refusal.
+    let runTracked
+        (tracking: Callback.Calls.CallTracking)
+        (settings: Settings)
+        (gate: SessionGate)
+        (request: CallbackRequest)
+        (ct: CancellationToken)
+        =
         task {
-            match! gate.Run(settings.Ami.Endpoint.ConnectTimeout, ct, (fun () -> session settings request ct)) with
+            match!
+                gate.Run(settings.Ami.Endpoint.ConnectTimeout, ct, (fun () -> session tracking settings request ct))
+            with
             | Some outcome -> return outcome
             | None ->
                 return {
@@ -204,3 +231,7 @@ module Pipeline =
                     SkippedMessages = 0L
                 }
         }
+
+    /// `runTracked` without a monitor.
+    let run settings gate request ct =
+        runTracked Callback.Calls.CallTracking.none settings gate request ct

@@ -55,7 +55,27 @@ let private callbackServices (builder: WebApplicationBuilder) (settings: Setting
         Limits = limits
         InFlight = inFlight
         Metrics = CallbackMetrics gate
+        Calls = Calls.InMemoryCallRegistry()
+        Tracking = Calls.CallTracking.none
     }
+
+/// The call monitor, when `Monitor__Username` is set: started with the application and stopped once it
+/// has stopped, so after the drain (the callbacks in flight register their calls until the last one).
+let private startMonitor (app: WebApplication) (settings: Settings) (services: CallbackServices) =
+    let loggers = app.Services.GetRequiredService<ILoggerFactory>()
+
+    match Calls.MonitorSession.create settings services.Calls loggers with
+    | None -> services
+    | Some monitor ->
+        app.Lifetime.ApplicationStarted.Register(fun () -> monitor.Start()) |> ignore
+
+        app.Lifetime.ApplicationStopped.Register(fun () -> monitor.StopAsync().Wait(TimeSpan.FromSeconds 5.0) |> ignore)
+        |> ignore
+
+        {
+            services with
+                Tracking = Calls.MonitorSession.tracking monitor
+        }
 
 /// Builds the web application from configuration; every invalid setting is reported, none is guessed.
 /// `configure` lets tests (and the demo) add configuration sources or a test server before the build.
@@ -77,6 +97,7 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         |> ignore
 
         let app = builder.Build()
+        let services = startMonitor app settings services
         ErrorAnswers.usePipeline app
         app.UseForwardedHeaders() |> ignore
 

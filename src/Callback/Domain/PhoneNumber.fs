@@ -161,3 +161,8 @@ module PhoneNumber =
         | ServiceCode code -> $"Service codes such as {code} cannot be called back."
         | PremiumRate -> "Premium-rate numbers cannot be called back."
         | NotUsOrCanada -> "This is not a valid US or Canadian phone number."
+
+    /// Enough of the number to recognise a call in the log or its status, not enough to call the visitor.
+    let masked (number: PhoneNumber) =
+        let digits = number.Digits
+        digits.Substring(0, 4) + "*****" + digits.Substring(9)

@@ -20,6 +20,10 @@ type CallbackServices = {
     Limits: CallbackLimits
     InFlight: CallbacksInFlight
     Metrics: CallbackMetrics
+    /// The calls placed, as the monitor saw them (nothing is tracked without a monitor).
+    Calls: Callback.Calls.ICallRegistry
+    /// What the pipeline tells the monitor of each Originate.
+    Tracking: Callback.Calls.CallTracking
 }
 
 /// The routes, each a handler chain turned into an ASP.NET Core endpoint.
@@ -29,10 +33,7 @@ module Endpoints =
     let private toDelegate (handler: HttpHandler) =
         RequestDelegate(fun ctx -> handler finish ctx :> Task)
 
-    /// Enough of the number to recognise a call in the log, not enough to call the visitor from it.
-    let private masked (number: PhoneNumber) =
-        let digits = number.Digits
-        digits.Substring(0, 4) + "*****" + digits.Substring(9)
+    let private masked = PhoneNumber.masked
 
     /// One line per callback: the client (as the trusted proxy reported it), the masked number, the stages.
     let private report (logger: ILogger) (ctx: HttpContext) (request: CallbackRequest) (outcome: CallbackOutcome) =
@@ -100,9 +101,11 @@ module Endpoints =
     /// bind → validate → destination policy → the number's and the global limits → place → answer.
     let private callback (settings: Settings) (services: CallbackServices) (logger: ILogger) : HttpHandler =
         let place =
-            Handlers.placeCallback (Pipeline.run settings services.Gate) (fun ctx request outcome ->
-                Verdict.placed outcome ctx
-                report logger ctx request outcome)
+            Handlers.placeCallback
+                (Pipeline.runTracked services.Tracking settings services.Gate)
+                (fun ctx request outcome ->
+                    Verdict.placed outcome ctx
+                    report logger ctx request outcome)
 
         Protection.checkOrigin settings.Protection.AllowedOrigins
         >=> Protection.whileAccepting services.InFlight
