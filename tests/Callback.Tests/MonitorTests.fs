@@ -1,0 +1,224 @@
+/// The call monitor: its deadlines and reconciliation as pure rules, then the whole monitor against the
+/// fake AMI server (a recorded call replayed into it, a reconnect reconciled), and the pipeline telling it
+/// of each Originate.
+module Callback.Tests.MonitorTests
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Threading
+open Expecto
+open Microsoft.Extensions.Logging.Abstractions
+open Callback.Ami
+open Callback.Calls
+open Callback.Domain
+open Callback.Tests.FakeAmi
+open Callback.Tests.SessionTests
+
+[<Literal>]
+let private SecretText = "monitor-s3cret"
+
+let private t0 = DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero)
+
+let private timing = {
+    SettleWindow = TimeSpan.FromSeconds 2.0
+    ChannelDeadline = TimeSpan.FromSeconds 40.0
+    SweepInterval = TimeSpan.FromSeconds 1.0
+}
+
+let private fixture (file: string) =
+    let text =
+        File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "fixtures", "ami", file))
+
+    text.Substring(text.IndexOf '\n' + 1)
+
+let private channelIdIn (transcript: string) =
+    let at = transcript.IndexOf "Uniqueid: "
+    let line = transcript.Substring(at + 10)
+    line.Substring(0, line.IndexOf '\r')
+
+let private trackedFor (channelId: string) =
+    let callId, attempt = (ChannelId.tryParse channelId).Value
+    TrackedCall.queued callId attempt "en" "1514*****00" t0
+
+let private event (text: string) =
+    let header (line: string) =
+        let colon = line.IndexOf ':'
+
+        {
+            Key = line.Substring(0, colon)
+            Value = line.Substring(colon + 2)
+        }
+
+    let message = text.Split '\n' |> Seq.map header |> Message.ofHeaders
+    Ami (CallEvent.tryParse message).Value
+
+let private newchannel (channelId: string) =
+    event $"Event: Newchannel\nChannel: PJSIP/trunk-1\nUniqueid: {channelId}\nLinkedid: {channelId}"
+
+let private originateFailure (channelId: string) =
+    event $"Event: OriginateResponse\nResponse: Failure\nReason: 0\nUniqueid: {channelId}"
+
+let private ruleTests =
+    testList "rules" [
+        // Catches a monitor that finalises on OriginateResponse Failure at once, or never.
+        test "a failed Originate without a channel is settled only once the settle window has passed" {
+            let id = "0123456789abcdef0123456789abcdef-1"
+
+            let failed =
+                trackedFor id |> TrackedCall.apply (t0.AddSeconds 1.0) (originateFailure id)
+
+            Expect.equal failed.OriginateFailedAt (Some(t0.AddSeconds 1.0)) "the window starts"
+            let early = MonitorRules.sweep timing (t0.AddSeconds 2.5) failed
+            Expect.isFalse (Call.isFinal early.Call) "still waiting for the Hangup"
+            let settled = MonitorRules.sweep timing (t0.AddSeconds 3.0) failed
+            Expect.isTrue (Call.isFinal settled.Call) "settled after the window"
+        }
+
+        // Catches a call that waits forever for a channel Asterisk never made, or one given up too early.
+        test "a call whose channel never appears is lost at the channel deadline, not before" {
+            let queued = trackedFor "0123456789abcdef0123456789abcdef-1"
+            let before = MonitorRules.sweep timing (t0.AddSeconds 39.0) queued
+            Expect.isFalse (Call.isFinal before.Call) "before the deadline"
+            let after = MonitorRules.sweep timing (t0.AddSeconds 40.0) queued
+
+            Expect.equal after.Call.Status (Failed(FailedOutcome.Lost, None)) "lost at the deadline"
+            Expect.equal after.UpdatedAt (t0.AddSeconds 40.0) "updated then"
+        }
+
+        // Catches a reconcile that loses live calls, or keeps calls whose channels are gone.
+        test "reconciling loses a call whose channels are gone and keeps one still listed or not yet made" {
+            let gone = "0123456789abcdef0123456789abcdef-1"
+            let listed = "fedcba9876543210fedcba9876543210-1"
+
+            let withChannel id =
+                trackedFor id |> TrackedCall.apply t0 (newchannel id)
+
+            let present = Set.ofList [ listed; "other-channel" ]
+            let at = t0.AddSeconds 5.0
+
+            Expect.equal
+                (MonitorRules.reconcile at present (withChannel gone)).Call.Status
+                (Failed(FailedOutcome.Lost, None))
+                "gone"
+
+            Expect.isFalse (Call.isFinal (MonitorRules.reconcile at present (withChannel listed)).Call) "listed"
+            Expect.isFalse (Call.isFinal (MonitorRules.reconcile at present (trackedFor gone)).Call) "no channel yet"
+        }
+    ]
+
+/// The fake Asterisk of a monitor: MD5 login, and `CoreShowChannels` listing `channels ()` at that moment.
+let private monitorAsterisk (channels: unit -> string list) (a: ReceivedAction) =
+    if a.Name = "CoreShowChannels" then
+        let id = a.ActionId
+        let items = channels ()
+
+        Send(
+            $"Response: Success\r\nActionID: {id}\r\nEventList: start\r\nMessage: Channels will follow\r\n\r\n"
+            + String.concat "" [
+                for c in items -> $"Event: CoreShowChannel\r\nActionID: {id}\r\nUniqueid: {c}\r\nLinkedid: {c}\r\n\r\n"
+            ]
+            + $"Event: CoreShowChannelsComplete\r\nActionID: {id}\r\nEventList: Complete\r\nListItems: {items.Length}\r\n\r\n"
+        )
+    else
+        md5Asterisk SecretText a
+
+let private supervisorFor port =
+    new Supervisor(
+        SupervisorOptions(
+            Host = "127.0.0.1",
+            Port = port,
+            UseTls = false,
+            Username = "callback-monitor",
+            Secret = SecretText,
+            Events = MonitorSession.events,
+            KeepAliveInterval = TimeSpan.Zero,
+            InitialBackoff = TimeSpan.FromMilliseconds 50.0,
+            MaxBackoff = TimeSpan.FromMilliseconds 200.0
+        )
+    )
+
+/// Waits (10 s at most) until `ready ()`.
+let private eventually (what: string) (ready: unit -> bool) =
+    let clock = Stopwatch.StartNew()
+
+    while not (ready ()) && clock.Elapsed < TimeSpan.FromSeconds 10.0 do
+        Thread.Sleep 20
+
+    Expect.isTrue (ready ()) what
+
+let private countOf name (server: Server) =
+    server.ActionNames |> List.filter ((=) name) |> List.length
+
+let private statusOf (registry: ICallRegistry) (callId: CallId) =
+    (registry.TryFind callId).Value.Call.Status
+
+let private liveTests =
+    testSequenced
+    <| testList "against the fake AMI" [
+        // Catches a monitor that does not read events, or applies them to no call (or the wrong one).
+        test "a recorded busy call replayed into the session ends busy in the registry" {
+            use server = new Server(script (monitorAsterisk (fun () -> [])))
+            let registry = InMemoryCallRegistry() :> ICallRegistry
+            let supervisor = supervisorFor server.Port
+
+            let monitor =
+                new CallMonitor(supervisor, registry, timing, TimeProvider.System, NullLogger.Instance)
+
+            let transcript = fixture "sip-visitor-busy.txt"
+            let callId, attempt = (ChannelId.tryParse (channelIdIn transcript)).Value
+            monitor.Track(callId, attempt, "en", "1514*****00")
+            monitor.Start()
+            eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
+            server.Push transcript |> within 5.0
+            eventually "final" (fun () -> Call.isFinal (registry.TryFind callId).Value.Call)
+
+            match statusOf registry callId with
+            | Failed(Busy, Some cause) -> Expect.equal cause.Code 17 "user busy"
+            | _ -> failtest "expected busy with its cause"
+
+            Expect.equal server.Sessions 1 "one long-lived session"
+            Expect.isTrue (monitor.StopAsync().Wait(TimeSpan.FromSeconds 5.0)) "stopped"
+        }
+
+        // Catches a monitor that does not reconcile after a reconnect, so a call stays ringing forever.
+        test "after a reconnect, a call whose channel is gone is lost and one still listed stays live" {
+            let gone = "0123456789abcdef0123456789abcdef-1"
+            let listed = "fedcba9876543210fedcba9876543210-1"
+            use server = new Server(script (monitorAsterisk (fun () -> [ listed ])))
+            let registry = InMemoryCallRegistry() :> ICallRegistry
+
+            let monitor =
+                new CallMonitor(supervisorFor server.Port, registry, timing, TimeProvider.System, NullLogger.Instance)
+
+            let track id =
+                let c, a = (ChannelId.tryParse id).Value in
+                monitor.Track(c, a, "en", "x")
+                c
+
+            let goneId, listedId = track gone, track listed
+            monitor.Start()
+            eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
+
+            server.Push(
+                $"Event: Newchannel\r\nChannel: PJSIP/trunk-1\r\nUniqueid: {gone}\r\nLinkedid: {gone}\r\n\r\n"
+                + $"Event: Newchannel\r\nChannel: PJSIP/trunk-2\r\nUniqueid: {listed}\r\nLinkedid: {listed}\r\n\r\n"
+            )
+            |> within 5.0
+
+            eventually "both channels seen" (fun () ->
+                [ goneId; listedId ]
+                |> List.forall (fun id -> not (registry.TryFind id).Value.Call.Legs.IsEmpty))
+
+            Expect.isFalse (Call.isFinal (registry.TryFind goneId).Value.Call) "live before the reconnect"
+            server.Kick()
+            eventually "reconciled again" (fun () -> countOf "CoreShowChannels" server = 2)
+            eventually "gone is lost" (fun () -> Call.isFinal (registry.TryFind goneId).Value.Call)
+            Expect.equal (statusOf registry goneId) (Failed(FailedOutcome.Lost, None)) "lost"
+            Expect.isFalse (Call.isFinal (registry.TryFind listedId).Value.Call) "still live"
+            Expect.isTrue (monitor.StopAsync().Wait(TimeSpan.FromSeconds 5.0)) "stopped"
+        }
+    ]
+
+[<Tests>]
+let tests = testList "Call monitor" [ ruleTests; liveTests ]
