@@ -94,9 +94,51 @@ let stagesOf (s: bool * bool * bool * bool * bool) =
 
 let answering name (reply: ReceivedAction -> Reply) = script (asteriskExcept name reply)
 
+/// Runs one callback with a tracking that records, in order, what the pipeline told it and how many
+/// actions the server had received at that moment.
+let private runTracked (script: Script) =
+    use server = new Server(script, Some pki.Value.Server)
+    let heard = Collections.Concurrent.ConcurrentQueue<string * int>()
+
+    let tracking: Callback.Calls.CallTracking = {
+        Spooling =
+            fun callId attempt _ -> heard.Enqueue($"spooling {ChannelId.format callId attempt}", server.Actions.Length)
+        Refused = fun callId -> heard.Enqueue($"refused {CallId.value callId}", server.Actions.Length)
+    }
+
+    let outcome =
+        (Pipeline.runTracked
+            tracking
+            (settingsFor server.Port (trustedTls ()))
+            roomyGate
+            frenchCallback
+            CancellationToken.None)
+            .Result
+
+    outcome, List.ofSeq heard
+
 [<Tests>]
 let tests =
     testList "Pipeline" [
+        // Catches a call registered after its Originate (its first events could be missed) or never.
+        test "the monitor hears of each attempt just before its Originate is sent, with its ChannelId" {
+            let outcome, heard = runTracked (script asterisk)
+            let callId = Expect.wantSome outcome.CallId "spooled"
+            Expect.equal heard [ $"spooling {callId}-1", 1 ] "after Login, before the Originate"
+        }
+
+        // Catches a refused Originate left in the registry, where it would end as lost much later.
+        test "an Originate Asterisk refuses is reported as refused, so the monitor forgets it" {
+            let outcome, heard = runTracked (script (refusing "Originate" "Permission denied"))
+            Expect.isNone outcome.CallId "not spooled"
+
+            match heard with
+            | [ spooling, 1; refused, 2 ] ->
+                Expect.stringStarts spooling "spooling " "first"
+                Expect.equal refused ("refused " + spooling.Substring(9, 32)) "the same call"
+            | other -> failtestf "unexpected: %d messages" other.Length
+        }
+
         test "a well-behaved Asterisk gets Login, Originate, Logoff and every stage is true" {
             let outcome, actions, _ = runAgainst (script asterisk)
             Expect.equal outcome.Stages (stagesOf (true, true, true, true, true)) "all five stages"
