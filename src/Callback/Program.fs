@@ -50,12 +50,16 @@ let private callbackServices (builder: WebApplicationBuilder) (settings: Setting
         o.ShutdownTimeout <- ShutdownTimeout.forCallbacks longest)
     |> ignore
 
+    // Where the calls' status is read from (one registry per app; the monitor is its writer).
+    let calls = Calls.InMemoryCallRegistry() :> Calls.ICallRegistry
+    builder.Services.AddSingleton<Calls.ICallRegistry> calls |> ignore
+
     {
         Gate = gate
         Limits = limits
         InFlight = inFlight
         Metrics = CallbackMetrics gate
-        Calls = Calls.InMemoryCallRegistry()
+        Calls = calls
         Tracking = Calls.CallTracking.none
     }
 

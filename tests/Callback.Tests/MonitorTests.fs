@@ -220,5 +220,61 @@ let private liveTests =
         }
     ]
 
+/// Asterisk over TLS with a `CoreShowChannels` that lists nothing.
+let private tlsAsterisk () =
+    new Server(script (asteriskExcept "CoreShowChannels" (monitorAsterisk (fun () -> []))), Some pki.Value.Server)
+
+let private monitorLogins (server: Server) =
+    server.Actions
+    |> List.filter (fun a -> a.Name = "Login" && a.Get "Username" = "callback-monitor")
+
+let private wiringTests =
+    testSequenced
+    <| testList "in the app" [
+        // Catches a monitor that is never started, or a pipeline that does not register its calls.
+        test "with Monitor__Username the app keeps one monitor session and registers each spooled call" {
+            use server = tlsAsterisk ()
+
+            use sidecar =
+                new TestSidecar.Sidecar(
+                    TestSidecar.fakeAmiConfig
+                        [ "Monitor:Username", "callback-monitor"; "Monitor:Secret", SecretText ]
+                        server.Port
+                )
+
+            eventually "the monitor logged in" (fun () -> monitorLogins server |> List.length = 1)
+            Expect.equal ((monitorLogins server).Head.Get "Events") "call,dialplan,system" "its events"
+
+            let status, body =
+                sidecar.Post(TestSidecar.form [ "phoneNumber", TestNumbers.Allowed; "language", "fr" ])
+
+            Expect.equal (int status) 200 "placed"
+
+            let callId =
+                Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("callId").GetString()
+                |> CallId.tryParse
+                |> Option.get
+
+            let registry =
+                sidecar.App.Services.GetService(typeof<ICallRegistry>) :?> ICallRegistry
+
+            let tracked = Expect.wantSome (registry.TryFind callId) "registered"
+            Expect.equal tracked.Language "fr" "its language"
+            Expect.equal tracked.MaskedNumber "1514*****34" "masked, as in the log"
+            Expect.equal tracked.Call.Status (Live Queued) "queued"
+            Expect.equal (monitorLogins server |> List.length) 1 "still one monitor session"
+        }
+
+        // Catches a monitor started without its user (it would log in as nobody, or as the callback user).
+        test "without Monitor__Username no monitor session is opened, and start-up says so" {
+            use server = tlsAsterisk ()
+            use sidecar = new TestSidecar.Sidecar(TestSidecar.fakeAmiConfig [] server.Port)
+            Thread.Sleep 300
+            Expect.isEmpty server.Actions "no AMI traffic at all"
+
+            Expect.exists sidecar.Log (fun line -> line.Contains "No Monitor__Username") "said once at start-up"
+        }
+    ]
+
 [<Tests>]
-let tests = testList "Call monitor" [ ruleTests; liveTests ]
+let tests = testList "Call monitor" [ ruleTests; liveTests; wiringTests ]
