@@ -105,6 +105,16 @@ let private ruleTests =
             Expect.isFalse (Call.isFinal (MonitorRules.reconcile at present (withChannel listed)).Call) "listed"
             Expect.isFalse (Call.isFinal (MonitorRules.reconcile at present (trackedFor gone)).Call) "no channel yet"
         }
+
+        // Catches a call whose Newchannel was missed during an outage being lost later at the channel deadline.
+        test "reconciling gives a call its first channel when it was made while the link was down" {
+            let listed = "fedcba9876543210fedcba9876543210-1"
+            let present = Set.ofList [ listed ]
+            let found = MonitorRules.reconcile (t0.AddSeconds 5.0) present (trackedFor listed)
+            Expect.isTrue (found.Call.Legs.ContainsKey listed) "its channel is known"
+            let later = MonitorRules.sweep timing (t0.AddSeconds 60.0) found
+            Expect.isFalse (Call.isFinal later.Call) "not lost at the channel deadline"
+        }
     ]
 
 /// The fake Asterisk of a monitor: MD5 login, and `CoreShowChannels` listing `channels ()` at that moment.

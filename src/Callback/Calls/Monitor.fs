@@ -57,7 +57,8 @@ module MonitorRules =
 
     /// After a reconnect, with `present` the Uniqueids and Linkedids of every channel Asterisk has now:
     /// a call that had channels and has none left is lost (its Hangup was sent while the link was down).
-    /// A call without a channel yet is left to the channel deadline.
+    /// A call whose first channel was made while the link was down gets it from the listing (so the channel
+    /// deadline does not lose it); a call without a channel yet is left to that deadline.
     let reconcile (at: DateTimeOffset) (present: Set<string>) (tracked: TrackedCall) =
         let call = tracked.Call
 
@@ -65,7 +66,16 @@ module MonitorRules =
             present.Contains call.ChannelId
             || call.Legs |> Map.exists (fun id _ -> present.Contains id)
 
-        if call.Legs.IsEmpty || stillThere then
+        if call.Legs.IsEmpty && present.Contains call.ChannelId then
+            let first = {
+                Channel = ""
+                Uniqueid = call.ChannelId
+                Linkedid = call.ChannelId
+                CallbackId = call.CallbackId
+            }
+
+            TrackedCall.apply at (Ami(Newchannel first)) tracked
+        elif call.Legs.IsEmpty || stillThere then
             tracked
         else
             TrackedCall.apply at Lost tracked
