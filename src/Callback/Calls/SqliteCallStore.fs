@@ -73,7 +73,8 @@ type SqliteCallStore private (connectionString: string) =
             | :? UnauthorizedAccessException
             | :? IOException as e -> Result.Error $"Data__Path '{directory}' is not a writable directory ({e.Message})."
 
-    member private _.Connect cancel = connect cancel
+    /// A connection as every operation gets it (the tests read its pragmas).
+    member internal _.Connect cancel = connect cancel
 
     interface ICallStore with
         member _.Create(call, cancel) =
