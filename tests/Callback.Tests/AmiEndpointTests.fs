@@ -9,18 +9,7 @@ open Callback.Tests.TestSidecar
 let private secret = "s3cret-Value"
 
 let private sidecarFor (extra: (string * string) list) (server: Server) =
-    new Sidecar(
-        extra
-        @ [
-            "Ami:Host", "127.0.0.1"
-            "Ami:Port", string server.Port
-            "Ami:CaCertificate", pki.Value.WriteCaPem()
-            "Ami:Username", "callback"
-            "Ami:Secret", secret
-            "Ami:ResponseTimeout", "400"
-            "Originate:Channel", "PJSIP/{number}@trunk"
-        ]
-    )
+    new Sidecar(fakeAmiConfig (("Ami:Secret", secret) :: ("Ami:ResponseTimeout", "400") :: extra) server.Port)
 
 [<Tests>]
 let tests =

@@ -113,16 +113,13 @@ let private shared =
 
          let sidecar =
              new Sidecar(
-                 [
-                     "Ami:Host", "127.0.0.1"
-                     "Ami:Port", string server.Port
-                     "Ami:CaCertificate", pki.Value.WriteCaPem()
-                     "Ami:Username", "callback"
-                     "Ami:Secret", "s3cret-Value"
-                     "Originate:Channel", "PJSIP/{number}@trunk"
-                     // The whole corpus comes from one client; the rate limits have tests of their own.
-                     "Callback:PerClientPerMinute", "100000"
-                 ]
+                 fakeAmiConfig
+                     [
+                         "Ami:ResponseTimeout", "5000"
+                         // The whole corpus comes from one client; the rate limits have tests of their own.
+                         "Callback:PerClientPerMinute", "100000"
+                     ]
+                     server.Port
              )
 
          server, sidecar)

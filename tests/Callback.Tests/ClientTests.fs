@@ -8,12 +8,7 @@ open Expecto
 open Callback.Ami
 open Callback.Tests.FakeAmi
 
-let private endpoint port = {
-    Host = "127.0.0.1"
-    Port = port
-    Transport = PlainTcp
-    ConnectTimeout = TimeSpan.FromSeconds 2.0
-}
+let private endpoint = plainEndpoint
 
 let private action name = {
     Name = name

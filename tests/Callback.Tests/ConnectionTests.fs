@@ -6,12 +6,7 @@ open Expecto
 open Callback.Ami
 open Callback.Tests.FakeAmi
 
-let private endpoint port = {
-    Host = "127.0.0.1"
-    Port = port
-    Transport = PlainTcp
-    ConnectTimeout = TimeSpan.FromSeconds 2.0
-}
+let private endpoint = plainEndpoint
 
 /// A connection to the fake server, opened; the test fails if it cannot be.
 let private opened (server: Server) =

@@ -7,18 +7,7 @@ open Callback.Tests.FakeAmi
 open Callback.Tests.TestSidecar
 
 let private sidecarFor (extra: (string * string) list) (port: int) =
-    new Sidecar(
-        extra
-        @ [
-            "Ami:Host", "127.0.0.1"
-            "Ami:Port", string port
-            "Ami:CaCertificate", pki.Value.WriteCaPem()
-            "Ami:Username", "callback"
-            "Ami:Secret", "s3cret-Value"
-            "Ami:ResponseTimeout", "400"
-            "Originate:Channel", "PJSIP/{number}@trunk"
-        ]
-    )
+    new Sidecar(fakeAmiConfig (("Ami:ResponseTimeout", "400") :: extra) port)
 
 /// Posts `number` and checks the refusal: 422, the five false booleans, one error on phoneNumber with
 /// `expected` in its message, and not one byte to the AMI server.

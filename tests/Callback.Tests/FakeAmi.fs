@@ -287,6 +287,14 @@ type Server(script: Script, tls: X509Certificate2 option) =
             listener.Stop()
             accept.Wait(TimeSpan.FromSeconds 2.0) |> ignore
 
+/// Where a client reaches the fake server on `port` without TLS, within 2 s.
+let plainEndpoint port : Callback.Ami.Endpoint = {
+    Host = "127.0.0.1"
+    Port = port
+    Transport = Callback.Ami.PlainTcp
+    ConnectTimeout = TimeSpan.FromSeconds 2.0
+}
+
 /// The challenge the fake hands out on `Action: Challenge`.
 [<Literal>]
 let Challenge = "418253967"

@@ -22,16 +22,7 @@ let withSidecar (f: Server -> Sidecar -> unit) =
     use server = new Server(script asterisk, Some pki.Value.Server)
 
     use sidecar =
-        new Sidecar(
-            [
-                "Ami:Host", "127.0.0.1"
-                "Ami:Port", string server.Port
-                "Ami:CaCertificate", pki.Value.WriteCaPem()
-                "Ami:Username", "callback"
-                "Ami:Secret", "s3cret-Value"
-                "Originate:Channel", "PJSIP/{number}@trunk"
-            ]
-        )
+        new Sidecar(fakeAmiConfig [ "Ami:ResponseTimeout", "5000" ] server.Port)
 
     f server sidecar
 

@@ -14,19 +14,7 @@ let private secret = "s3cret-Value"
 
 /// The sidecar configured for a fake AMI server on `port`, trusting the test CA.
 let private fakeAmiSidecarWith (extra: (string * string) list) (port: int) =
-    new Sidecar(
-        extra
-        @ [
-            "Ami:Host", "127.0.0.1"
-            "Ami:Port", string port
-            "Ami:UseTls", "true"
-            "Ami:CaCertificate", pki.Value.WriteCaPem()
-            "Ami:Username", "callback"
-            "Ami:Secret", secret
-            "Ami:ResponseTimeout", "400"
-            "Originate:Channel", "PJSIP/{number}@trunk"
-        ]
-    )
+    new Sidecar(fakeAmiConfig (("Ami:Secret", secret) :: ("Ami:ResponseTimeout", "400") :: extra) port)
 
 let private fakeAmiSidecar = fakeAmiSidecarWith []
 

@@ -31,17 +31,7 @@ let private answerOf (response: HttpResponseMessage) = {
 
 /// The sidecar on a fake Asterisk that answers with `answer`, or on `port` where nothing listens.
 let private sidecarOn (port: int) =
-    new Sidecar(
-        [
-            "Ami:Host", "127.0.0.1"
-            "Ami:Port", string port
-            "Ami:CaCertificate", pki.Value.WriteCaPem()
-            "Ami:Username", "callback"
-            "Ami:Secret", "s3cret-Value"
-            "Ami:ResponseTimeout", "400"
-            "Originate:Channel", "PJSIP/{number}@trunk"
-        ]
-    )
+    new Sidecar(fakeAmiConfig [ "Ami:ResponseTimeout", "400" ] port)
 
 let private against (answer: ReceivedAction -> Reply) (send: HttpClient -> HttpResponseMessage) =
     use server = new Server(script answer, Some pki.Value.Server)

@@ -12,12 +12,7 @@ open Microsoft.Extensions.Logging
 open Callback.Ami
 open Callback.Tests.FakeAmi
 
-let private endpoint port = {
-    Host = "127.0.0.1"
-    Port = port
-    Transport = PlainTcp
-    ConnectTimeout = TimeSpan.FromSeconds 2.0
-}
+let private endpoint = plainEndpoint
 
 /// Keeps every warning the code under test logs, to count them.
 type WarningLog() =
