@@ -34,10 +34,17 @@ COPY src/ src/
 # stays in the build stage. Exception stack traces still name the methods.
 RUN dotnet publish src/Callback/Callback.fsproj -c Release -r linux-x64 -p:PublishAot=true --no-restore \
         -p:StripSymbols=true -p:CopyOutputSymbolsToPublishDirectory=false -o /app
+# The call store's directory, empty: copied below with its owner, since the final image may have no shell.
+RUN mkdir /data
 
 FROM ${RUNTIME_IMAGE} AS final
 WORKDIR /app
 COPY --from=build /app ./
+# The data volume (the call store's SQLite file): the root filesystem can be read-only, this stays
+# writable. A new volume takes the owner of the image's /data: the app user.
+COPY --from=build --chown=$APP_UID:$APP_UID /data /data
+VOLUME /data
+ENV Data__Path=/data
 # APP_UID (1654, user `app`) comes from the base image.
 USER $APP_UID
 EXPOSE 8080

@@ -351,3 +351,49 @@ module Settings =
                 Monitor = monitor
             }
         }
+
+/// Where the call store keeps its database, and how long it keeps the calls that are over.
+type DataSettings = {
+    /// The data directory (the image's volume, `/data` there); the database file is inside it.
+    Directory: string
+    /// Final calls last moved longer ago than this are deleted; live calls are kept whatever their age.
+    Retention: TimeSpan
+}
+
+[<RequireQualifiedAccess>]
+module DataSettings =
+
+    /// Kept at most ten years: past that a typing error is likelier than a wish.
+    [<Literal>]
+    let MaxRetentionDays = 3650
+
+    let private directory (config: IConfiguration) (workingDirectory: string) =
+        match config["Data:Path"] with
+        | null
+        | "" -> Ok(Path.Combine(workingDirectory, "data"))
+        | path when path.IndexOfAny(Path.GetInvalidPathChars()) >= 0 ->
+            Error "Data__Path holds characters a path cannot have."
+        | path -> Ok(Path.GetFullPath(path, workingDirectory))
+
+    let private retention (config: IConfiguration) =
+        match config["Data:RetentionDays"] with
+        | null
+        | "" -> Ok(TimeSpan.FromDays 30.0)
+        | v ->
+            match Int32.TryParse v with
+            | true, days when days >= 1 && days <= MaxRetentionDays -> Ok(TimeSpan.FromDays(float days))
+            | _ -> Error $"Data__RetentionDays must be a whole number from 1 to {MaxRetentionDays} (got '{v}')."
+
+    /// Reads the store's settings, all problems at once. Without `Data__Path` the directory is `data` under
+    /// `workingDirectory`; a relative one is taken from there too. Whether the directory is usable is
+    /// checked when the store opens it.
+    let read (config: IConfiguration) (workingDirectory: string) : Result<DataSettings, string list> =
+        validation {
+            let! directory = directory config workingDirectory
+            and! retention = retention config
+
+            return {
+                Directory = directory
+                Retention = retention
+            }
+        }

@@ -181,6 +181,31 @@ let tests =
             let response = http.GetAsync(url "/healthz").Result
             Expect.equal response.StatusCode HttpStatusCode.OK $"GET /healthz\n{diagnostics ()}")
 
+        // Catches a Dockerfile without the volume (the store could not write on a read-only root), or a /data
+        // left to root (the app user could not create the database).
+        dockerTest
+            "the image declares the data volume /data, owned by the app user, and Data__Path points at it"
+            (fun () ->
+                let image =
+                    dockerOk (minutes 1.0) [
+                        "image"
+                        "inspect"
+                        "-f"
+                        "{{json .Config.Volumes}} {{json .Config.Env}}"
+                        tag
+                    ]
+
+                Expect.stringContains image "\"/data\":{}" "VOLUME /data"
+                Expect.stringContains image "\"Data__Path=/data\"" "Data__Path"
+
+                let owner =
+                    docker (minutes 1.0) [ "exec"; container.Value.Name; "stat"; "-c"; "%u"; "/data" ]
+
+                Expect.equal
+                    (owner.Output.Trim())
+                    "1654"
+                    $"the owner of /data in the running container\n{owner.Output}")
+
         dockerTest "the health check is the executable's own --health-check, and it passes" (fun () ->
             Expect.equal
                 (inspect "{{json .Config.Healthcheck.Test}}")

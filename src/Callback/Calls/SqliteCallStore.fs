@@ -1,0 +1,118 @@
+namespace Callback.Calls
+
+open System
+open System.IO
+open System.Threading
+open System.Threading.Tasks
+open Microsoft.Data.Sqlite
+open Callback.Domain
+
+/// The SQLite store behind `ICallStore`. Each operation takes a pooled connection of its own, so the store
+/// is safe to share between the monitor and every request; SQLite serialises the writers (a busy database
+/// is retried up to the command timeout) and WAL lets readers go on meanwhile.
+type SqliteCallStore private (connectionString: string) =
+
+    let connect (cancel: CancellationToken) =
+        task {
+            let connection = new SqliteConnection(connectionString)
+            do! connection.OpenAsync cancel
+            // Per connection: synchronous is not stored in the file (journal_mode is).
+            use pragma = SqliteStore.command connection "PRAGMA synchronous = FULL" []
+            let! _ = pragma.ExecuteNonQueryAsync cancel
+            return connection
+        }
+
+    let live = "c.state NOT IN ('ended', 'failed')"
+
+    /// Opens (creating it if needed) the database in `directory`, switched to WAL and migrated; a clear
+    /// message naming `Data__Path` when the directory is a file, cannot be made, or is not writable.
+    static member Open(directory: string, cancel: CancellationToken) : Task<Result<SqliteCallStore, string>> =
+        task {
+            match SqliteCallStore.CheckDirectory directory with
+            | Result.Error message -> return Result.Error message
+            | Ok() ->
+                SQLitePCL.Batteries_V2.Init()
+
+                let connectionString =
+                    SqliteConnectionStringBuilder(
+                        DataSource = Path.Combine(directory, SqliteStore.FileName),
+                        Mode = SqliteOpenMode.ReadWriteCreate,
+                        Pooling = true
+                    )
+                        .ToString()
+
+                let store = new SqliteCallStore(connectionString)
+
+                try
+                    use! connection = store.Connect cancel
+                    use wal = SqliteStore.command connection "PRAGMA journal_mode = WAL" []
+                    let! mode = wal.ExecuteScalarAsync cancel
+
+                    if string mode <> "wal" then
+                        return Result.Error $"Data__Path '{directory}': SQLite refused WAL mode (got '{mode}')."
+                    else
+                        match! SqliteStore.migrate connection cancel with
+                        | Ok() -> return Ok store
+                        | Result.Error message -> return Result.Error $"Data__Path '{directory}': {message}"
+                with :? SqliteException as e ->
+                    return Result.Error $"Data__Path '{directory}': the database cannot be opened ({e.Message})."
+        }
+
+    /// The directory exists (made if missing) and a file can be created in it.
+    static member private CheckDirectory(directory: string) =
+        if File.Exists directory then
+            Result.Error $"Data__Path '{directory}' is a file; it must be a directory (the data volume)."
+        else
+            try
+                Directory.CreateDirectory directory |> ignore
+                let probe = Path.Combine(directory, $".write-check-{Guid.NewGuid():N}")
+                File.WriteAllBytes(probe, [||])
+                File.Delete probe
+                Ok()
+            with
+            | :? UnauthorizedAccessException
+            | :? IOException as e -> Result.Error $"Data__Path '{directory}' is not a writable directory ({e.Message})."
+
+    /// A connection as every operation gets it (the tests read its pragmas).
+    member internal _.Connect cancel = connect cancel
+
+    interface ICallStore with
+        member _.Create(call, cancel) =
+            task {
+                use! connection = connect cancel
+                return! SqliteStore.create connection call cancel
+            }
+
+        member _.Save(callId, expected, change, cancel) =
+            task {
+                use! connection = connect cancel
+                return! SqliteStore.save connection callId expected change cancel
+            }
+
+        member _.Find(callId, cancel) =
+            task {
+                use! connection = connect cancel
+
+                let! calls =
+                    SqliteStore.select connection "c.call_id = $id" [ "$id", box (CallId.value callId) ] cancel
+
+                return List.tryHead calls
+            }
+
+        member _.ListLive cancel =
+            task {
+                use! connection = connect cancel
+                return! SqliteStore.select connection live [] cancel
+            }
+
+        member _.Prune(cutoff, cancel) =
+            task {
+                use! connection = connect cancel
+                return! SqliteStore.prune connection cutoff cancel
+            }
+
+    /// Returns the pooled connections to the file, so it can be moved or deleted (a test's directory).
+    interface IDisposable with
+        member _.Dispose() =
+            use connection = new SqliteConnection(connectionString)
+            SqliteConnection.ClearPool connection

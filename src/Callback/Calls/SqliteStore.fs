@@ -1,0 +1,286 @@
+namespace Callback.Calls
+
+open System
+open System.Collections.Generic
+open System.IO
+open System.Threading
+open System.Threading.Tasks
+open Microsoft.Data.Sqlite
+open Callback.Domain
+
+/// The embedded store: one SQLite file in the data directory, one row per call plus its transitions.
+/// WAL with `synchronous=FULL`: a move the store answered `Saved` survives a power cut, not only a crash of
+/// the process (WAL's default, NORMAL, may lose the last commits then), while readers never wait for a writer.
+[<RequireQualifiedAccess>]
+module SqliteStore =
+
+    /// The database file inside the data directory.
+    [<Literal>]
+    let FileName = "callback.db"
+
+    /// The schema this program writes (`PRAGMA user_version`); each later version adds one migration.
+    [<Literal>]
+    let SchemaVersion = 1
+
+    let private schemaV1 =
+        """
+        CREATE TABLE calls (
+            call_id TEXT PRIMARY KEY,
+            attempt INTEGER NOT NULL,
+            language TEXT NOT NULL,
+            masked_number TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            outcome TEXT,
+            talk_ms INTEGER,
+            cause_code INTEGER,
+            cause_text TEXT,
+            sip_code INTEGER
+        ) STRICT;
+        CREATE INDEX calls_live ON calls (state) WHERE state NOT IN ('ended', 'failed');
+        CREATE INDEX calls_updated ON calls (updated_at);
+        CREATE TABLE transitions (
+            call_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            PRIMARY KEY (call_id, seq)
+        ) STRICT, WITHOUT ROWID;
+        """
+
+    let private dbValue (value: 'T option) : obj =
+        match value with
+        | Some v -> box v
+        | None -> box DBNull.Value
+
+    let internal command (connection: SqliteConnection) (sql: string) (parameters: (string * obj) list) =
+        let command = connection.CreateCommand()
+        command.CommandText <- sql
+
+        for name, value in parameters do
+            command.Parameters.AddWithValue(name, value) |> ignore
+
+        command
+
+    let private execute connection sql parameters (cancel: CancellationToken) =
+        task {
+            use command = command connection sql parameters
+            return! command.ExecuteNonQueryAsync cancel
+        }
+
+    let private optional (reader: SqliteDataReader) i (read: int -> 'T) =
+        if reader.IsDBNull i then None else Some(read i)
+
+    let private callColumns =
+        "call_id, attempt, language, masked_number, created_at, updated_at, state, outcome, talk_ms, cause_code, cause_text, sip_code"
+
+    let private readCall (r: SqliteDataReader) history =
+        let cause =
+            optional r 9 r.GetInt32
+            |> Option.map (fun code -> {
+                Code = code
+                Text = optional r 10 r.GetString |> Option.defaultValue ""
+                SipCode = optional r 11 r.GetInt32
+            })
+
+        {
+            CallId = SqliteRows.readCallId (r.GetString 0)
+            Attempt = SqliteRows.readAttempt (r.GetInt64 1)
+            Language = SqliteRows.readLanguage (r.GetString 2)
+            MaskedNumber = r.GetString 3
+            CreatedAt = SqliteRows.readTime (r.GetInt64 4)
+            UpdatedAt = SqliteRows.readTime (r.GetInt64 5)
+            Status =
+                SqliteRows.readStatus
+                    (SqliteRows.readState (r.GetString 6))
+                    (optional r 7 r.GetString)
+                    (optional r 8 r.GetInt64)
+                    cause
+            History = history
+        }
+
+    /// Transitions of the calls `where` selects, by call id, oldest first.
+    let private histories connection where parameters cancel =
+        task {
+            use command =
+                command
+                    connection
+                    $"SELECT t.call_id, t.seq, t.attempt, t.state, t.at FROM transitions t JOIN calls c USING (call_id) WHERE {where} ORDER BY t.call_id, t.seq"
+                    parameters
+
+            use! reader = command.ExecuteReaderAsync(cancel: CancellationToken)
+            let byCall = Dictionary<string, ResizeArray<SavedTransition>>()
+
+            while! reader.ReadAsync cancel do
+                let id = reader.GetString 0
+
+                if not (byCall.ContainsKey id) then
+                    byCall[id] <- ResizeArray()
+
+                byCall[id].Add {
+                    Sequence = reader.GetInt64 1
+                    Attempt = SqliteRows.readAttempt (reader.GetInt64 2)
+                    Transition = {
+                        State = SqliteRows.readState (reader.GetString 3)
+                        At = SqliteRows.readTime (reader.GetInt64 4)
+                    }
+                }
+
+            return byCall
+        }
+
+    /// The calls `where` selects (on `calls c`), each with its history.
+    let internal select connection where parameters cancel =
+        task {
+            let! history = histories connection where parameters cancel
+
+            use command =
+                command connection $"SELECT {callColumns} FROM calls c WHERE {where}" parameters
+
+            use! reader = command.ExecuteReaderAsync(cancel: CancellationToken)
+            let calls = ResizeArray()
+
+            while! reader.ReadAsync cancel do
+                let found, saved = history.TryGetValue(reader.GetString 0)
+                calls.Add(readCall reader (if found then List.ofSeq saved else []))
+
+            return List.ofSeq calls
+        }
+
+    let private appendTransitions connection (callId: string) attempt (transitions: Transition list) cancel =
+        task {
+            for transition in transitions do
+                let! _ =
+                    execute
+                        connection
+                        "INSERT INTO transitions (call_id, seq, attempt, state, at) VALUES ($id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE call_id = $id), $attempt, $state, $at)"
+                        [
+                            "$id", box callId
+                            "$attempt", box (Attempt.number attempt)
+                            "$state", box (SqliteRows.stateName transition.State)
+                            "$at", box (SqliteRows.time transition.At)
+                        ]
+                        cancel
+
+                ()
+        }
+
+    let internal create connection (call: NewCall) cancel =
+        task {
+            use transaction = (connection: SqliteConnection).BeginTransaction()
+            let id = CallId.value call.CallId
+
+            let! inserted =
+                execute
+                    connection
+                    "INSERT INTO calls (call_id, attempt, language, masked_number, created_at, updated_at, state) VALUES ($id, $attempt, $language, $number, $at, $at, 'queued') ON CONFLICT (call_id) DO NOTHING"
+                    [
+                        "$id", box id
+                        "$attempt", box (Attempt.number call.Attempt)
+                        "$language", box (SqliteRows.languageName call.Language)
+                        "$number", box call.MaskedNumber
+                        "$at", box (SqliteRows.time call.CreatedAt)
+                    ]
+                    cancel
+
+            if inserted = 1 then
+                do!
+                    appendTransitions
+                        connection
+                        id
+                        call.Attempt
+                        [
+                            {
+                                State = State.Queued
+                                At = call.CreatedAt
+                            }
+                        ]
+                        cancel
+
+            do! transaction.CommitAsync cancel
+            return inserted = 1
+        }
+
+    /// The compare-and-set: the UPDATE moves the row only while it still has the expected attempt and
+    /// state, inside an IMMEDIATE transaction, so of two writers holding the same expectation one moves it
+    /// and the other finds nothing to update.
+    let internal save connection callId (expected: Expected) (change: Change) cancel =
+        task {
+            use transaction = (connection: SqliteConnection).BeginTransaction()
+            let id = CallId.value callId
+            let outcome, talk = SqliteRows.outcome change.Status
+            let cause = SqliteRows.cause change.Status
+
+            let! moved =
+                execute
+                    connection
+                    "UPDATE calls SET attempt = $attempt, state = $state, outcome = $outcome, talk_ms = $talk, cause_code = $code, cause_text = $text, sip_code = $sip, updated_at = $at WHERE call_id = $id AND attempt = $expectedAttempt AND state = $expectedState"
+                    [
+                        "$id", box id
+                        "$attempt", box (Attempt.number change.Attempt)
+                        "$state", box (SqliteRows.stateName (Store.stateOf change.Status))
+                        "$outcome", dbValue outcome
+                        "$talk", dbValue talk
+                        "$code", dbValue (cause |> Option.map _.Code)
+                        "$text", dbValue (cause |> Option.map _.Text)
+                        "$sip", dbValue (cause |> Option.bind _.SipCode)
+                        "$at", box (SqliteRows.time change.At)
+                        "$expectedAttempt", box (Attempt.number expected.Attempt)
+                        "$expectedState", box (SqliteRows.stateName expected.State)
+                    ]
+                    cancel
+
+            if moved = 1 then
+                do! appendTransitions connection id change.Attempt change.Transitions cancel
+                do! transaction.CommitAsync cancel
+                return Saved
+            else
+                use exists =
+                    command connection "SELECT 1 FROM calls WHERE call_id = $id" [ "$id", box id ]
+
+                let! found = exists.ExecuteScalarAsync cancel
+                return if isNull found then UnknownCall else Stale
+        }
+
+    let internal prune connection (cutoff: DateTimeOffset) cancel =
+        task {
+            use transaction = (connection: SqliteConnection).BeginTransaction()
+            let old = "state IN ('ended', 'failed') AND updated_at < $cutoff"
+            let parameters = [ "$cutoff", box (SqliteRows.time cutoff) ]
+
+            let! _ =
+                execute
+                    connection
+                    $"DELETE FROM transitions WHERE call_id IN (SELECT call_id FROM calls WHERE {old})"
+                    parameters
+                    cancel
+
+            let! deleted = execute connection $"DELETE FROM calls WHERE {old}" parameters cancel
+            do! transaction.CommitAsync cancel
+            return deleted
+        }
+
+    /// Creates the schema on an empty file, or checks that a file written by a newer program is refused
+    /// rather than misread.
+    let internal migrate connection cancel =
+        task {
+            use version = command connection "PRAGMA user_version" []
+            let! found = version.ExecuteScalarAsync(cancel: CancellationToken)
+
+            match Convert.ToInt32 found with
+            | 0 ->
+                use transaction = (connection: SqliteConnection).BeginTransaction()
+
+                let! _ =
+                    execute connection $"{schemaV1} PRAGMA user_version = {SchemaVersion};" [] cancel
+
+                do! transaction.CommitAsync cancel
+                return Ok()
+            | SchemaVersion -> return Ok()
+            | newer ->
+                return
+                    Result.Error
+                        $"The database's schema version is {newer}, newer than this program's {SchemaVersion}: run the newer program, or restore a backup."
+        }
