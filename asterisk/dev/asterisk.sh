@@ -23,6 +23,7 @@ MARKER=.callback-provisioned
 STATE=$CACHE/asterisk-dev                        # everything else of ours: pid, console output, certs, secrets
 TLS_DIR=$STATE/tls                               # dev CA and server certificate (host side)
 PIDFILE=$STATE/asterisk.pid
+FINGERPRINT_FILE=$STATE/config.sha256            # what `config_fingerprint` said when it was started
 CONSOLE=$STATE/asterisk.console                  # Asterisk's own stdout/stderr
 SECRET_FILE=$STATE/secret                        # the [callback] user's dev secret, made once
 MONITOR_SECRET_FILE=$STATE/monitor-secret        # the dev-only [callback-recorder] user's secret
@@ -284,19 +285,33 @@ install_pjsip() {
   cp "$HERE/pjsip-dev.conf" "$1/"
 }
 
+# What the configs `install_config` copies hash to: an Asterisk started from other configs (an older
+# checkout, a changed dialplan or manager user) is restarted, since most changes need a full restart.
+config_fingerprint() {
+  cat "$CONF_DIR"/*.conf "$HERE"/*.conf "$CONF_DIR/tls/make-certs.sh" | sha256sum | cut -d' ' -f1
+}
+
 start() {
   local pid t0 deadline
   need_root
   provision
   if pid=$(running_pid); then
-    if tls_ami_answers && sip_listens; then log "start: already running (pid $pid)"; return 0; fi
-    log "start: pid $pid is running but TLS AMI or SIP on $SIP_HOST:$SIP_PORT does not answer: restarting it"
-    stop_asterisk
+    if [ "$(cat "$FINGERPRINT_FILE" 2>/dev/null)" != "$(config_fingerprint)" ]; then
+      log "start: pid $pid runs other configs than these: restarting it"
+      stop_asterisk
+    elif tls_ami_answers && sip_listens; then
+      log "start: already running (pid $pid)"
+      return 0
+    else
+      log "start: pid $pid is running but TLS AMI or SIP on $SIP_HOST:$SIP_PORT does not answer: restarting it"
+      stop_asterisk
+    fi
   elif port_in_use; then
     die "something else already listens on $AMI_HOST:$TLS_PORT; not starting a second Asterisk"
   fi
   t0=$(now)
   install_config
+  config_fingerprint >"$FINGERPRINT_FILE"
   unmount_under "$ROOT"            # from a run that was killed before `stop`
   mount -t proc proc "$ROOT/proc"
   chroot "$ROOT" install -d -o asterisk -g asterisk /run/asterisk /var/log/asterisk
