@@ -6,6 +6,15 @@ open System.Threading.Channels
 open Microsoft.Extensions.Logging
 open Microsoft.Extensions.Logging.Abstractions
 
+/// The library's classes take an `ILogger` from C# callers, who may pass null: that means "log nothing".
+[<RequireQualifiedAccess>]
+module internal Loggers =
+    let orNull (logger: ILogger) =
+        if isNull logger then
+            NullLogger.Instance :> ILogger
+        else
+            logger
+
 /// One subscriber's view of the unsolicited events: a bounded channel read at the subscriber's pace.
 /// When it is full the OLDEST event is dropped to make room (a monitor wants the newest state), the drop
 /// is counted in `Dropped`, and the hub logs one warning when a burst of drops starts and one when it ends.
@@ -57,11 +66,7 @@ type EventSubscription internal (capacity: int, unsubscribe: EventSubscription -
 /// reconnections). Only the reader loop of the current session publishes.
 [<Sealed; AllowNullLiteral>]
 type EventHub(logger: ILogger) =
-    let logger =
-        if isNull logger then
-            NullLogger.Instance :> ILogger
-        else
-            logger
+    let logger = Loggers.orNull logger
 
     let gate = obj ()
     let mutable subscribers: EventSubscription[] = [||]

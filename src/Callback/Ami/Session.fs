@@ -16,11 +16,7 @@ open Microsoft.Extensions.Logging.Abstractions
 /// every pending action fails at once and later ones fail without being sent.
 [<Sealed>]
 type Session(connection: Connection, options: SessionOptions, hub: EventHub, logger: ILogger) =
-    let logger =
-        if isNull logger then
-            NullLogger.Instance :> ILogger
-        else
-            logger
+    let logger = Loggers.orNull logger
 
     let options = if isNull options then SessionOptions() else options
     let ownsHub = isNull hub

@@ -63,11 +63,7 @@ type SupervisorOptions() =
 /// at once with `NotReady`: nothing is queued to be sent blindly later.
 [<Sealed>]
 type Supervisor(options: SupervisorOptions, logger: ILogger) =
-    let logger =
-        if isNull logger then
-            NullLogger.Instance :> ILogger
-        else
-            logger
+    let logger = Loggers.orNull logger
 
     let options = if isNull options then SupervisorOptions() else options
 
