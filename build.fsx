@@ -192,6 +192,8 @@ let demo (args: string list) =
             info.Environment[key] <- value
 
     info.Environment["Demo__Enabled"] <- "true"
+    // The demo's calls are kept beside the local Asterisk's state, out of the work tree.
+    info.Environment["Data__Path"] <- Path.Combine(__SOURCE_DIRECTORY__, ".state", "demo-data")
     info.Environment["ASPNETCORE_URLS"] <- $"http://127.0.0.1:{port}"
     use sidecar = Process.Start info
     use stopped = new Threading.ManualResetEventSlim()

@@ -8,6 +8,7 @@ open Microsoft.AspNetCore.HttpOverrides
 open Microsoft.Extensions.DependencyInjection
 open Microsoft.Extensions.Hosting
 open Microsoft.Extensions.Logging
+open FsToolkit.ErrorHandling
 open Callback.Ami
 open Callback.Callbacks
 open Callback.Http
@@ -25,7 +26,7 @@ let private forwardedHeaders (proxy: ProxySettings) (options: ForwardedHeadersOp
 
 /// The process-wide services of the callback routes, and their part in start-up and shutdown: the
 /// readiness check, the drain that lets callbacks in flight finish, a shutdown timeout long enough for it.
-let private callbackServices (builder: WebApplicationBuilder) (settings: Settings) =
+let private callbackServices (builder: WebApplicationBuilder) (settings: Settings) (store: Calls.SqliteCallStore) =
     let gate = new SessionGate(settings.Ami.MaxSessions, settings.Ami.MaxQueued)
     let limits = new CallbackLimits(settings.Protection)
     let inFlight = CallbacksInFlight()
@@ -41,7 +42,7 @@ let private callbackServices (builder: WebApplicationBuilder) (settings: Setting
         new ShutdownDrain(
             inFlight,
             longest,
-            [ gate; limits; readiness ],
+            [ gate; limits; readiness; store ],
             services.GetRequiredService<IHostApplicationLifetime>()
         ))
     |> ignore
@@ -53,6 +54,9 @@ let private callbackServices (builder: WebApplicationBuilder) (settings: Setting
     // Where the calls' status is read from (one registry per app; the monitor is its writer).
     let calls = Calls.InMemoryCallRegistry() :> Calls.ICallRegistry
     builder.Services.AddSingleton<Calls.ICallRegistry> calls |> ignore
+    let feed = Calls.CallFeed()
+    builder.Services.AddSingleton<Calls.ICallStore> store |> ignore
+    builder.Services.AddSingleton<Calls.CallFeed> feed |> ignore
 
     {
         Gate = gate
@@ -61,7 +65,16 @@ let private callbackServices (builder: WebApplicationBuilder) (settings: Setting
         Metrics = CallbackMetrics gate
         Calls = calls
         Tracking = Calls.CallTracking.none
+        Store = store :> Calls.ICallStore
+        Feed = feed
+        Monitored = settings.Monitor.IsSome
     }
+
+/// The call store in `data.Directory`, opened (and migrated) before the app starts: a sidecar that
+/// cannot keep its calls does not take callbacks.
+let private openStore (data: DataSettings) =
+    Calls.SqliteCallStore.Open(data.Directory, Threading.CancellationToken.None).Result
+    |> Result.mapError List.singleton
 
 /// The call monitor, when `Monitor__Username` is set: started with the application and stopped once it
 /// has stopped, so after the drain (the callbacks in flight register their calls until the last one).
@@ -90,12 +103,22 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
 
     configure builder
 
-    match Settings.read builder.Configuration with
+    let configured =
+        validation {
+            let! settings = Settings.read builder.Configuration
+            and! data = DataSettings.read builder.Configuration Environment.CurrentDirectory
+            return settings, data
+        }
+
+    match
+        configured
+        |> Result.bind (fun (settings, data) -> openStore data |> Result.map (fun s -> settings, s))
+    with
     | Error errors -> Error errors
-    | Ok settings ->
+    | Ok(settings, store) ->
         builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
         ErrorAnswers.addServices builder.Services
-        let services = callbackServices builder settings
+        let services = callbackServices builder settings store
 
         builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders settings.Proxy)
         |> ignore

@@ -43,7 +43,13 @@ let start (settings: (string * string) list) =
 
     let port = freePort ()
 
+    let data =
+        if settings |> List.exists (fst >> (=) "Data__Path") then
+            []
+        else
+            [ "Data__Path", Directory.CreateTempSubdirectory("callback-data-").FullName ]
+
     {
         Port = port
-        Program = launch (settings @ [ "ASPNETCORE_URLS", $"http://127.0.0.1:{port}" ]) "dotnet" [ dll ]
+        Program = launch (settings @ data @ [ "ASPNETCORE_URLS", $"http://127.0.0.1:{port}" ]) "dotnet" [ dll ]
     }

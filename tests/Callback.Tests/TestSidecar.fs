@@ -36,7 +36,15 @@ type CapturedLog() =
 /// and its log captured.
 type Sidecar(configuration: (string * string) list) =
     let log = new CapturedLog()
-    let settings = configuration |> List.map KeyValuePair
+
+    /// Each sidecar keeps its calls in a directory of its own unless the test chooses one.
+    let dataPath =
+        if configuration |> List.exists (fst >> (=) "Data:Path") then
+            []
+        else
+            [ "Data:Path", Directory.CreateTempSubdirectory("callback-data-").FullName ]
+
+    let settings = configuration @ dataPath |> List.map KeyValuePair
 
     let app =
         Callback.Program.createApp [||] (fun builder ->

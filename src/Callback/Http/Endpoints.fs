@@ -24,6 +24,12 @@ type CallbackServices = {
     Calls: Callback.Calls.ICallRegistry
     /// What the pipeline tells the monitor of each Originate.
     Tracking: Callback.Calls.CallTracking
+    /// Where every call is kept (`Data__Path`): what `GET /calls/{id}` reads.
+    Store: Callback.Calls.ICallStore
+    /// Each call's snapshots once saved: what `GET /calls/{id}/events` streams.
+    Feed: Callback.Calls.CallFeed
+    /// Whether a monitor follows the calls (`Monitor__Username`); without one a call stays `queued`.
+    Monitored: bool
 }
 
 /// The routes, each a handler chain turned into an ASP.NET Core endpoint.
