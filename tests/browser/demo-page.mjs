@@ -1,9 +1,13 @@
 // A visitor on the demo page, in Debian's headless Chromium driven by playwright-core:
 //
-//   node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png>
+//   node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png> [follow|retry]
 //
 // types the number, picks the language, clicks "Call me back", waits for the status message, saves a
 // screenshot and prints one JSON line: { status, message, messageClass, stages: { socket: "✔", … }, pageErrors }.
+// With `follow` it then watches the live call status until a final state and adds `live`: every state and
+// sentence the status line showed, in order, the history list, the final state, whether the retry button
+// is offered, and the event streams the page opened. With `retry` it also clicks the retry button once the
+// call has ended and adds `retried`: the second POST's status and its call followed the same way.
 // Exits non-zero on any error; the browser is closed in every case, and nothing waits without a deadline.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,13 +15,15 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 const STEP_TIMEOUT_MS = 15_000; // each page action; the real callback answers in about a second
-const OVERALL_TIMEOUT_MS = 60_000; // the whole visit, launch and close included
+const CALL_TIMEOUT_MS = 45_000; // a followed call, from its POST to a final state
+const OVERALL_TIMEOUT_MS = 110_000; // the whole visit, launch and close included
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const LANGUAGES = { en: "English", fr: "Français" };
+const MODES = ["post", "follow", "retry"];
 
-const [url, phoneNumber, language, screenshot] = process.argv.slice(2);
-if (!url || phoneNumber === undefined || !LANGUAGES[language] || !screenshot) {
-  console.error("usage: node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png>");
+const [url, phoneNumber, language, screenshot, mode = "post"] = process.argv.slice(2);
+if (!url || phoneNumber === undefined || !LANGUAGES[language] || !screenshot || !MODES.includes(mode)) {
+  console.error("usage: node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png> [follow|retry]");
   process.exit(64);
 }
 
@@ -27,18 +33,65 @@ const flags = [
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ];
 
+// Records every state and sentence the live status line shows, in order, as the page changes it.
+async function watchStatusLine(page) {
+  const seen = [];
+  await page.exposeFunction("demoPageSeen", (state, text) => seen.push({ state, text }));
+  await page.evaluate(() => {
+    const line = document.getElementById("call-state");
+    let last = "";
+    new MutationObserver(() => {
+      const now = `${line.dataset.state}\n${line.textContent}`;
+      if (line.textContent && now !== last) {
+        last = now;
+        window.demoPageSeen(line.dataset.state, line.textContent);
+      }
+    }).observe(line, { attributes: true, childList: true, characterData: true, subtree: true });
+  });
+  return seen;
+}
+
+// Waits until the live status is final (or says the call is not tracked) and reads what it shows.
+async function followCall(page, seen, streams) {
+  const line = page.locator("#call-state");
+  await page
+    .locator('#call-state[data-state="ended"], #call-state[data-state="failed"], #call-state[data-state="placed"]')
+    .waitFor({ state: "visible", timeout: CALL_TIMEOUT_MS });
+  // The page closes the stream itself on a final state: give a reconnect the time to show up if it would.
+  await page.waitForTimeout(500);
+  const retry = page.locator("#retry");
+  return {
+    seen: seen.splice(0),
+    history: await page.locator("#call-history li").evaluateAll((items) => items.map((i) => i.dataset.state)),
+    historyText: (await page.locator("#call-history li").allInnerTexts()).map((t) => t.trim()),
+    state: await line.getAttribute("data-state"),
+    outcome: await line.getAttribute("data-outcome"),
+    text: (await line.innerText()).trim(),
+    className: await line.getAttribute("class"),
+    lang: await page.locator("#call").getAttribute("lang"),
+    retry: (await retry.isVisible()) ? (await retry.innerText()).trim() : null,
+    eventStreams: streams.splice(0),
+  };
+}
+
 async function visit(context) {
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
   const pageErrors = [];
   page.on("pageerror", (error) => pageErrors.push(String(error)));
   page.on("console", (m) => { if (m.type() === "error") pageErrors.push(m.text()); });
+  const streams = [];
+  page.on("request", (r) => {
+    if ((r.headers()["accept"] || "").includes("text/event-stream")) streams.push(new URL(r.url()).pathname);
+  });
 
   await page.goto(url, { waitUntil: "load", timeout: STEP_TIMEOUT_MS });
+  const seen = await watchStatusLine(page);
   await page.getByLabel("Phone number").fill(phoneNumber);
   await page.getByRole("radio", { name: LANGUAGES[language] }).check();
 
-  const answer = page.waitForResponse((r) => new URL(r.url()).pathname.endsWith("/callback"));
+  const isCallback = (r) => new URL(r.url()).pathname.endsWith("/callback");
+  const answer = page.waitForResponse(isCallback);
   await page.getByRole("button", { name: "Call me back" }).click();
   const status = (await answer).status();
 
@@ -51,15 +104,25 @@ async function visit(context) {
     const [name, value] = await row.locator("td").allInnerTexts();
     stages[name.trim()] = value.trim().split(/\s+/)[0];
   }
-
-  await page.screenshot({ path: screenshot, fullPage: true });
-  return {
+  const seenAfterPost = {
     status,
     message: (await message.innerText()).trim(),
     messageClass: await message.getAttribute("class"),
     stages,
-    pageErrors,
   };
+
+  let live = null;
+  let retried = null;
+  if (mode !== "post") live = await followCall(page, seen, streams);
+  if (mode === "retry") {
+    const again = page.waitForResponse(isCallback);
+    await page.locator("#retry").click();
+    const retryStatus = (await again).status();
+    retried = { status: retryStatus, live: await followCall(page, seen, streams) };
+  }
+
+  await page.screenshot({ path: screenshot, fullPage: true });
+  return { ...seenAfterPost, live, retried, pageErrors };
 }
 
 const profile = mkdtempSync(join(tmpdir(), "demo-page-chromium-"));
