@@ -1,5 +1,6 @@
 /// The demo page as a visitor uses it: Debian's headless Chromium (driven by tests/browser/demo-page.mjs)
-/// against the real sidecar program and the real local Asterisk, with Asterisk's own log as the proof.
+/// against the real sidecar program and the real local Asterisk, with Asterisk's own log as the proof; the
+/// call followed live on the page from the sidecar's real event stream, with SIPp playing the phones.
 module Callback.Tests.BrowserTests
 
 open System
@@ -13,6 +14,8 @@ open Callback.Tests.OnThisMachine
 open Callback.Tests.Programs
 open Callback.Tests.LocalAsterisk
 open Callback.Tests.TestSidecar
+open Callback.Tests.Sipp
+open Callback.Tests.SipEvidence
 
 let private browserDir = Path.Combine(repoRoot, "tests", "browser")
 let private chromium = "/usr/bin/chromium"
@@ -60,11 +63,11 @@ let private browserTools =
                  | { Code = 0 } -> Ok()
                  | ran -> Error(Broken $"npm ci in tests/browser failed:\n{ran.Output}")))
 
-/// The real sidecar program for the local Asterisk (the `Ami__…`/`Originate__…` lines of `asterisk.sh env`)
-/// with the demo page on, healthy.
-let private startSidecar (env: (string * string) list) =
+/// The real sidecar program for the local Asterisk (the `Ami__…`/`Originate__…`/`Monitor__…` lines of
+/// `asterisk.sh env`) with the demo page on and `extra` settings, healthy.
+let private startSidecarWith (extra: (string * string) list) (env: (string * string) list) =
     let sidecar =
-        SidecarProgram.start (sidecarSettings env @ [ "Demo__Enabled", "true" ])
+        SidecarProgram.start (sidecarSettings env @ [ "Demo__Enabled", "true" ] @ extra)
 
     if not (sidecar.AwaitHealthy()) then
         (sidecar :> IDisposable).Dispose()
@@ -72,16 +75,62 @@ let private startSidecar (env: (string * string) list) =
 
     sidecar
 
-/// What the visitor saw after clicking "Call me back".
+let private startSidecar = startSidecarWith []
+
+/// What the page's live status showed of one call, from its POST to its final state (demo-page.mjs `live`).
+type private LiveCall = {
+    /// Each state and sentence the status line showed, in order.
+    Seen: (string * string) list
+    /// The states of the history list at the end.
+    History: string list
+    State: string
+    Outcome: string
+    Text: string
+    /// The `lang` of the call's section.
+    Lang: string
+    /// The retry button's label when it is offered.
+    Retry: string option
+    /// The paths the page opened an event stream on (a second one would be EventSource reconnecting).
+    EventStreams: string list
+}
+
+/// What the visitor saw after clicking "Call me back", and of the call when followed.
 type private PageSeen = {
     Status: int
     Message: string
     Stages: (string * string) list
+    Live: LiveCall option
+    /// With `retry`: the second POST's status and its call.
+    Retried: (int * LiveCall) option
     PageErrors: string list
 }
 
-/// One visit with demo-page.mjs: number typed, language picked, button clicked, screenshot saved.
-let private visit (url: string) (number: string) (language: string) (screenshot: string) =
+let private text (e: JsonElement) (name: string) =
+    match e.GetProperty name with
+    | v when v.ValueKind = JsonValueKind.String -> v.GetString()
+    | _ -> null
+
+let private liveCall (e: JsonElement) = {
+    Seen = [
+        for s in e.GetProperty("seen").EnumerateArray() -> text s "state", text s "text"
+    ]
+    History = [ for h in e.GetProperty("history").EnumerateArray() -> h.GetString() ]
+    State = text e "state"
+    Outcome = text e "outcome"
+    Text = text e "text"
+    Lang = text e "lang"
+    Retry = Option.ofObj (text e "retry")
+    EventStreams = [ for p in e.GetProperty("eventStreams").EnumerateArray() -> p.GetString() ]
+}
+
+let private optional (e: JsonElement) (name: string) (read: JsonElement -> 'T) =
+    match e.GetProperty name with
+    | v when v.ValueKind = JsonValueKind.Null -> None
+    | v -> Some(read v)
+
+/// One visit with demo-page.mjs: number typed, language picked, button clicked, screenshot saved; `mode`
+/// `post` stops at the POST's answer, `follow` waits for the call's final state, `retry` then retries once.
+let private visitIn (mode: string) (url: string) (number: string) (language: string) (screenshot: string) =
     Directory.CreateDirectory screenshots |> ignore
 
     let arguments = [
@@ -90,9 +139,10 @@ let private visit (url: string) (number: string) (language: string) (screenshot:
         number
         language
         Path.Combine(screenshots, screenshot)
+        mode
     ]
 
-    let ran = runIn browserDir [] (TimeSpan.FromSeconds 90.0) "node" arguments
+    let ran = runIn browserDir [] (TimeSpan.FromSeconds 140.0) "node" arguments
 
     if ran.Code <> 0 then
         failtestf "demo-page.mjs exited with %d:\n%s" ran.Code ran.Output
@@ -107,8 +157,12 @@ let private visit (url: string) (number: string) (language: string) (screenshot:
         Stages = [
             for p in root.GetProperty("stages").EnumerateObject() -> p.Name, p.Value.GetString()
         ]
+        Live = optional root "live" liveCall
+        Retried = optional root "retried" (fun r -> r.GetProperty("status").GetInt32(), liveCall (r.GetProperty "live"))
         PageErrors = [ for e in root.GetProperty("pageErrors").EnumerateArray() -> e.GetString() ]
     }
+
+let private visit = visitIn "post"
 
 let private stageNames = [ "socket"; "amiLogin"; "amiOrig"; "amiLogoff"; "callSpooled" ]
 
@@ -116,6 +170,38 @@ let private stageNames = [ "socket"; "amiLogin"; "amiOrig"; "amiLogoff"; "callSp
 /// body gets the local Asterisk's settings, (re)started: other tests stop and start it.
 let private withBrowser name (body: (string * string) list -> unit) =
     onThisMachine "browser" browserTools name (fun () -> body (running ()))
+
+/// Chromium, Node.js and SIPp: the phones of a live call.
+let private phoneTools =
+    lazy (browserTools.Value |> Result.bind (available >> Result.mapError Unavailable))
+
+/// A browser test with SIPp phones: its body gets the `env-sip` settings of the local Asterisk, (re)started.
+let private withPhones name (body: (string * string) list -> unit) =
+    onThisMachine "browser" phoneTools name (fun () -> body (startSip () |> Result.defaultWith failtest |> fst))
+
+/// A SIPp phone for `calls` calls of `scenario` at the address `key` of `env-sip`.
+let private phoneAt key name env scenario calls options =
+    start name scenario (int ((setting env key).Split(':')[1])) calls options (0x11uy, 0x22uy)
+
+/// The visitor's phone, behind the trunk.
+let private visitorPhone = phoneAt "SIP_TRUNK" "visitor"
+
+/// The owner's phone.
+let private ownerPhone = phoneAt "SIP_OWNER" "owner"
+
+/// The sidecar's own status of the call the page followed (`GET` on the path its event stream hung off).
+let private statusOf (sidecar: SidecarProgram.RunningSidecar) (live: LiveCall) =
+    use client = new HttpClient()
+    let path = (List.head live.EventStreams).Replace("/events", "")
+
+    use doc =
+        JsonDocument.Parse(client.GetStringAsync(sidecar.Url + path.TrimStart '/').Result)
+
+    text doc.RootElement "state", text doc.RootElement "outcome"
+
+/// The states the status line showed, in order, without repeats.
+let private statesSeen (live: LiveCall) =
+    live.Seen |> List.map fst |> List.distinct
 
 [<Tests>]
 let tests =
@@ -172,4 +258,78 @@ let tests =
             Thread.Sleep 3000
             let logged = logSince env offset
             Expect.isFalse (logged.Contains "15149110182") "Asterisk never hears of the number"
+
+        withPhones "a French visitor follows the call live: their phone rings, they are connected to us, the call ends"
+        <| fun env ->
+            use _visitor = visitorPhone env "answer" 1 (variable "ring_ms" "1500")
+
+            use _owner =
+                ownerPhone env "answer-hangup" 1 (variable "ring_ms" "300" @ variable "talk_ms" "2500")
+
+            use sidecar = startSidecar env
+
+            let seen =
+                visitIn "follow" sidecar.Url RealSipTests.visitorNumber "fr" "demo-live-fr.png"
+
+            let live = seen.Live.Value
+
+            Expect.equal seen.Status 200 $"POST /callback answers 200\n{sidecar.Program.Output}"
+            Expect.equal seen.Message "Merci ! Votre téléphone va sonner dans un instant." "the French thanks"
+            // Each of these sentences is on the page only because an SSE frame carried that state.
+            Expect.containsAll
+                live.Seen
+                [
+                    "ringing", "Votre téléphone sonne : décrochez."
+                    "bridged", "Vous êtes en ligne avec nous."
+                ]
+                "the status line said, in French, that the phone rang and that they were connected"
+
+            Expect.equal
+                (statesSeen live
+                 |> List.filter (fun s -> List.contains s [ "ringing"; "bridged"; "ended" ]))
+                [ "ringing"; "bridged"; "ended" ]
+                "ringing, then connected, then ended, in that order"
+
+            Expect.equal
+                live.History
+                [ "queued"; "ringing"; "answered"; "connecting"; "bridged"; "ended" ]
+                "the history list: every transition"
+
+            Expect.equal (live.State, live.Outcome) ("ended", "completed") "ended, completed"
+            Expect.isMatch live.Text @"^L'appel est terminé après \d+ s\. Merci !$" "the French end, with talk time"
+            Expect.equal live.Lang "fr" "the call's section is marked French for screen readers"
+            Expect.isNone live.Retry "no retry after a completed call"
+
+            Expect.equal live.EventStreams.Length 1 "one event stream, closed on the final state (no reconnect)"
+
+            Expect.equal (statusOf sidecar live) ("ended", "completed") "GET says what the page showed"
+            Expect.isEmpty seen.PageErrors "no errors in the page's console"
+
+        withPhones "an English visitor whose line is busy is told so and offered a retry, which calls again"
+        <| fun env ->
+            use visitor = visitorPhone env "busy" 2 (variable "ring_ms" "800")
+            // The number's interval (2 min by default) would refuse the retry: the limit has tests of its own.
+            use sidecar = startSidecarWith [ "Callback__PerNumberIntervalSeconds", "1" ] env
+
+            let seen =
+                visitIn "retry" sidecar.Url RealSipTests.visitorNumber "en" "demo-busy-en.png"
+
+            let live = seen.Live.Value
+
+            Expect.equal seen.Status 200 $"POST /callback answers 200\n{sidecar.Program.Output}"
+            Expect.equal (live.State, live.Outcome) ("failed", "busy") "failed, busy"
+            Expect.equal live.Text "Your line was busy." "the English reason"
+            Expect.equal live.Retry (Some "Try again") "the retry button is offered"
+            Expect.equal live.EventStreams.Length 1 "one event stream, closed on the final state"
+            Expect.equal (statusOf sidecar live) ("failed", "busy") "GET says what the page showed"
+
+            let retryStatus, again = seen.Retried.Value
+            Expect.equal retryStatus 200 "the retry is a new POST /callback, answered 200"
+            Expect.equal (again.State, again.Outcome) ("failed", "busy") "the second call is followed to its end too"
+            Expect.notEqual again.EventStreams live.EventStreams "the retry follows its own, new call"
+            Expect.equal (again.Seen |> List.head |> fst) "queued" "the second call starts afresh at queued"
+
+            Expect.equal (visitor.AwaitExit(TimeSpan.FromSeconds 10.0)) (Some 0) "SIPp played both calls"
+            Expect.equal (calls visitor).Length 2 "the visitor's phone got two INVITEs: the call and the retry"
+            Expect.isEmpty seen.PageErrors "no errors in the page's console"
     ]

@@ -77,7 +77,7 @@ module Endpoints =
                 StageFailure.describe failure
             )
 
-    /// An embedded resource as the body, for the demo page and the OpenAPI document.
+    /// An embedded resource as the body, for the OpenAPI document.
     let private resource (name: string) (contentType: string) : HttpHandler =
         fun next ctx ->
             task {
@@ -87,9 +87,6 @@ module Endpoints =
                 do! stream.CopyToAsync ctx.Response.Body
                 return! next ctx
             }
-
-    /// The visitor's form, for trying the sidecar in a browser; served only when `Demo__Enabled`.
-    let private demoPage = resource "demo.html" "text/html; charset=utf-8"
 
     /// The public contract as OpenAPI 3.1, the same document as `src/Callback/openapi.json`.
     let private openApi = resource "openapi.json" "application/json; charset=utf-8"
@@ -147,4 +144,5 @@ module Endpoints =
         app.MapGet("/openapi.json", toDelegate openApi) |> ignore
 
         if settings.DemoEnabled then
-            app.MapGet("/", toDelegate demoPage) |> ignore
+            // The visitor's form, for trying the sidecar in a browser.
+            app.MapGet("/", toDelegate DemoPage.serve) |> ignore
