@@ -12,7 +12,7 @@
 #   --experiments  also publish and measure (start-up, memory, size) a build the project does not ship:
 #               self-contained + trimmed + ReadyToRun (F# trim warnings are not errors for it). Adds a few
 #               minutes.
-#   --only      run only the named benchmarks (default: all five: e2e,startup,stream,parser,container)
+#   --only      run only the named benchmarks (default: all six: e2e,startup,stream,parser,container,status)
 #
 # In order:
 #   1. e2e      POST /callback against a raw AMI/TLS client (the protocol floor), same real Asterisk 22,
@@ -21,6 +21,8 @@
 #               image ships (needs clang), the framework-dependent build the tests run, ReadyToRun, and
 #               the runtime settings that matter           -> bench/results/startup.md
 #   3. bench/stream/run.sh and the BenchmarkDotNet project bench/Callback.Bench, when they exist.
+#   4. status   AMI event -> SSE frame and -> GET /calls/{id} latency, the published sidecar's monitor fed
+#               a storm of unrelated events by a fake AMI server (Callback.Bench status) -> bench/results/status.md
 #
 # Needs root (the local Asterisk runs in a chroot; asterisk/dev/asterisk.sh provisions it the first time,
 # about 2.5 min), the .NET 10 SDK and clang (for Native AOT). The sidecar under test is published from a
@@ -36,7 +38,7 @@ WORK=${CALLBACK_BENCH_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/callback-sidecar-ben
 QUICK=0
 WORKTREE=0
 EXPERIMENTS=0
-ONLY=e2e,startup,stream,parser,container
+ONLY=e2e,startup,stream,parser,container,status
 ARGS=("$@")
 for ((i = 0; i < ${#ARGS[@]}; i++)); do
   arg=${ARGS[$i]}
@@ -82,7 +84,7 @@ SIDECAR_ENV=()
 ASTERISK_ROOT=
 
 # ---- 0. the sidecar under test, published from a clean copy -------------------------------------------
-if wanted e2e || wanted startup; then
+if wanted e2e || wanted startup || wanted status; then
 PATHS=(src/Callback Directory.Build.props Directory.Packages.props global.json)
 snapshot_tar() {
   if [ "$WORKTREE" = 1 ]; then
@@ -117,7 +119,7 @@ fi
 # Native AOT, as the Dockerfile publishes it (what the image ships), from its own copy so that the
 # publishes can run at once without sharing obj/. Needs clang (Debian's clang-NN will do).
 CC=$(command -v clang || ls /usr/bin/clang-[0-9]* 2>/dev/null | sort -V | tail -n 1 || true)
-if { wanted startup || wanted e2e; } && [ ! -x "$PUB/aot/Callback" ]; then
+if { wanted startup || wanted e2e || wanted status; } && [ ! -x "$PUB/aot/Callback" ]; then
   if [ -n "$CC" ]; then
     rm -rf "$SNAP/aot"
     mkdir -p "$SNAP/aot"
@@ -390,6 +392,23 @@ if wanted container; then
     OTHER_STATUS+=("docker/measure.sh: FAILED (exit $?)")
   fi
   [ "$engine_was_running" = 1 ] || bash "$HERE/../docker/engine.sh" stop >/dev/null 2>&1 || true
+fi
+
+# ---- 4. call status latency ---------------------------------------------------------------------------
+if wanted status; then
+  # The sidecar as the image ships it (Native AOT), else the framework-dependent build.
+  STATUS_SIDECAR=$PUB/plain/Callback.dll
+  [ -x "$PUB/aot/Callback" ] && STATUS_SIDECAR=$PUB/aot/Callback
+  if [ "$QUICK" = 1 ]; then STATUS_ARGS=(--calls 10 --warmup 2); else STATUS_ARGS=(--calls 40 --warmup 5); fi
+  log "status: event -> SSE / GET latency ($(basename "$STATUS_SIDECAR"))"
+  if dotnet build "$HERE/Callback.Bench" -c Release -nologo -v quiet -clp:ErrorsOnly >"$WORK/build-status.log" 2>&1 &&
+    timeout 900 dotnet "$HERE/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll" status --sidecar "$STATUS_SIDECAR" \
+      --rates 1000,20000 "${STATUS_ARGS[@]}" --work "$WORK" --out "$RESULTS/status.md" >/dev/null; then
+    OTHER_STATUS+=("Callback.Bench status: done -> bench/results/status.md")
+  else
+    tail -n 20 "$WORK/build-status.log" "$WORK/status-sidecar.log" >&2 || true
+    OTHER_STATUS+=("Callback.Bench status: FAILED (exit $?)")
+  fi
 fi
 
 # ---- print -------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@
 ///   stream --client raw|naive|frames|connection|connection-every-value --port P [--pings K] [--warmup W]
 ///   report --work DIR --out FILE                                 stream.md from bench/stream/run.sh's results
 ///   fold [--rounds N] [--seconds S] [--out FILE]                 the call fold's throughput on one thread → fold.md
+///   status --sidecar PATH [--rates R,R] [--calls N] [--warmup N] [--work DIR] [--out FILE]
+///                                                                event → SSE frame / GET latency → status.md
 module Callback.Bench.Program
 
 open System
@@ -31,6 +33,9 @@ let private usage () =
 
     eprintfn "       Callback.Bench report --work DIR --out FILE"
     eprintfn "       Callback.Bench fold [--rounds N] [--seconds S] [--out FILE]"
+
+    eprintfn
+        "       Callback.Bench status --sidecar PATH [--rates R,R] [--calls N] [--warmup N] [--work DIR] [--out FILE]"
     2
 
 /// Takes `--name value` out of the arguments.
@@ -189,6 +194,35 @@ let private fold (args: string list) =
 
     emit args (Report.fold (command.TrimEnd()) corpus rounds)
 
+/// Event → SSE frame and → GET latency against the published sidecar, one phase per storm rate.
+let private status (args: string list) =
+    let get name = fst (take name args)
+
+    let count name fallback =
+        get name |> Option.map Int32.Parse |> Option.defaultValue fallback
+
+    match get "--sidecar" with
+    | None -> usage ()
+    | Some sidecar ->
+        let options: StatusBench.Options = {
+            Sidecar = sidecar
+            Rates =
+                get "--rates"
+                |> Option.defaultValue "1000,20000"
+                |> fun r -> r.Split ',' |> Seq.map float |> List.ofSeq
+            Calls = count "--calls" 40
+            Warmup = count "--warmup" 5
+        }
+
+        let work = get "--work" |> Option.defaultValue (Path.GetTempPath())
+        let phases, logins = StatusBench.run options work
+
+        let command =
+            "dotnet bench/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll status "
+            + String.concat " " (snd (take "--out" args))
+
+        emit args (Report.status (command.TrimEnd()) options phases logins)
+
 [<EntryPoint>]
 let main argv =
     match List.ofArray argv with
@@ -228,6 +262,7 @@ let main argv =
         emit rest text
     | "stream" :: rest -> stream rest
     | "fold" :: rest -> fold rest
+    | "status" :: rest -> status rest
     | "report" :: rest ->
         match fst (take "--work" rest), fst (take "--out" rest) with
         | Some work, Some out ->
