@@ -208,12 +208,24 @@ let private polledWith (poller: Poller) (state: string) (timeout: TimeSpan) =
         return found
     }
 
+let mutable private calls = 0
+
 /// One call: `POST /callback`, its event stream and a `GET` poller opened, then each step written into the
 /// storm and timed; a short random pause between steps keeps them off the storm's 1 ms rhythm.
 let measureCall (client: HttpClient) (baseUrl: string) (server: FakeAsterisk.Server) (random: Random) =
     task {
+        // A distinct valid number for each call in a run (as bench/e2e picks them): the number's limit
+        // allows one call a second at least.
+        let n = Interlocked.Increment &calls
+        let area = [| 514; 438; 450; 613 |][n % 4]
+        let number = $"+1 {area} 555 {200 + (n / 4) % 800:D4}"
+
         use body =
-            new StringContent("""{"phoneNumber":"+1 514 555 0234","language":"EN"}""", Encoding.UTF8, "application/json")
+            new StringContent(
+                $$"""{"phoneNumber":"{{number}}","language":"EN"}""",
+                Encoding.UTF8,
+                "application/json"
+            )
 
         use! posted = client.PostAsync(baseUrl + "callback", body)
         let! answer = posted.Content.ReadAsStringAsync()

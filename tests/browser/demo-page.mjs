@@ -57,8 +57,9 @@ async function followCall(page, seen, streams) {
   await page
     .locator('#call-state[data-state="ended"], #call-state[data-state="failed"], #call-state[data-state="placed"]')
     .waitFor({ state: "visible", timeout: CALL_TIMEOUT_MS });
-  // The page closes the stream itself on a final state: give a reconnect the time to show up if it would.
-  await page.waitForTimeout(500);
+  // The page closes the stream itself on a final state; if it did not, EventSource would reconnect after
+  // its default 3 s (the sidecar sends no `retry:`): wait long enough to see that second request.
+  await page.waitForTimeout(3_500);
   const retry = page.locator("#retry");
   return {
     seen: seen.splice(0),
