@@ -403,7 +403,7 @@ if wanted status; then
   log "status: event -> SSE / GET latency ($(basename "$STATUS_SIDECAR"))"
   if dotnet build "$HERE/Callback.Bench" -c Release -nologo -v quiet -clp:ErrorsOnly >"$WORK/build-status.log" 2>&1 &&
     timeout 900 dotnet "$HERE/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll" status --sidecar "$STATUS_SIDECAR" \
-      --rates 1000,20000 "${STATUS_ARGS[@]}" --work "$WORK" --out "$RESULTS/status.md" >/dev/null; then
+      --rates 0,1000,20000 "${STATUS_ARGS[@]}" --work "$WORK" --out "$RESULTS/status.md" >/dev/null; then
     OTHER_STATUS+=("Callback.Bench status: done -> bench/results/status.md")
   else
     tail -n 20 "$WORK/build-status.log" "$WORK/status-sidecar.log" >&2 || true

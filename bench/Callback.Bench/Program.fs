@@ -208,7 +208,7 @@ let private status (args: string list) =
             Sidecar = sidecar
             Rates =
                 get "--rates"
-                |> Option.defaultValue "1000,20000"
+                |> Option.defaultValue "0,1000,20000"
                 |> fun r -> r.Split ',' |> Seq.map float |> List.ofSeq
             Calls = count "--calls" 40
             Warmup = count "--warmup" 5

@@ -28,6 +28,9 @@ type Phase = {
     /// The sidecar's CPU time per wall-clock second during the measured calls (1.0 = one core).
     SidecarCores: float
     Seconds: float
+    /// The monitor's own counts meanwhile (`/metrics`): events read, events dropped; None if not exported.
+    Received: float option
+    Dropped: float option
 }
 
 let private freePort () =
@@ -96,6 +99,19 @@ let private awaitHealthy (client: HttpClient) (url: string) (proc: Process) =
     if proc.HasExited || not (healthy ()) then
         failwith "the sidecar did not answer /healthz within 30 s"
 
+/// A counter's value in the sidecar's `/metrics` (Prometheus text), if it exports it.
+let private counter (client: HttpClient) (url: string) (name: string) =
+    client.GetStringAsync(url + "metrics").Result.Split('\n')
+    |> Array.tryFind (fun l -> l.StartsWith(name + " "))
+    |> Option.map (fun l -> float (l.Substring(name.Length + 1)))
+
+let private received = "callback_monitor_events_received_total"
+let private dropped = "callback_monitor_events_dropped_total"
+
+/// `after - before` of two optional readings.
+let private delta before after =
+    Option.map2 (fun (b: float) a -> a - b) before after
+
 /// One phase: the storm at `rate` for 2 s, `warmup` untimed calls, then `calls` measured ones.
 let private phase (options: Options) client url (server: FakeAsterisk.Server) (pid: int) (rate: float) =
     let random = Random 16
@@ -107,6 +123,7 @@ let private phase (options: Options) client url (server: FakeAsterisk.Server) (p
 
     let watch = Stopwatch.StartNew()
     let sentBefore, cpuBefore = server.StormSent, cpuSeconds pid
+    let receivedBefore, droppedBefore = counter client url received, counter client url dropped
 
     let calls = [
         for _ in 1 .. options.Calls -> (measureCall client url server random).Result
@@ -121,6 +138,8 @@ let private phase (options: Options) client url (server: FakeAsterisk.Server) (p
         Achieved = float (server.StormSent - sentBefore) / seconds
         SidecarCores = (cpuSeconds pid - cpuBefore) / seconds
         Seconds = seconds
+        Received = delta receivedBefore (counter client url received)
+        Dropped = delta droppedBefore (counter client url dropped)
     }
 
 /// Runs every phase against one sidecar process; its log is kept in `work`.

@@ -140,7 +140,7 @@ let private readFrames (client: HttpClient) (url: string) (frames: ChannelWriter
         frames.Complete()
     }
 
-/// Polls `GET url` every millisecond or so: the first instant each state was seen; polls made.
+/// Polls `GET url` back to back, 1 ms apart: the first instant each state was seen; polls made.
 type private Poller(client: HttpClient, url: string, ct: CancellationToken) =
     let seen = Collections.Concurrent.ConcurrentDictionary<string, int64>()
     let mutable polls = 0
