@@ -40,6 +40,10 @@ module CallId =
 
     let value (CallId id) = id
 
+    /// The first 8 hex digits, for the log: enough to follow one call there, too few to read its status
+    /// (the whole id is the capability).
+    let short (CallId id) = id.Substring(0, 8)
+
 [<RequireQualifiedAccess>]
 module Attempt =
 
