@@ -234,7 +234,7 @@ let private liveTests =
     ]
 
 /// Asterisk over TLS with a `CoreShowChannels` that lists nothing.
-let private tlsAsterisk () =
+let tlsAsterisk () =
     new Server(script (asteriskExcept "CoreShowChannels" (monitorAsterisk (fun () -> []))), Some pki.Value.Server)
 
 let private monitorLogins (server: Server) =
