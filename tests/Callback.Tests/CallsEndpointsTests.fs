@@ -272,5 +272,257 @@ let private statusTests =
         }
     ]
 
+/// What an event stream sent: a frame (its event name, id and data), a comment, or its end.
+type private Sent =
+    | Frame of name: string * id: int64 * data: JsonElement
+    | Comment of string
+    | End
+
+/// Reads one thing at a time from an open event stream, failing a test that waits longer than `within`.
+type private EventReader(response: HttpResponseMessage) =
+    let reader = new StreamReader(response.Content.ReadAsStream())
+
+    let line (within: TimeSpan) =
+        let read: Threading.Tasks.Task<string> = reader.ReadLineAsync()
+
+        if not (read.Wait within) then
+            failtestf "nothing on the stream within %O" within
+
+        read.Result
+
+    member _.Response = response
+
+    /// The next frame, comment or the end, within 3 s (or `within`).
+    member _.Next(?within: TimeSpan) =
+        let within = defaultArg within (TimeSpan.FromSeconds 3.0)
+        let fields = ResizeArray<string>()
+        let mutable finished = false
+        let mutable ended = false
+
+        while not finished do
+            match line within with
+            | null ->
+                ended <- true
+                finished <- true
+            | "" -> finished <- fields.Count > 0
+            | text -> fields.Add text
+
+        let field (name: string) =
+            fields
+            |> Seq.tryFind (fun f -> f.StartsWith(name + ": "))
+            |> Option.map (fun f -> f.Substring(name.Length + 2))
+
+        match List.ofSeq fields with
+        | [] when ended -> End
+        | [ comment ] when comment.StartsWith ":" -> Comment(comment.Substring(1).Trim())
+        | _ ->
+            match field "event", field "id", field "data" with
+            | Some name, Some id, Some data -> Frame(name, int64 id, JsonDocument.Parse(data).RootElement)
+            | _ -> failtestf "not a frame: %A" (List.ofSeq fields)
+
+    interface IDisposable with
+        member _.Dispose() =
+            reader.Dispose()
+            response.Dispose()
+
+/// Opens the call's event stream, with `Last-Event-ID` when given.
+let private events (sidecar: Sidecar) (callId: CallId) (lastEventId: string option) =
+    let request =
+        new HttpRequestMessage(HttpMethod.Get, $"/calls/{CallId.value callId}/events")
+
+    lastEventId |> Option.iter (fun id -> request.Headers.Add("Last-Event-ID", id))
+
+    let response =
+        sidecar.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).Result
+
+    Expect.equal response.StatusCode HttpStatusCode.OK "200"
+    Expect.equal response.Content.Headers.ContentType.MediaType "text/event-stream" "an event stream"
+    Expect.equal (string response.Headers.CacheControl) "no-store" "never cached"
+    new EventReader(response)
+
+/// The next thing sent must be the frame `id` of state `state`; answers its data.
+let private expectFrame (stream: EventReader) (id: int64) (state: string) =
+    match stream.Next() with
+    | Frame(name, sent, data) ->
+        Expect.equal name "state" "event: state"
+        Expect.equal sent id "its sequence"
+        Expect.equal (text data "state") state $"frame {id}'s state"
+        data
+    | other -> failtestf "expected frame %d (%s), got %A" id state other
+
+let private expectEnd (stream: EventReader) =
+    Expect.equal (stream.Next()) End "the stream ends"
+
+let private eventTests =
+    testList "GET /calls/{callId}/events" [
+        // Catches a stream that starts at the next transition, or frames whose data is the call as it is now.
+        test "the history so far is sent first, each frame the call as of its transition" {
+            use sidecar = sidecarWith true quick
+            let callId = through sidecar [ Live Ringing; Live Answered ]
+            use stream = events sidecar callId None
+            let first = expectFrame stream 1L "queued"
+            Expect.equal (historyStates first) [ "queued" ] "the history up to it"
+            Expect.equal (text first "updatedAt") "2026-12-01T12:00:00.250Z" "as of the transition"
+            let second = expectFrame stream 2L "ringing"
+            Expect.equal (historyStates second) [ "queued"; "ringing" ] "the history up to it"
+            expectFrame stream 3L "answered" |> ignore
+        }
+
+        // Catches a stream that sends only the history, that resends it, or that stays open after the end.
+        test "each new transition follows as it is saved, and the stream ends right after the final state" {
+            use sidecar = sidecarWith true quick
+            let callId = created sidecar
+            use stream = events sidecar callId None
+            expectFrame stream 1L "queued" |> ignore
+            move sidecar callId State.Queued (Live Ringing) 1.0
+            expectFrame stream 2L "ringing" |> ignore
+            move sidecar callId State.Ringing (Failed(FailedOutcome.Busy, Some busy)) 2.0
+            let final = expectFrame stream 3L "failed"
+            Expect.equal (text final "outcome") "busy" "the outcome on the final frame"
+            Expect.equal (final.GetProperty("sipCode").GetInt32()) 486 "and its SIP code"
+            expectEnd stream
+        }
+
+        // Catches outcome, cause or talk time on a frame before the final one (the call's current status).
+        test "only the final frame carries the outcome, the cause and the talk seconds" {
+            use sidecar = sidecarWith true quick
+            use stream = events sidecar (through sidecar toCompleted) None
+
+            for id, state in List.indexed [ "queued"; "ringing"; "answered"; "connecting"; "bridged" ] do
+                let data = expectFrame stream (int64 id + 1L) state
+
+                for field in [ "outcome"; "hangupCause"; "talkSeconds" ] do
+                    Expect.isTrue (isNull' data field) $"no {field} while {state}"
+
+            let final = expectFrame stream 6L "ended"
+            Expect.equal (text final "outcome") "completed" "outcome"
+            Expect.equal (final.GetProperty("talkSeconds").GetDouble()) 8.25 "talk seconds"
+            expectEnd stream
+        }
+
+        // Catches Last-Event-ID ignored (the whole history again) or read off by one.
+        test "with Last-Event-ID only the later transitions are sent" {
+            use sidecar = sidecarWith true quick
+            let callId = through sidecar [ Live Ringing; Live Answered ]
+            use stream = events sidecar callId (Some "2")
+            expectFrame stream 3L "answered" |> ignore
+            move sidecar callId State.Answered (Ended(VisitorHungUp, None)) 4.0
+            expectFrame stream 4L "ended" |> ignore
+            expectEnd stream
+        }
+
+        // Catches a stream that waits for changes that can no longer come, or resends the final frame.
+        test "with the final frame's id as Last-Event-ID nothing is sent and the stream ends at once" {
+            use sidecar = sidecarWith true quick
+            let callId = through sidecar [ Live Ringing; Failed(FailedOutcome.Lost, None) ]
+            use stream = events sidecar callId (Some "3")
+            expectEnd stream
+        }
+
+        // Catches a Last-Event-ID that is no sequence (or a negative one) taken as one.
+        test "a Last-Event-ID that is not a positive integer is ignored: the whole history is sent" {
+            use sidecar = sidecarWith false quick
+            let callId = created sidecar
+
+            for id in [ "x"; "-4"; "" ] do
+                use stream = events sidecar callId (Some id)
+                expectFrame stream 1L "queued" |> ignore
+                expectEnd stream
+        }
+
+        // Catches a stream that waits for a monitor that is not there (it would hang until the client leaves).
+        test "without a monitor the stream sends the history and ends" {
+            use sidecar = sidecarWith false quick
+            use stream = events sidecar (created sidecar) None
+            let data = expectFrame stream 1L "queued"
+            Expect.isFalse (data.GetProperty("tracking").GetBoolean()) "tracking false"
+            expectEnd stream
+        }
+
+        // Catches a quiet stream left without heartbeats (proxies and browsers would drop it).
+        test "a quiet stream gets a heartbeat comment every interval, and frames still follow" {
+            use sidecar = sidecarWith true quick
+            let callId = created sidecar
+            use stream = events sidecar callId None
+            expectFrame stream 1L "queued" |> ignore
+            let within = TimeSpan.FromSeconds 1.0
+            Expect.equal (stream.Next within) (Comment "heartbeat") "a heartbeat after 200 ms"
+            Expect.equal (stream.Next within) (Comment "heartbeat") "and another"
+            move sidecar callId State.Queued (Live Ringing) 1.0
+
+            let rec nextFrame () =
+                match stream.Next() with
+                | Comment _ -> nextFrame ()
+                | Frame(_, id, data) -> id, text data "state"
+                | End -> failtest "ended"
+
+            Expect.equal (nextFrame ()) (2L, "ringing") "the next frame"
+        }
+
+        // Catches a stream started (200 and text/event-stream) for a call that does not exist.
+        test "an unknown call id answers 404 in the contract before any stream" {
+            use sidecar = sidecarWith true quick
+
+            for path in [ $"/calls/{CallId.value (CallId.create ())}/events"; "/calls/nope/events" ] do
+                let response, body = get sidecar path
+                Expect.equal response.StatusCode HttpStatusCode.NotFound $"{path}: 404"
+                Expect.equal response.Content.Headers.ContentType.MediaType "application/json" "no stream"
+                HttpContractTests.expectContract body
+        }
+
+        // Catches unbounded streams (one client could hold every connection) or a slot never given back.
+        test "streams beyond MaxPerCall answer 429 and beyond MaxOpen 503; a closed stream frees its slot" {
+            use sidecar =
+                sidecarWith true {
+                    quick with
+                        MaxPerCall = 2
+                        MaxOpen = 3
+                }
+
+            let one, two = created sidecar, created sidecar
+            let first = events sidecar one None
+            use _second = events sidecar one None
+
+            let status callId =
+                fst (get sidecar $"/calls/{CallId.value callId}/events")
+
+            Expect.equal (status one).StatusCode HttpStatusCode.TooManyRequests "a third on one call"
+            use _third = events sidecar two None
+            let refused = status two
+            Expect.equal refused.StatusCode HttpStatusCode.ServiceUnavailable "a fourth in all"
+            Expect.isTrue refused.Headers.RetryAfter.Delta.HasValue "Retry-After"
+            (first :> IDisposable).Dispose()
+
+            Expect.isTrue
+                (Programs.eventually (TimeSpan.FromSeconds 3.0) (fun () ->
+                    let response =
+                        sidecar.Client
+                            .GetAsync($"/calls/{CallId.value two}/events", HttpCompletionOption.ResponseHeadersRead)
+                            .Result
+
+                    let opened = response.StatusCode = HttpStatusCode.OK
+                    response.Dispose()
+                    opened))
+                "a slot is free again once a stream is closed"
+        }
+
+        // Catches streams that outlive the app: the host would wait for them up to its shutdown timeout.
+        test "stopping the app ends every open stream at once" {
+            use sidecar =
+                sidecarWith true {
+                    quick with
+                        Heartbeat = TimeSpan.FromSeconds 30.0
+                }
+
+            use stream = events sidecar (created sidecar) None
+            expectFrame stream 1L "queued" |> ignore
+            let watch = Diagnostics.Stopwatch.StartNew()
+            let stopping = sidecar.App.StopAsync()
+            expectEnd stream
+            Expect.isTrue (stopping.Wait(TimeSpan.FromSeconds 5.0)) "the app stopped"
+            Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 3.0) "promptly"
+        }
+    ]
+
 [<Tests>]
-let tests = testList "Call status API" [ statusTests ]
+let tests = testList "Call status API" [ statusTests; eventTests ]
