@@ -332,4 +332,20 @@ let tests =
             Expect.equal (visitor.AwaitExit(TimeSpan.FromSeconds 10.0)) (Some 0) "SIPp played both calls"
             Expect.equal (calls visitor).Length 2 "the visitor's phone got two INVITEs: the call and the retry"
             Expect.isEmpty seen.PageErrors "no errors in the page's console"
+
+        withBrowser "without a monitor the page says the call was placed, and nothing more"
+        <| fun env ->
+            use sidecar =
+                startSidecar (env |> List.filter (fun (key, _) -> not (key.StartsWith "Monitor__")))
+
+            let seen =
+                visitIn "follow" sidecar.Url (TestNumbers.distinct 82).Typed "en" "demo-untracked.png"
+
+            let live = seen.Live.Value
+            Expect.equal seen.Status 200 $"POST /callback answers 200\n{sidecar.Program.Output}"
+            Expect.equal (live.State, live.Text) ("placed", "Your call has been placed.") "placed, in English"
+            Expect.isEmpty live.History "no history: nobody follows the call"
+            Expect.isNone live.Retry "nothing to retry"
+            Expect.equal live.EventStreams.Length 1 "the stream, closed once it said tracking: false"
+            Expect.isEmpty seen.PageErrors "no errors in the page's console"
     ]
