@@ -102,6 +102,8 @@ type private PageSeen = {
     Live: LiveCall option
     /// With `retry`: the second POST's status and its call.
     Retried: (int * LiveCall) option
+    /// With `twice`: the second POST's status, its `Retry-After`, and the message the page then showed.
+    Again: (int * string * string) option
     PageErrors: string list
 }
 
@@ -159,6 +161,8 @@ let private visitIn (mode: string) (url: string) (number: string) (language: str
         ]
         Live = optional root "live" liveCall
         Retried = optional root "retried" (fun r -> r.GetProperty("status").GetInt32(), liveCall (r.GetProperty "live"))
+        Again =
+            optional root "again" (fun a -> a.GetProperty("status").GetInt32(), text a "retryAfter", text a "message")
         PageErrors = [ for e in root.GetProperty("pageErrors").EnumerateArray() -> e.GetString() ]
     }
 
@@ -348,4 +352,26 @@ let tests =
             Expect.isNone live.Retry "nothing to retry"
             Expect.equal live.EventStreams.Length 1 "the stream, closed once it said tracking: false"
             Expect.isEmpty seen.PageErrors "no errors in the page's console"
+
+        withBrowser "a second click within the number's interval is told in how many seconds to try again"
+        <| fun env ->
+            use sidecar = startSidecar env
+
+            let seen =
+                visitIn "twice" sidecar.Url (TestNumbers.distinct 83).Typed "fr" "demo-twice-fr.png"
+
+            Expect.equal seen.Status 200 $"the first POST /callback answers 200\n{sidecar.Program.Output}"
+            let status, retryAfter, message = seen.Again.Value
+            Expect.equal status 429 "the number's interval refuses the second"
+            Expect.isMatch retryAfter @"^\d+$" "the answer says when, in seconds"
+
+            Expect.equal
+                message
+                $"Trop d'appels pour le moment. Réessayez dans {retryAfter} s."
+                "in French, with the answer's own Retry-After"
+
+            // Chromium logs every 4xx answer to a fetch in the console itself; nothing else may be there.
+            Expect.isEmpty
+                (seen.PageErrors |> List.filter (fun e -> not (e.Contains "status of 429")))
+                "no other errors in the page's console"
     ]

@@ -1,13 +1,15 @@
 // A visitor on the demo page, in Debian's headless Chromium driven by playwright-core:
 //
-//   node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png> [follow|retry]
+//   node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png> [follow|retry|twice]
 //
 // types the number, picks the language, clicks "Call me back", waits for the status message, saves a
 // screenshot and prints one JSON line: { status, message, messageClass, stages: { socket: "✔", … }, pageErrors }.
 // With `follow` it then watches the live call status until a final state and adds `live`: every state and
 // sentence the status line showed, in order, the history list, the final state, whether the retry button
 // is offered, and the event streams the page opened. With `retry` it also clicks the retry button once the
-// call has ended and adds `retried`: the second POST's status and its call followed the same way.
+// call has ended and adds `retried`: the second POST's status and its call followed the same way. With
+// `twice` it clicks "Call me back" again at once and adds `again`: that POST's status, its Retry-After and
+// the message shown.
 // Exits non-zero on any error; the browser is closed in every case, and nothing waits without a deadline.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,11 +21,11 @@ const CALL_TIMEOUT_MS = 45_000; // a followed call, from its POST to a final sta
 const OVERALL_TIMEOUT_MS = 110_000; // the whole visit, launch and close included
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const LANGUAGES = { en: "English", fr: "Français" };
-const MODES = ["post", "follow", "retry"];
+const MODES = ["post", "follow", "retry", "twice"];
 
 const [url, phoneNumber, language, screenshot, mode = "post"] = process.argv.slice(2);
 if (!url || phoneNumber === undefined || !LANGUAGES[language] || !screenshot || !MODES.includes(mode)) {
-  console.error("usage: node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png> [follow|retry]");
+  console.error("usage: node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png> [follow|retry|twice]");
   process.exit(64);
 }
 
@@ -114,7 +116,19 @@ async function visit(context) {
 
   let live = null;
   let retried = null;
-  if (mode !== "post") live = await followCall(page, seen, streams);
+  let again = null;
+  if (mode === "twice") {
+    const second = page.waitForResponse(isCallback);
+    await page.getByRole("button", { name: "Call me back" }).click();
+    const secondAnswer = await second;
+    await page.locator("#message.error").waitFor({ state: "visible" });
+    again = {
+      status: secondAnswer.status(),
+      retryAfter: secondAnswer.headers()["retry-after"] ?? null,
+      message: (await message.innerText()).trim(),
+    };
+  }
+  if (mode === "follow" || mode === "retry") live = await followCall(page, seen, streams);
   if (mode === "retry") {
     const again = page.waitForResponse(isCallback);
     await page.locator("#retry").click();
@@ -123,7 +137,7 @@ async function visit(context) {
   }
 
   await page.screenshot({ path: screenshot, fullPage: true });
-  return { ...seenAfterPost, live, retried, pageErrors };
+  return { ...seenAfterPost, live, retried, again, pageErrors };
 }
 
 const profile = mkdtempSync(join(tmpdir(), "demo-page-chromium-"));
