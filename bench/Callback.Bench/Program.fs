@@ -217,9 +217,15 @@ let private status (args: string list) =
         let work = get "--work" |> Option.defaultValue (Path.GetTempPath())
         let phases, logins = StatusBench.run options work
 
+        // The command as run, without this machine's directories: the sidecar by its build's folder and name.
+        let shown =
+            snd (take "--work" (snd (take "--out" (snd (take "--sidecar" args)))))
+
+        let build = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath sidecar))
+
         let command =
-            "dotnet bench/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll status "
-            + String.concat " " (snd (take "--out" args))
+            $"dotnet bench/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll status --sidecar …/{build}/{Path.GetFileName sidecar} "
+            + String.concat " " shown
 
         emit args (Report.status (command.TrimEnd()) options phases logins)
 
