@@ -21,9 +21,7 @@ type CallbackServices = {
     Limits: CallbackLimits
     InFlight: CallbacksInFlight
     Metrics: CallbackMetrics
-    /// The calls placed, as the monitor saw them (nothing is tracked without a monitor).
-    Calls: Callback.Calls.ICallRegistry
-    /// What the pipeline tells the monitor of each Originate.
+    /// What the pipeline does around each Originate: records the call in the store, hands it to the monitor.
     Tracking: Callback.Calls.CallTracking
     /// Where every call is kept (`Data__Path`): what `GET /calls/{id}` reads.
     Store: Callback.Calls.ICallStore
