@@ -142,6 +142,26 @@ let private statusTests =
             Expect.equal (text root "statusUrl") $"""/calls/{text root "callId"}""" "statusUrl"
         }
 
+        // Catches a call not recorded before its answer (the statusUrl would 404), or recorded unmasked.
+        test "a spooled callback's statusUrl answers it at once: queued, masked, tracking false without a monitor" {
+            use server = new Server(script asterisk, Some pki.Value.Server)
+            use sidecar = new Sidecar(fakeAmiConfig [] server.Port)
+
+            let _, body =
+                sidecar.Post(form [ "phoneNumber", TestNumbers.Allowed; "language", "fr" ])
+
+            let posted = JsonDocument.Parse(body).RootElement
+            let response, status = get sidecar (text posted "statusUrl")
+            Expect.equal response.StatusCode HttpStatusCode.OK $"200: {status}"
+            let root = JsonDocument.Parse(status).RootElement
+            Expect.equal (text root "callId") (text posted "callId") "the same call"
+            Expect.equal (text root "state") "queued" "queued"
+            Expect.isTrue (isNull' root "outcome") "no outcome"
+            Expect.equal (text root "language") "fr" "its language"
+            Expect.equal (text root "number") "1514*****34" "masked, as in the log"
+            Expect.isFalse (root.GetProperty("tracking").GetBoolean()) "no monitor"
+        }
+
         // Catches a wrong field name, a time not in UTC ISO 8601, an unmasked number or a missing null.
         test "a queued call answers its fields, times in UTC ISO 8601 and tracking false without a monitor" {
             use sidecar = sidecarWith false quick
@@ -428,6 +448,24 @@ let private eventTests =
                 use stream = events sidecar callId (Some id)
                 expectFrame stream 1L "queued" |> ignore
                 expectEnd stream
+        }
+
+        // Catches a posted call whose stream finds nothing (or never ends without a monitor).
+        test "a spooled callback's event stream sends its queued state, and without a monitor ends" {
+            use server = new Server(script asterisk, Some pki.Value.Server)
+            use sidecar = new Sidecar(fakeAmiConfig [] server.Port)
+
+            let _, body =
+                sidecar.Post(form [ "phoneNumber", TestNumbers.Allowed; "language", "en" ])
+
+            let callId =
+                text (JsonDocument.Parse(body).RootElement) "callId"
+                |> CallId.tryParse
+                |> Option.get
+
+            use stream = events sidecar callId None
+            expectFrame stream 1L "queued" |> ignore
+            expectEnd stream
         }
 
         // Catches a stream that waits for a monitor that is not there (it would hang until the client leaves).
