@@ -132,18 +132,18 @@ let tests =
         // Catches event streams that outlive ApplicationStopping: Kestrel would wait for them up to the
         // shutdown timeout (30 s by default) before it exits.
         test "on SIGTERM the real program ends an open event stream and exits at once, exit code 0" {
-            use server = new Server(script asterisk, Some pki.Value.Server)
             let data, callId = SidecarProgram.dataWithQueuedCall ()
 
+            // No Asterisk at all: the monitor never connects, so nothing reconciles (or moves) the call.
             use sidecar =
                 SidecarProgram.start [
                     "Ami__Host", "127.0.0.1"
-                    "Ami__Port", string server.Port
+                    "Ami__Port", string (Loopback.freePort ())
                     "Ami__CaCertificate", pki.Value.WriteCaPem()
                     "Ami__Username", "callback"
                     "Ami__Secret", "s3cret-Value"
                     "Originate__Channel", "PJSIP/{number}@trunk"
-                    // A monitor is configured, so the stream of a queued call stays open.
+                    // A monitor is configured, so the stream of a live call stays open.
                     "Monitor__Username", "callback-monitor"
                     "Monitor__Secret", "m0nitor-Value"
                     "Data__Path", data
