@@ -420,6 +420,58 @@ let private eventTests =
             expectEnd stream
         }
 
+        // Catches a stream that trusts each snapshot instead of the sequences: it would resend transitions
+        // (a snapshot twice, an older one late) or lose the ones of a snapshot the feed dropped.
+        test "snapshots twice, late or missing still give every transition once, in order" {
+            use sidecar = sidecarWith true quick
+            let callId = created sidecar
+            use stream = events sidecar callId None
+            expectFrame stream 1L "queued" |> ignore
+            let store = storeOf sidecar
+            let feed = sidecar.App.Services.GetRequiredService<CallFeed>()
+
+            let snapshot () =
+                (store.Find(callId, cancel).Result).Value
+
+            move sidecar callId State.Queued (Live Ringing) 1.0
+            let ringing = snapshot ()
+            feed.Publish ringing
+            // Saved without being published: as if the feed had dropped its snapshot.
+            let at = t0.AddSeconds 2.0
+
+            store
+                .Save(
+                    callId,
+                    {
+                        Attempt = Attempt.first
+                        State = State.Ringing
+                    },
+                    {
+                        Attempt = Attempt.first
+                        Status = Live Answered
+                        Transitions = [ { State = State.Answered; At = at } ]
+                        At = at
+                    },
+                    cancel
+                )
+                .Result
+            |> ignore
+
+            // An older snapshot after a newer save, and twice.
+            feed.Publish ringing
+            move sidecar callId State.Answered (Ended(VisitorHungUp, None)) 3.0
+
+            let ids = [
+                for _ in 1..3 do
+                    match stream.Next() with
+                    | Frame(_, id, data) -> id, text data "state"
+                    | other -> failtestf "expected a frame, got %A" other
+            ]
+
+            Expect.equal ids [ 2L, "ringing"; 3L, "answered"; 4L, "ended" ] "each once, in order"
+            expectEnd stream
+        }
+
         // Catches Last-Event-ID ignored (the whole history again) or read off by one.
         test "with Last-Event-ID only the later transitions are sent" {
             use sidecar = sidecarWith true quick
