@@ -596,6 +596,26 @@ let private eventTests =
                 "a slot is free again once a stream is closed"
         }
 
+        // Catches a gauge that counts requests instead of the streams open now (or never goes down).
+        test "the streams open now are the callback_status_streams_open gauge in /metrics" {
+            use sidecar = sidecarWith true quick
+            let callId = created sidecar
+
+            let gauge () =
+                (snd (get sidecar "/metrics")).Split('\n')
+                |> Array.find _.StartsWith("callback_status_streams_open ")
+
+            Expect.equal (gauge ()) "callback_status_streams_open 0" "none yet"
+            let first = events sidecar callId None
+            use _second = events sidecar callId None
+            Expect.equal (gauge ()) "callback_status_streams_open 2" "two open"
+            (first :> IDisposable).Dispose()
+
+            Expect.isTrue
+                (Programs.eventually (TimeSpan.FromSeconds 3.0) (fun () -> gauge () = "callback_status_streams_open 1"))
+                "one once the other is closed"
+        }
+
         // Catches streams that outlive the app: the host would wait for them up to its shutdown timeout.
         test "stopping the app ends every open stream at once" {
             use sidecar =
