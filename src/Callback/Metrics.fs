@@ -2,6 +2,7 @@ namespace Callback
 
 open Microsoft.AspNetCore.Http
 open Prometheus
+open Callback.Calls
 open Callback.Http
 
 /// The sidecar's Prometheus metrics, in a registry of its own (not prometheus-net's static default), so
@@ -44,6 +45,50 @@ type CallbackMetrics(gate: SessionGate) =
             "Callbacks waiting for an AMI session slot now (at most Ami__MaxQueued)."
         )
 
+    let connected =
+        factory.CreateGauge(
+            "callback_monitor_connected",
+            "1 while the call monitor's AMI session is logged in, else 0."
+        )
+
+    let reconnects =
+        factory.CreateCounter(
+            "callback_monitor_reconnects_total",
+            "Times the call monitor's AMI session logged in again after losing its link."
+        )
+
+    let received =
+        factory.CreateCounter("callback_monitor_events_received_total", "AMI messages the call monitor read.")
+
+    let dropped =
+        factory.CreateCounter(
+            "callback_monitor_events_dropped_total",
+            "AMI events dropped because the call monitor fell more than its subscription's 10,000 behind."
+        )
+
+    let calls =
+        factory.CreateCounter(
+            "callback_calls_total",
+            "Calls that reached their outcome in the store, by outcome.",
+            labelled [ "outcome" ]
+        )
+
+    let outcomes = OutcomeCounts()
+    let mutable monitor: CallMonitor option = None
+
+    /// Copies the monitor's and the store's own counts into the series, at each scrape.
+    let collect () =
+        for name in OutcomeCounts.Names do
+            calls.WithLabels(name).IncTo(float (outcomes.Of name))
+
+        match monitor with
+        | Some m ->
+            connected.Set(if m.Connected then 1.0 else 0.0)
+            reconnects.IncTo(float m.Reconnects)
+            received.IncTo(float m.EventsReceived)
+            dropped.IncTo(float m.DroppedEvents)
+        | None -> connected.Set 0.0
+
     do
         // Every reason's series exists from the start at 0, so a rate() or an alert sees its first refusal.
         for reason in [ Invalid; RateLimited; Origin; Policy; Busy; ShuttingDown ] do
@@ -53,7 +98,8 @@ type CallbackMetrics(gate: SessionGate) =
 
         registry.AddBeforeCollectCallback(fun () ->
             inUse.Set(float gate.InUse)
-            queued.Set(float gate.Queued))
+            queued.Set(float gate.Queued)
+            collect ())
 
     static let failedStage failure =
         match failure with
@@ -61,11 +107,18 @@ type CallbackMetrics(gate: SessionGate) =
         | Some(SocketFailed _)
         | Some NoFreeSession -> "socket"
         | Some(LoginFailed _) -> "login"
+        | Some NotRecorded
         | Some(OriginateFailed _) -> "originate"
         | Some(LogoffFailed _) -> "logoff"
 
     /// Where `/metrics` reads from.
     member _.Registry = registry
+
+    /// The calls that reached their outcome, counted by whoever saved it (the monitor, a refused Originate).
+    member _.Outcomes = outcomes
+
+    /// Reports `callMonitor`'s link and events from now on (without a monitor: connected 0, nothing else).
+    member _.Observe(callMonitor: CallMonitor) = monitor <- Some callMonitor
 
     /// Counts one finished request to `POST /callback`, once: from what a handler noted (`Verdict`), else
     /// from the final status (a 4xx nobody explained is bad input: `invalid`).

@@ -28,6 +28,8 @@ type StageFailure =
     /// Every session slot stayed taken for the whole connect timeout (see `SessionGate`).
     | NoFreeSession
     | LoginFailed of ActionError
+    /// The store could not record the call, so its Originate was not sent.
+    | NotRecorded
     | OriginateFailed of ActionError
     | LogoffFailed of ActionError
 
@@ -40,6 +42,7 @@ module StageFailure =
         | SocketFailed e -> $"socket: {ConnectError.describe e}"
         | NoFreeSession -> "socket: no free AMI session within the connect timeout"
         | LoginFailed e -> $"Login: {ActionError.describe e}"
+        | NotRecorded -> "Originate: not sent, the call could not be recorded in the store"
         | OriginateFailed e -> $"Originate: {ActionError.describe e}"
         | LogoffFailed e -> $"Logoff: {ActionError.describe e}"
 
@@ -108,6 +111,26 @@ module Pipeline =
                 Stages.AmiLogin = true
         })
 
+    /// Records the call in the store (queued) before anything is dialled: no Originate for a call that
+    /// could not be recorded, since nobody could ever read its status.
+    let private record (tracking: Callback.Calls.CallTracking) callId request ct (progress: Progress) =
+        task {
+            match! tracking.Spooling callId Attempt.first request ct with
+            | true -> return Ok progress
+            | false -> return Error(NotRecorded, progress)
+        }
+
+    /// Whether Asterisk's answer proves it did not place the call (refused, or never sent). Without an
+    /// answer (a timeout, a lost link) it may have: that call stays queued, for the monitor to follow.
+    let private refusedOutright (error: ActionError) =
+        match error with
+        | Rejected _
+        | Unexpected _
+        | Unencodable _
+        | NotReady _ -> true
+        | NoResponse
+        | LinkFailed _ -> false
+
     let private originate
         (tracking: Callback.Calls.CallTracking)
         (settings: Settings)
@@ -121,27 +144,29 @@ module Pipeline =
 
         let send () =
             task {
-                tracking.Spooling callId Attempt.first request
                 let! answer = session.Send(action, ct)
 
-                if Result.isError answer then
-                    tracking.Refused callId
+                match answer with
+                | Error e when refusedOutright e -> do! tracking.Refused callId Attempt.first
+                | _ -> ()
 
                 return answer
             }
 
-        stage
-            send
-            OriginateFailed
-            (fun p -> {
-                Stages = {
-                    p.Stages with
-                        AmiOrig = true
-                        CallSpooled = true
-                }
-                CallId = Some(CallId.value callId)
-            })
-            progress
+        let spooled (p: Progress) = {
+            Stages = {
+                p.Stages with
+                    AmiOrig = true
+                    CallSpooled = true
+            }
+            CallId = Some(CallId.value callId)
+        }
+
+        task {
+            match! record tracking callId request ct progress with
+            | Ok recorded -> return! stage send OriginateFailed spooled recorded
+            | failed -> return failed
+        }
 
     let private logoff (session: Session) ct =
         stage (fun () -> session.Send(Actions.logoff (), ct)) LogoffFailed (fun p -> { p with Stages.AmiLogoff = true })

@@ -6,6 +6,7 @@ open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Hosting
 open Microsoft.AspNetCore.HttpOverrides
 open Microsoft.Extensions.DependencyInjection
+open Microsoft.Extensions.DependencyInjection.Extensions
 open Microsoft.Extensions.Hosting
 open Microsoft.Extensions.Logging
 open FsToolkit.ErrorHandling
@@ -26,7 +27,12 @@ let private forwardedHeaders (proxy: ProxySettings) (options: ForwardedHeadersOp
 
 /// The process-wide services of the callback routes, and their part in start-up and shutdown: the
 /// readiness check, the drain that lets callbacks in flight finish, a shutdown timeout long enough for it.
-let private callbackServices (builder: WebApplicationBuilder) (settings: Settings) (store: Calls.SqliteCallStore) =
+let private callbackServices
+    (builder: WebApplicationBuilder)
+    (settings: Settings)
+    (data: DataSettings)
+    (store: Calls.SqliteCallStore)
+    =
     let gate = new SessionGate(settings.Ami.MaxSessions, settings.Ami.MaxQueued)
     let limits = new CallbackLimits(settings.Protection)
     let inFlight = CallbacksInFlight()
@@ -51,19 +57,26 @@ let private callbackServices (builder: WebApplicationBuilder) (settings: Setting
         o.ShutdownTimeout <- ShutdownTimeout.forCallbacks longest)
     |> ignore
 
-    // Where the calls' status is read from (one registry per app; the monitor is its writer).
-    let calls = Calls.InMemoryCallRegistry() :> Calls.ICallRegistry
-    builder.Services.AddSingleton<Calls.ICallRegistry> calls |> ignore
     let feed = Calls.CallFeed()
     builder.Services.AddSingleton<Calls.ICallStore> store |> ignore
     builder.Services.AddSingleton<Calls.CallFeed> feed |> ignore
+    // Unless a test chose a shorter heartbeat before the build.
+    builder.Services.TryAddSingleton<CallStreamOptions> CallStreamOptions.defaults
+
+    builder.Services.AddHostedService(fun services ->
+        new Calls.CallRetention(
+            store,
+            data.Retention,
+            TimeProvider.System,
+            services.GetRequiredService<ILoggerFactory>().CreateLogger "Callback.Calls.Retention"
+        ))
+    |> ignore
 
     {
         Gate = gate
         Limits = limits
         InFlight = inFlight
         Metrics = CallbackMetrics gate
-        Calls = calls
         Tracking = Calls.CallTracking.none
         Store = store :> Calls.ICallStore
         Feed = feed
@@ -76,23 +89,35 @@ let private openStore (data: DataSettings) =
     Calls.SqliteCallStore.Open(data.Directory, Threading.CancellationToken.None).Result
     |> Result.mapError List.singleton
 
-/// The call monitor, when `Monitor__Username` is set: started with the application and stopped once it
-/// has stopped, so after the drain (the callbacks in flight register their calls until the last one).
-let private startMonitor (app: WebApplication) (settings: Settings) (services: CallbackServices) =
+/// Every call recorded in the store before its Originate; with `Monitor__Username`, the call monitor
+/// too, started with the application and stopped once it has stopped, so after the drain (the callbacks in
+/// flight hand it their calls until the last one).
+let private startTracking (app: WebApplication) (settings: Settings) (services: CallbackServices) =
     let loggers = app.Services.GetRequiredService<ILoggerFactory>()
+    let outcomes = services.Metrics.Outcomes
 
-    match Calls.MonitorSession.create settings services.Calls loggers with
-    | None -> services
+    let monitor =
+        Calls.MonitorSession.create settings services.Store services.Feed outcomes loggers
+
+    match monitor with
+    | None -> ()
     | Some monitor ->
+        services.Metrics.Observe monitor
         app.Lifetime.ApplicationStarted.Register(fun () -> monitor.Start()) |> ignore
 
         app.Lifetime.ApplicationStopped.Register(fun () -> monitor.StopAsync().Wait(TimeSpan.FromSeconds 5.0) |> ignore)
         |> ignore
 
-        {
-            services with
-                Tracking = Calls.MonitorSession.tracking monitor
-        }
+    {
+        services with
+            Tracking =
+                Calls.CallTracking.create
+                    services.Store
+                    monitor
+                    outcomes
+                    TimeProvider.System
+                    (loggers.CreateLogger "Callback.Calls.Tracking")
+    }
 
 /// Builds the web application from configuration; every invalid setting is reported, none is guessed.
 /// `configure` lets tests (and the demo) add configuration sources or a test server before the build.
@@ -112,19 +137,19 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
 
     match
         configured
-        |> Result.bind (fun (settings, data) -> openStore data |> Result.map (fun s -> settings, s))
+        |> Result.bind (fun (settings, data) -> openStore data |> Result.map (fun s -> settings, data, s))
     with
     | Error errors -> Error errors
-    | Ok(settings, store) ->
+    | Ok(settings, data, store) ->
         builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
         ErrorAnswers.addServices builder.Services
-        let services = callbackServices builder settings store
+        let services = callbackServices builder settings data store
 
         builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders settings.Proxy)
         |> ignore
 
         let app = builder.Build()
-        let services = startMonitor app settings services
+        let services = startTracking app settings services
         ErrorAnswers.usePipeline app
         app.UseForwardedHeaders() |> ignore
 

@@ -25,6 +25,9 @@ let private sample (sidecar: Sidecar) (series: string) =
             None)
     |> Option.defaultWith (fun () -> failtestf "%s is not in /metrics:\n%s" series text)
 
+let private calls outcome =
+    $"callback_calls_total{{outcome=\"{outcome}\"}}"
+
 let private refusals reason =
     $"callback_refusals_total{{reason=\"{reason}\"}}"
 
@@ -126,5 +129,68 @@ let tests =
             Expect.equal (first.Result.Status, second.Result.Status) (200, 200) "the two complete"
             Expect.equal (sample sidecar (refusals "busy")) 1.0 "one busy refusal"
             Expect.equal (sample sidecar "callback_ami_sessions_queued") 0.0 "nobody waits now"
+        }
+
+        // Catches an outcome series that appears only once it happens (a rate() or an alert would miss the
+        // first), or a refused Originate's call that the outcome counter never sees.
+        test "without a monitor: every outcome's series from start-up, a refused Originate counted as error" {
+            use server =
+                new Server(script (refusing "Originate" "Originate failed"), Some pki.Value.Server)
+
+            use sidecar = new Sidecar(fakeAmiConfig [] server.Port)
+
+            for name in Callback.Calls.OutcomeCounts.Names do
+                Expect.equal (sample sidecar (calls name)) 0.0 $"{name} at 0"
+
+            Expect.equal (sample sidecar "callback_monitor_connected") 0.0 "no monitor, not connected"
+            Expect.equal (postFor "203.0.113.1" "5145550401" sidecar).Status 502 "Originate refused"
+            Expect.equal (sample sidecar (calls "error")) 1.0 "its call failed with error"
+            Expect.equal (sample sidecar (calls "busy")) 0.0 "nothing else"
+        }
+
+        // Catches monitor series that are never fed: connected stuck at 0, events or reconnects not
+        // counted, an ended call not counted by its outcome.
+        test "with a monitor: connected, events received, a busy call by its outcome, a reconnect" {
+            use server = Callback.Tests.MonitorTests.tlsAsterisk ()
+
+            use sidecar =
+                new Sidecar(
+                    fakeAmiConfig
+                        [ "Monitor:Username", "callback-monitor"; "Monitor:Secret", "monitor-s3cret" ]
+                        server.Port
+                )
+
+            let metric name = sample sidecar name
+
+            let connected () =
+                metric "callback_monitor_connected" = 1.0
+
+            Expect.isTrue (eventually (TimeSpan.FromSeconds 10.0) connected) "connected"
+            let answer = postFor "203.0.113.1" "5145550401" sidecar
+            Expect.equal answer.Status 200 "placed"
+
+            let channelId =
+                Text.Json.JsonDocument.Parse(answer.Body).RootElement.GetProperty("callId").GetString()
+                + "-1"
+
+            server.Push(
+                $"Event: Newchannel\r\nChannel: PJSIP/trunk-1\r\nUniqueid: {channelId}\r\nLinkedid: {channelId}\r\n\r\n"
+                + $"Event: Hangup\r\nChannel: PJSIP/trunk-1\r\nUniqueid: {channelId}\r\nLinkedid: {channelId}\r\nCause: 17\r\nCause-txt: User busy\r\n\r\n"
+            )
+            |> Callback.Tests.SessionTests.within 5.0
+
+            Expect.isTrue
+                (eventually (TimeSpan.FromSeconds 10.0) (fun () -> metric (calls "busy") = 1.0))
+                "the busy call counted once saved"
+
+            Expect.isGreaterThanOrEqual (metric "callback_monitor_events_received_total") 2.0 "both events read"
+            Expect.equal (metric "callback_monitor_events_dropped_total") 0.0 "none dropped"
+            Expect.equal (metric "callback_monitor_reconnects_total") 0.0 "no reconnect yet"
+            server.Kick()
+
+            Expect.isTrue
+                (eventually (TimeSpan.FromSeconds 10.0) (fun () ->
+                    metric "callback_monitor_reconnects_total" = 1.0 && connected ()))
+                "one reconnect, connected again"
         }
     ]

@@ -20,28 +20,28 @@ let private SecretText = "monitor-s3cret"
 
 let private t0 = DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero)
 
-let private timing = {
+let timing = {
     SettleWindow = TimeSpan.FromSeconds 2.0
     ChannelDeadline = TimeSpan.FromSeconds 40.0
     SweepInterval = TimeSpan.FromSeconds 1.0
 }
 
-let private fixture (file: string) =
+let fixture (file: string) =
     let text =
         File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "fixtures", "ami", file))
 
     text.Substring(text.IndexOf '\n' + 1)
 
-let private channelIdIn (transcript: string) =
+let channelIdIn (transcript: string) =
     let at = transcript.IndexOf "Uniqueid: "
     let line = transcript.Substring(at + 10)
     line.Substring(0, line.IndexOf '\r')
 
 let private trackedFor (channelId: string) =
     let callId, attempt = (ChannelId.tryParse channelId).Value
-    TrackedCall.queued callId attempt "en" "1514*****00" t0
+    TrackedCall.queued callId attempt t0
 
-let private event (text: string) =
+let event (text: string) =
     let header (line: string) =
         let colon = line.IndexOf ':'
 
@@ -53,7 +53,7 @@ let private event (text: string) =
     let message = text.Split '\n' |> Seq.map header |> Message.ofHeaders
     Ami (CallEvent.tryParse message).Value
 
-let private newchannel (channelId: string) =
+let newchannel (channelId: string) =
     event $"Event: Newchannel\nChannel: PJSIP/trunk-1\nUniqueid: {channelId}\nLinkedid: {channelId}"
 
 let private originateFailure (channelId: string) =
@@ -118,7 +118,7 @@ let private ruleTests =
     ]
 
 /// The fake Asterisk of a monitor: MD5 login, and `CoreShowChannels` listing `channels ()` at that moment.
-let private monitorAsterisk (channels: unit -> string list) (a: ReceivedAction) =
+let monitorAsterisk (channels: unit -> string list) (a: ReceivedAction) =
     if a.Name = "CoreShowChannels" then
         let id = a.ActionId
         let items = channels ()
@@ -133,7 +133,7 @@ let private monitorAsterisk (channels: unit -> string list) (a: ReceivedAction) 
     else
         md5Asterisk SecretText a
 
-let private supervisorFor port =
+let supervisorFor port =
     new Supervisor(
         SupervisorOptions(
             Host = "127.0.0.1",
@@ -149,7 +149,7 @@ let private supervisorFor port =
     )
 
 /// Waits (10 s at most) until `ready ()`.
-let private eventually (what: string) (ready: unit -> bool) =
+let eventually (what: string) (ready: unit -> bool) =
     let clock = Stopwatch.StartNew()
 
     while not (ready ()) && clock.Elapsed < TimeSpan.FromSeconds 10.0 do
@@ -157,37 +157,49 @@ let private eventually (what: string) (ready: unit -> bool) =
 
     Expect.isTrue (ready ()) what
 
-let private countOf name (server: Server) =
+let countOf name (server: Server) =
     server.ActionNames |> List.filter ((=) name) |> List.length
 
-let private statusOf (registry: ICallRegistry) (callId: CallId) =
-    (registry.TryFind callId).Value.Call.Status
+/// A monitor on the fake AMI server at `port`, writing to `store` and publishing on `feed`.
+let monitorOn port (store: ICallStore) (feed: CallFeed) =
+    new CallMonitor(supervisorFor port, store, feed, OutcomeCounts(), timing, TimeProvider.System, NullLogger.Instance)
+
+/// Records `channelId`'s call in the store, as the pipeline does, then has `monitor` follow it.
+let track (temp: TestStore.TempStore) (monitor: CallMonitor) (channelId: string) =
+    let callId, attempt = (ChannelId.tryParse channelId).Value
+    let at = DateTimeOffset.UtcNow
+
+    Expect.isTrue (temp.Store.Create(TestStore.newCall callId attempt at, CancellationToken.None).Result) "recorded"
+
+    monitor.Track(callId, attempt, at)
+    callId
+
+let private isFinal (temp: TestStore.TempStore) callId =
+    match (temp.Find callId).Status with
+    | Live _ -> false
+    | _ -> true
 
 let private liveTests =
     testSequenced
     <| testList "against the fake AMI" [
         // Catches a monitor that does not read events, or applies them to no call (or the wrong one).
-        test "a recorded busy call replayed into the session ends busy in the registry" {
+        test "a recorded busy call replayed into the session ends busy in the store" {
             use server = new Server(script (monitorAsterisk (fun () -> [])))
-            let registry = InMemoryCallRegistry() :> ICallRegistry
-            let supervisor = supervisorFor server.Port
-
-            let monitor =
-                new CallMonitor(supervisor, registry, timing, TimeProvider.System, NullLogger.Instance)
-
+            use temp = new TestStore.TempStore()
+            let monitor = monitorOn server.Port temp.Store (CallFeed())
             let transcript = fixture "sip-visitor-busy.txt"
-            let callId, attempt = (ChannelId.tryParse (channelIdIn transcript)).Value
-            monitor.Track(callId, attempt, "en", "1514*****00")
+            let callId = track temp monitor (channelIdIn transcript)
             monitor.Start()
             eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
             server.Push transcript |> within 5.0
-            eventually "final" (fun () -> Call.isFinal (registry.TryFind callId).Value.Call)
+            eventually "final" (fun () -> isFinal temp callId)
 
-            match statusOf registry callId with
+            match (temp.Find callId).Status with
             | Failed(Busy, Some cause) -> Expect.equal cause.Code 17 "user busy"
             | _ -> failtest "expected busy with its cause"
 
             Expect.equal server.Sessions 1 "one long-lived session"
+            eventually "the final call left the working set" (fun () -> monitor.Live.IsEmpty)
             Expect.isTrue (monitor.StopAsync().Wait(TimeSpan.FromSeconds 5.0)) "stopped"
         }
 
@@ -196,17 +208,9 @@ let private liveTests =
             let gone = "0123456789abcdef0123456789abcdef-1"
             let listed = "fedcba9876543210fedcba9876543210-1"
             use server = new Server(script (monitorAsterisk (fun () -> [ listed ])))
-            let registry = InMemoryCallRegistry() :> ICallRegistry
-
-            let monitor =
-                new CallMonitor(supervisorFor server.Port, registry, timing, TimeProvider.System, NullLogger.Instance)
-
-            let track id =
-                let c, a = (ChannelId.tryParse id).Value in
-                monitor.Track(c, a, "en", "x")
-                c
-
-            let goneId, listedId = track gone, track listed
+            use temp = new TestStore.TempStore()
+            let monitor = monitorOn server.Port temp.Store (CallFeed())
+            let goneId, listedId = track temp monitor gone, track temp monitor listed
             monitor.Start()
             eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
 
@@ -217,21 +221,20 @@ let private liveTests =
             |> within 5.0
 
             eventually "both channels seen" (fun () ->
-                [ goneId; listedId ]
-                |> List.forall (fun id -> not (registry.TryFind id).Value.Call.Legs.IsEmpty))
+                monitor.Live |> List.forall (fun tracked -> not tracked.Call.Legs.IsEmpty))
 
-            Expect.isFalse (Call.isFinal (registry.TryFind goneId).Value.Call) "live before the reconnect"
+            Expect.isFalse (isFinal temp goneId) "live before the reconnect"
             server.Kick()
             eventually "reconciled again" (fun () -> countOf "CoreShowChannels" server = 2)
-            eventually "gone is lost" (fun () -> Call.isFinal (registry.TryFind goneId).Value.Call)
-            Expect.equal (statusOf registry goneId) (Failed(FailedOutcome.Lost, None)) "lost"
-            Expect.isFalse (Call.isFinal (registry.TryFind listedId).Value.Call) "still live"
+            eventually "gone is lost" (fun () -> isFinal temp goneId)
+            Expect.equal (temp.Find goneId).Status (Failed(FailedOutcome.Lost, None)) "lost"
+            Expect.isFalse (isFinal temp listedId) "still live"
             Expect.isTrue (monitor.StopAsync().Wait(TimeSpan.FromSeconds 5.0)) "stopped"
         }
     ]
 
 /// Asterisk over TLS with a `CoreShowChannels` that lists nothing.
-let private tlsAsterisk () =
+let tlsAsterisk () =
     new Server(script (asteriskExcept "CoreShowChannels" (monitorAsterisk (fun () -> []))), Some pki.Value.Server)
 
 let private monitorLogins (server: Server) =
@@ -241,8 +244,8 @@ let private monitorLogins (server: Server) =
 let private wiringTests =
     testSequenced
     <| testList "in the app" [
-        // Catches a monitor that is never started, or a pipeline that does not register its calls.
-        test "with Monitor__Username the app keeps one monitor session and registers each spooled call" {
+        // Catches a monitor that is never started, or a pipeline that does not record its calls.
+        test "with Monitor__Username the app keeps one monitor session and records each spooled call" {
             use server = tlsAsterisk ()
 
             use sidecar =
@@ -265,13 +268,14 @@ let private wiringTests =
                 |> CallId.tryParse
                 |> Option.get
 
-            let registry =
-                sidecar.App.Services.GetService(typeof<ICallRegistry>) :?> ICallRegistry
+            let store = sidecar.App.Services.GetService(typeof<ICallStore>) :?> ICallStore
 
-            let tracked = Expect.wantSome (registry.TryFind callId) "registered"
-            Expect.equal tracked.Language "fr" "its language"
-            Expect.equal tracked.MaskedNumber "1514*****34" "masked, as in the log"
-            Expect.equal tracked.Call.Status (Live Queued) "queued"
+            let stored =
+                Expect.wantSome (store.Find(callId, CancellationToken.None).Result) "recorded"
+
+            Expect.equal stored.Language French "its language"
+            Expect.equal stored.MaskedNumber "1514*****34" "masked, as in the log"
+            Expect.equal stored.Status (Live Queued) "queued"
             Expect.equal (monitorLogins server |> List.length) 1 "still one monitor session"
         }
 

@@ -96,14 +96,19 @@ let answering name (reply: ReceivedAction -> Reply) = script (asteriskExcept nam
 
 /// Runs one callback with a tracking that records, in order, what the pipeline told it and how many
 /// actions the server had received at that moment.
-let private runTracked (script: Script) =
+let private runRecorded (recorded: bool) (script: Script) =
     use server = new Server(script, Some pki.Value.Server)
     let heard = Collections.Concurrent.ConcurrentQueue<string * int>()
 
     let tracking: Callback.Calls.CallTracking = {
         Spooling =
-            fun callId attempt _ -> heard.Enqueue($"spooling {ChannelId.format callId attempt}", server.Actions.Length)
-        Refused = fun callId -> heard.Enqueue($"refused {CallId.value callId}", server.Actions.Length)
+            fun callId attempt _ _ ->
+                heard.Enqueue($"spooling {ChannelId.format callId attempt}", server.Actions.Length)
+                Threading.Tasks.Task.FromResult recorded
+        Refused =
+            fun callId attempt ->
+                heard.Enqueue($"refused {ChannelId.format callId attempt}", server.Actions.Length)
+                Threading.Tasks.Task.CompletedTask
     }
 
     let outcome =
@@ -115,7 +120,11 @@ let private runTracked (script: Script) =
             CancellationToken.None)
             .Result
 
-    outcome, List.ofSeq heard
+    outcome, List.ofSeq heard, server.ActionNames
+
+let private runTracked script =
+    let outcome, heard, _ = runRecorded true script
+    outcome, heard
 
 [<Tests>]
 let tests =
@@ -127,16 +136,38 @@ let tests =
             Expect.equal heard [ $"spooling {callId}-1", 1 ] "after Login, before the Originate"
         }
 
-        // Catches a refused Originate left in the registry, where it would end as lost much later.
-        test "an Originate Asterisk refuses is reported as refused, so the monitor forgets it" {
+        // Catches a refused Originate left queued in the store, or followed until it is declared lost.
+        test "an Originate Asterisk refuses is reported as refused, for that attempt" {
             let outcome, heard = runTracked (script (refusing "Originate" "Permission denied"))
             Expect.isNone outcome.CallId "not spooled"
 
             match heard with
             | [ spooling, 1; refused, 2 ] ->
                 Expect.stringStarts spooling "spooling " "first"
-                Expect.equal refused ("refused " + spooling.Substring(9, 32)) "the same call"
+                Expect.equal refused ("refused " + spooling.Substring 9) "the same attempt"
             | other -> failtestf "unexpected: %d messages" other.Length
+        }
+
+        // Catches a call declared refused when Asterisk may have placed it (no answer is not a refusal).
+        test "an Originate left without an answer is not reported as refused" {
+            let outcome, heard = runTracked (answering "Originate" (fun _ -> Silent))
+            Expect.equal outcome.Failure (Some(OriginateFailed NoResponse)) "no answer"
+            Expect.equal (heard |> List.map fst |> List.filter (fun h -> h.StartsWith "refused")) [] "not refused"
+        }
+
+        // Catches an Originate sent for a call the store could not record: nobody could read its status.
+        test "a call that could not be recorded gets no Originate, and its stage fails" {
+            let outcome, heard, actions = runRecorded false (script asterisk)
+            Expect.equal heard.Length 1 "asked once"
+            Expect.equal actions [ "Login"; "Logoff" ] "no Originate, Logoff still sent"
+            Expect.equal outcome.Failure (Some NotRecorded) "the failure"
+
+            Expect.equal
+                outcome.Stages
+                (stagesOf (true, true, false, true, false))
+                "amiOrig and callSpooled false, the session logged off"
+
+            Expect.isNone outcome.CallId "no call id"
         }
 
         test "a well-behaved Asterisk gets Login, Originate, Logoff and every stage is true" {

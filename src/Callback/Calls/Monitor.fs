@@ -7,111 +7,58 @@ open Microsoft.Extensions.Logging
 open Callback.Ami
 open Callback.Domain
 
-/// What the pipeline tells the call monitor: an attempt about to be spooled (before its Originate is sent,
-/// so none of its events can arrive first), and an attempt whose Originate was not accepted.
-type CallTracking = {
-    Spooling: CallId -> Attempt -> CallbackRequest -> unit
-    Refused: CallId -> unit
-}
-
-[<RequireQualifiedAccess>]
-module CallTracking =
-    /// No monitor: nothing is tracked.
-    let none = {
-        Spooling = fun _ _ _ -> ()
-        Refused = ignore
-    }
-
-/// The monitor's clocks: how long it waits for what Asterisk may never send.
-type MonitorTiming = {
-    /// After an `OriginateResponse Failure`, how long the call waits for its channel's Hangup (which holds
-    /// the cause) before it is finalised without it.
-    SettleWindow: TimeSpan
-    /// A spooled call whose channel has not appeared after this long (Originate timeout + margin) is lost.
-    ChannelDeadline: TimeSpan
-    /// How often those two deadlines are checked.
-    SweepInterval: TimeSpan
-}
-
-[<RequireQualifiedAccess>]
-module MonitorTiming =
-    /// A 2 s settle window, the Originate timeout + 10 s for the channel, checked every second.
-    let forOriginate (originateTimeout: TimeSpan) = {
-        SettleWindow = TimeSpan.FromSeconds 2.0
-        ChannelDeadline = originateTimeout + TimeSpan.FromSeconds 10.0
-        SweepInterval = TimeSpan.FromSeconds 1.0
-    }
-
-/// The pure steps of the monitor, over one tracked call.
-[<RequireQualifiedAccess>]
-module MonitorRules =
-
-    /// At `at`: settle a call whose Originate failed a settle window ago; a call whose channel never
-    /// appeared by the deadline is lost.
-    let sweep (timing: MonitorTiming) (at: DateTimeOffset) (tracked: TrackedCall) =
-        match tracked.OriginateFailedAt with
-        | Some failedAt when at - failedAt >= timing.SettleWindow -> TrackedCall.apply at Settle tracked
-        | _ when tracked.Call.Legs.IsEmpty && at - tracked.CreatedAt >= timing.ChannelDeadline ->
-            TrackedCall.apply at Lost tracked
-        | _ -> tracked
-
-    /// After a reconnect, with `present` the Uniqueids and Linkedids of every channel Asterisk has now:
-    /// a call that had channels and has none left is lost (its Hangup was sent while the link was down).
-    /// A call whose first channel was made while the link was down gets it from the listing (so the channel
-    /// deadline does not lose it); a call without a channel yet is left to that deadline.
-    let reconcile (at: DateTimeOffset) (present: Set<string>) (tracked: TrackedCall) =
-        let call = tracked.Call
-
-        let stillThere =
-            present.Contains call.ChannelId
-            || call.Legs |> Map.exists (fun id _ -> present.Contains id)
-
-        if call.Legs.IsEmpty && present.Contains call.ChannelId then
-            let first = {
-                Channel = ""
-                Uniqueid = call.ChannelId
-                Linkedid = call.ChannelId
-                CallbackId = call.CallbackId
-            }
-
-            TrackedCall.apply at (Ami(Newchannel first)) tracked
-        elif call.Legs.IsEmpty || stillThere then
-            tracked
-        else
-            TrackedCall.apply at Lost tracked
-
-    /// The Uniqueid and Linkedid of every channel a `CoreShowChannels` listed.
-    let presentChannels (items: Message seq) =
-        items
-        |> Seq.collect (fun item -> [ Message.tryFind "Uniqueid" item; Message.tryFind "Linkedid" item ])
-        |> Seq.choose id
-        |> Set.ofSeq
-
-/// The one long-lived monitor session of the process: every AMI event is folded into the calls of the
-/// registry; after each (re)connection the live calls are reconciled with `CoreShowChannels`; a timer
-/// settles failed Originates and gives up on channels that never appeared. Events are read from a bounded
-/// subscription (the session's reader never waits for the monitor); every change to a call is made under
-/// one lock, so the fold sees each call's inputs in order.
+/// The one long-lived monitor session of the process. Every AMI event is routed to its live calls (the
+/// working set) and folded; each change is written through to the store, in order, by one writer, which
+/// then publishes the call as stored on the feed; a final call leaves the working set once saved. At
+/// start the live calls of the store are recovered; after each (re)connection they are reconciled with
+/// `CoreShowChannels`; a timer settles failed Originates and gives up on channels that never appeared.
+/// Events are read from a bounded subscription (the session's reader never waits for the monitor), and
+/// every change is made under one lock, so the fold sees each call's inputs in order.
 [<Sealed>]
 type CallMonitor
-    (supervisor: Supervisor, registry: ICallRegistry, timing: MonitorTiming, time: TimeProvider, logger: ILogger) =
+    (
+        supervisor: Supervisor,
+        store: ICallStore,
+        feed: CallFeed,
+        outcomes: OutcomeCounts,
+        timing: MonitorTiming,
+        time: TimeProvider,
+        logger: ILogger
+    ) =
     let gate = obj ()
+    let calls = WorkingSet()
     let stop = new CancellationTokenSource()
     let subscription = supervisor.Subscribe 10000
     let states = supervisor.WatchStates()
-    let mutable tasks: Task list = []
+    let mutable received = 0L
+    let mutable loops: Task list = []
+    let mutable writing = Task.CompletedTask
 
-    let updateLive (step: TrackedCall -> TrackedCall) =
+    /// A final call leaves once saved; a call another writer moved leaves at once.
+    let leave callId =
+        lock gate (fun () -> calls.Remove callId)
+
+    let writer = StoreWriter(store, feed, outcomes, leave, logger)
+
+    /// Hands the writer every call whose status moved (a new leg alone is not written).
+    let written (before: TrackedCall, after: TrackedCall) =
+        if after.Call.History.Length <> before.Call.History.Length then
+            writer.Move after
+
+    let updateAll (step: TrackedCall -> TrackedCall) =
         lock gate (fun () ->
-            for tracked in registry.Live() do
-                let next = step tracked
+            for before in calls.Calls do
+                let after = step before
 
-                if not (obj.ReferenceEquals(next, tracked)) then
-                    registry.Save next)
+                if not (obj.ReferenceEquals(after, before)) then
+                    calls.Update after
+                    written (before, after))
 
     let onMessage (message: Message) =
+        Interlocked.Increment &received |> ignore
+
         match CallEvent.tryParse message with
-        | Some event -> updateLive (TrackedCall.apply (time.GetUtcNow()) (Ami event))
+        | Some event -> lock gate (fun () -> calls.Apply(time.GetUtcNow(), event) |> List.iter written)
         | None -> ()
 
     let readEvents () =
@@ -139,7 +86,7 @@ type CallMonitor
             match! supervisor.SendList(action, stop.Token) with
             | Ok list ->
                 let present = MonitorRules.presentChannels list.Items
-                updateLive (MonitorRules.reconcile (time.GetUtcNow()) present)
+                updateAll (MonitorRules.reconcile (time.GetUtcNow()) present)
                 logger.LogInformation("Call monitor: reconciled with {Channels} channels", list.Items.Count)
             | Result.Error e ->
                 logger.LogWarning("Call monitor: CoreShowChannels failed: {Error}", ActionError.describe e)
@@ -164,17 +111,47 @@ type CallMonitor
 
             try
                 while! timer.WaitForNextTickAsync stop.Token do
-                    updateLive (MonitorRules.sweep timing (time.GetUtcNow()))
+                    updateAll (MonitorRules.sweep timing (time.GetUtcNow()))
             with :? OperationCanceledException ->
                 ()
         }
 
-    /// The calls the monitor tracks (what `GET /calls/{id}` reads).
-    member _.Registry = registry
+    /// Follows `tracked` from now on, the store holding it as `expected` with `saved` transitions.
+    let follow (tracked: TrackedCall) (replace: bool) =
+        lock gate (fun () ->
+            if replace then
+                calls.Remove tracked.CallId
 
-    /// Starts the session and the monitor's loops.
+            if calls.Add tracked then
+                let expected = {
+                    Attempt = tracked.Attempt
+                    State = Store.stateOf tracked.Call.Status
+                }
+
+                writer.Follow(tracked.CallId, expected, tracked.Call.History.Length))
+
+    /// The store's live calls, followed again (each left to the first reconcile); a store that cannot be
+    /// read is logged and the monitor starts without them.
+    let recover () =
+        task {
+            try
+                let! live = store.ListLive CancellationToken.None
+
+                for stored in live do
+                    follow (TrackedCall.recovered stored) false
+
+                logger.LogInformation("Call monitor: {Count} live calls recovered from the store", live.Length)
+            with e ->
+                logger.LogError("Call monitor: the live calls could not be read from the store: {Error}", e.Message)
+        }
+
+    /// Recovers the store's live calls, then starts the writer, the monitor's loops and the session.
     member _.Start() =
-        tasks <- [
+        recover().Wait()
+
+        writing <- Task.Run(fun () -> writer.Run())
+
+        loops <- [
             Task.Run<unit> readEvents
             Task.Run<unit> watchStates
             Task.Run<unit> sweepLoop
@@ -182,27 +159,44 @@ type CallMonitor
 
         supervisor.Start()
 
-    /// Tracks attempt `attempt` of `callId` from now on; called just before its Originate is sent, so that
-    /// none of its events can come first.
-    member _.Track(callId: CallId, attempt: Attempt, language: string, maskedNumber: string) =
-        TrackedCall.queued callId attempt language maskedNumber (time.GetUtcNow())
-        |> registry.Add
+    /// Follows attempt `attempt` of `callId`, which the store has just recorded as queued at `at`; called
+    /// before its Originate is sent, so that none of its events can come first. It replaces a copy that
+    /// recovery may have loaded meanwhile: this one is about to be dialled, not left over.
+    member _.Track(callId: CallId, attempt: Attempt, at: DateTimeOffset) =
+        follow (TrackedCall.queued callId attempt at) true
 
     /// Forgets a call whose Originate Asterisk refused (it never made a channel).
-    member _.Forget(callId: CallId) = registry.Remove callId
+    member _.Forget(callId: CallId) =
+        lock gate (fun () ->
+            calls.Remove callId
+            writer.Unfollow callId)
+
+    /// The live calls followed now (final ones until they are saved).
+    member _.Live = lock gate (fun () -> calls.Calls)
 
     /// Checks the settle window and channel deadline now (the timer does so every `SweepInterval`).
     member _.Sweep() =
-        updateLive (MonitorRules.sweep timing (time.GetUtcNow()))
+        updateAll (MonitorRules.sweep timing (time.GetUtcNow()))
+
+    /// AMI messages read from the session so far.
+    member _.EventsReceived = Interlocked.Read &received
 
     /// Events dropped because the monitor fell more than 10,000 behind.
     member _.DroppedEvents = subscription.Dropped
 
-    /// Stops the loops, then the session.
+    /// Whether the session is logged in now.
+    member _.Connected = supervisor.State = LinkState.Ready
+
+    /// Reconnections of the session after a lost link.
+    member _.Reconnects = supervisor.Reconnects
+
+    /// Stops the loops, saves what is queued, then stops the session.
     member _.StopAsync() : Task =
         task {
             stop.Cancel()
-            do! Task.WhenAll tasks
+            do! Task.WhenAll loops
+            writer.Complete()
+            do! writing
             do! supervisor.StopAsync()
             (subscription :> IDisposable).Dispose()
         }
@@ -233,7 +227,13 @@ module MonitorSession =
         )
 
     /// The monitor for `settings`, or None without `Monitor__Username` (logged once, here).
-    let create (settings: Callback.Settings) (registry: ICallRegistry) (loggers: ILoggerFactory) =
+    let create
+        (settings: Callback.Settings)
+        (store: ICallStore)
+        (feed: CallFeed)
+        (outcomes: OutcomeCounts)
+        (loggers: ILoggerFactory)
+        =
         let logger = loggers.CreateLogger "Callback.Calls.Monitor"
 
         match settings.Monitor with
@@ -245,12 +245,4 @@ module MonitorSession =
                 new Supervisor(options settings.Ami monitor, loggers.CreateLogger "Callback.Ami.Supervisor")
 
             let timing = MonitorTiming.forOriginate settings.Originate.Timeout
-            Some(new CallMonitor(supervisor, registry, timing, TimeProvider.System, logger))
-
-    /// What the pipeline tells `monitor` of each attempt.
-    let tracking (monitor: CallMonitor) : CallTracking = {
-        Spooling =
-            fun callId attempt request ->
-                monitor.Track(callId, attempt, Language.code request.Language, PhoneNumber.masked request.PhoneNumber)
-        Refused = monitor.Forget
-    }
+            Some(new CallMonitor(supervisor, store, feed, outcomes, timing, TimeProvider.System, logger))

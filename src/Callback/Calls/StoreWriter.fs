@@ -1,0 +1,209 @@
+namespace Callback.Calls
+
+open System
+open System.Collections.Concurrent
+open System.Collections.Generic
+open System.Threading
+open System.Threading.Channels
+open System.Threading.Tasks
+open Microsoft.Extensions.Logging
+open Callback.Domain
+
+/// Calls that reached their outcome in the store, by the outcome's name (`completed`, `busy`, …, `lost`):
+/// what the metrics report as calls by outcome.
+[<Sealed>]
+type OutcomeCounts() =
+    let counts = ConcurrentDictionary<string, int64>()
+
+    /// Every outcome name, as the contract and the store spell them.
+    static member Names = [
+        "completed"
+        "visitor-hung-up"
+        "owner-busy"
+        "owner-no-answer"
+        "busy"
+        "no-answer"
+        "rejected"
+        "unreachable"
+        "congestion"
+        "error"
+        "lost"
+    ]
+
+    /// Counts a call just saved with the final `status` (a live status counts nothing).
+    member _.Add(status: CallStatus) =
+        match fst (SqliteRows.outcome status) with
+        | Some name -> counts.AddOrUpdate(name, 1L, (fun _ n -> n + 1L)) |> ignore
+        | None -> ()
+
+    /// How many calls ended with outcome `name` so far.
+    member _.Of(name: string) =
+        match counts.TryGetValue name with
+        | true, n -> n
+        | _ -> 0L
+
+/// What the writer is told, in the order the monitor decided it.
+type internal StoreWrite =
+    /// From now on the writer moves `callId`, which the store holds as `expected` with `saved`
+    /// transitions of this attempt.
+    | Follow of callId: CallId * expected: Expected * saved: int
+    /// The fold's latest state of a followed call.
+    | Move of TrackedCall
+    /// The writer stops moving `callId` (its Originate was refused: whoever refused it marks it).
+    | Unfollow of CallId
+
+/// The monitor's one writer to the store: changes are queued (unbounded, so neither the AMI reader nor
+/// the fold ever waits for the disk) and saved by one loop, in order, each with the compare-and-set on what
+/// this writer saved last; then the call as stored is published on the feed. Moves of one call that pile
+/// up while the disk is busy are saved as one: each carries the whole call, so the latest holds them all.
+[<Sealed>]
+type internal StoreWriter
+    (store: ICallStore, feed: CallFeed, outcomes: OutcomeCounts, leave: CallId -> unit, logger: ILogger) =
+    let queue =
+        Channel.CreateUnbounded<StoreWrite>(UnboundedChannelOptions(SingleReader = true))
+
+    /// What the store holds of each followed call: the guard of its next save, and how many of this
+    /// attempt's transitions it has.
+    let followed = Dictionary<CallId, Expected * int>()
+
+    let stopFollowing callId =
+        followed.Remove callId |> ignore
+        leave callId
+
+    let publishStored callId =
+        task {
+            match! store.Find(callId, CancellationToken.None) with
+            | Some stored ->
+                feed.Publish stored
+                return Some stored
+            | None -> return None
+        }
+
+    let saved (tracked: TrackedCall) =
+        task {
+            if Call.isFinal tracked.Call then
+                outcomes.Add tracked.Call.Status
+                followed.Remove tracked.CallId |> ignore
+            else
+                followed[tracked.CallId] <-
+                    ({
+                        Attempt = tracked.Attempt
+                        State = Store.stateOf tracked.Call.Status
+                     },
+                     tracked.Call.History.Length)
+
+            let! _ = publishStored tracked.CallId
+
+            if Call.isFinal tracked.Call then
+                leave tracked.CallId
+        }
+
+    let stale (tracked: TrackedCall) =
+        task {
+            stopFollowing tracked.CallId
+            let! stored = publishStored tracked.CallId
+
+            let state =
+                stored
+                |> Option.map (fun s -> SqliteRows.stateName (Store.stateOf s.Status))
+                |> Option.defaultValue "gone"
+
+            logger.LogWarning(
+                "Call {CallId}: another writer moved it first (the store has it {State}); this monitor leaves it as stored",
+                CallId.short tracked.CallId,
+                state
+            )
+        }
+
+    let save (tracked: TrackedCall) (expected: Expected, count: int) =
+        task {
+            let fresh =
+                tracked.Call.History |> List.skip (min count tracked.Call.History.Length)
+
+            if not fresh.IsEmpty then
+                let change = {
+                    Attempt = tracked.Attempt
+                    Status = tracked.Call.Status
+                    Transitions = fresh
+                    At = tracked.UpdatedAt
+                }
+
+                match! store.Save(tracked.CallId, expected, change, CancellationToken.None) with
+                | Saved -> do! saved tracked
+                | Stale -> do! stale tracked
+                | UnknownCall ->
+                    stopFollowing tracked.CallId
+
+                    logger.LogWarning(
+                        "Call {CallId}: not in the store (pruned?); the monitor stops following it",
+                        CallId.short tracked.CallId
+                    )
+        }
+
+    /// Saves one move; a store that fails is logged and the move retried a second later (a newer move of
+    /// the same call makes it a no-op: the transitions saved are counted).
+    let write (tracked: TrackedCall) =
+        task {
+            match followed.TryGetValue tracked.CallId with
+            | true, guard ->
+                try
+                    do! save tracked guard
+                with e ->
+                    logger.LogError(
+                        "Call {CallId}: the store could not save its move to {State}, retried in 1 s: {Error}",
+                        CallId.short tracked.CallId,
+                        SqliteRows.stateName (Store.stateOf tracked.Call.Status),
+                        e.Message
+                    )
+
+                    Task.Delay(1000).ContinueWith(fun (_: Task) -> queue.Writer.TryWrite(Move tracked) |> ignore)
+                    |> ignore
+            | _ -> ()
+        }
+
+    /// Everything queued now, the follows applied at once and the moves kept latest per call, in order.
+    let batch (first: StoreWrite) =
+        let moves = List<TrackedCall>()
+        let at = Dictionary<CallId, int>()
+        let mutable next = first
+        let mutable more = true
+
+        while more do
+            match next with
+            | Follow(callId, expected, count) -> followed[callId] <- (expected, count)
+            | Unfollow callId -> followed.Remove callId |> ignore
+            | Move tracked ->
+                match at.TryGetValue tracked.CallId with
+                | true, i -> moves[i] <- tracked
+                | _ ->
+                    at[tracked.CallId] <- moves.Count
+                    moves.Add tracked
+
+            more <- queue.Reader.TryRead &next
+
+        moves
+
+    /// The writer's loop: until `Complete` and everything queued is saved.
+    member _.Run() : Task =
+        task {
+            let reader = queue.Reader
+
+            while! reader.WaitToReadAsync() do
+                let mutable first = Unchecked.defaultof<StoreWrite>
+
+                if reader.TryRead &first then
+                    for tracked in batch first do
+                        do! write tracked
+        }
+
+    member _.Follow(callId: CallId, expected: Expected, saved: int) =
+        queue.Writer.TryWrite(Follow(callId, expected, saved)) |> ignore
+
+    member _.Move(tracked: TrackedCall) =
+        queue.Writer.TryWrite(Move tracked) |> ignore
+
+    member _.Unfollow(callId: CallId) =
+        queue.Writer.TryWrite(Unfollow callId) |> ignore
+
+    /// No more writes: `Run` ends once the queue is saved.
+    member _.Complete() = queue.Writer.TryComplete() |> ignore

@@ -1,0 +1,210 @@
+/// The monitor writes through to the store: each change saved in order with the compare-and-set, then the
+/// call as stored published on the feed; a Stale answer is never overwritten; at start the store's live
+/// calls are recovered and only the first reconcile decides their fate. Against the fake AMI server.
+module Callback.Tests.StoreWriterTests
+
+open System
+open System.Threading
+open System.Threading.Tasks
+open Expecto
+open Microsoft.Extensions.Logging
+open Callback.Calls
+open Callback.Domain
+open Callback.Tests.FakeAmi
+open Callback.Tests.SessionTests
+open Callback.Tests.MonitorTests
+
+let private cancel = CancellationToken.None
+
+/// Every snapshot the watch has received so far.
+let private snapshots (watch: CallWatch) = [
+    let mutable item = Unchecked.defaultof<StoredCall>
+
+    while watch.Reader.TryRead &item do
+        yield item
+]
+
+/// The store, except that every `Save` answers `Stale` (another writer got there first); counts the calls.
+type private StaleStore(inner: ICallStore) =
+    let mutable saves = 0
+    let mutable finds = 0
+    member _.Saves = Volatile.Read &saves
+    member _.Finds = Volatile.Read &finds
+
+    interface ICallStore with
+        member _.Create(call, ct) = inner.Create(call, ct)
+
+        member _.Save(_, _, _, _) =
+            Interlocked.Increment &saves |> ignore
+            Task.FromResult Stale
+
+        member _.Find(id, ct) =
+            Interlocked.Increment &finds |> ignore
+            inner.Find(id, ct)
+
+        member _.ListLive ct = inner.ListLive ct
+        member _.Prune(cutoff, ct) = inner.Prune(cutoff, ct)
+
+let private monitorLogged port store feed (log: ILogger) =
+    new CallMonitor(supervisorFor port, store, feed, OutcomeCounts(), timing, TimeProvider.System, log)
+
+let private stopped (monitor: CallMonitor) =
+    Expect.isTrue (monitor.StopAsync().Wait(TimeSpan.FromSeconds 5.0)) "stopped"
+
+let private writeThrough =
+    test "a recorded call's moves reach the store and then the feed, in order, numbered from 1" {
+        use server = new Server(script (monitorAsterisk (fun () -> [])))
+        use temp = new TestStore.TempStore()
+        let feed = CallFeed()
+        let monitor = monitorOn server.Port temp.Store feed
+        let transcript = fixture "sip-callback-en.txt"
+        let channelId = channelIdIn transcript
+        let callId = track temp monitor channelId
+        use watch = feed.Watch callId
+        monitor.Start()
+        eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
+        server.Push transcript |> within 5.0
+
+        eventually "final in the store" (fun () ->
+            (temp.Find callId).Status
+            |> (function
+            | Live _ -> false
+            | _ -> true))
+
+        let stored = temp.Find callId
+
+        Expect.equal
+            (TestStore.states stored)
+            [
+                State.Queued
+                State.Ringing
+                State.Answered
+                State.Connecting
+                State.Bridged
+                State.Ended
+            ]
+            "the whole history"
+
+        Expect.equal (stored.History |> List.map _.Sequence) [ 1L .. 6L ] "numbered from 1"
+        eventually "the final snapshot published" (fun () -> monitor.Live.IsEmpty)
+        let seen = snapshots watch
+        Expect.isNonEmpty seen "snapshots published"
+        // Mutation caught: publishing before the save, or the fold's call instead of the stored one.
+        Expect.equal (List.last seen) stored "the last snapshot is the call as stored"
+
+        for earlier, later in List.pairwise seen do
+            Expect.isLessThan earlier.History.Length later.History.Length "each snapshot adds transitions"
+            Expect.equal (later.History |> List.take earlier.History.Length) earlier.History "in order"
+
+        stopped monitor
+    }
+
+let private stale =
+    test "a Stale answer reloads the call, logs a warning and never overwrites it" {
+        use server = new Server(script (monitorAsterisk (fun () -> [])))
+        use temp = new TestStore.TempStore()
+        let store = StaleStore(temp.Store)
+        let log = new TestSidecar.CapturedLog()
+
+        let monitor =
+            monitorLogged server.Port store (CallFeed()) ((log :> ILoggerProvider).CreateLogger "monitor")
+
+        let channelId = "0123456789abcdef0123456789abcdef-1"
+        let callId = track temp monitor channelId
+        monitor.Start()
+        eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
+
+        let ringing =
+            $"Event: Newstate\r\nChannel: PJSIP/trunk-1\r\nChannelState: 5\r\nUniqueid: {channelId}\r\nLinkedid: {channelId}\r\n\r\n"
+
+        server.Push ringing |> within 5.0
+        eventually "the call left the working set" (fun () -> monitor.Live.IsEmpty)
+
+        let answered =
+            $"Event: Newstate\r\nChannel: PJSIP/trunk-1\r\nChannelState: 6\r\nUniqueid: {channelId}\r\nLinkedid: {channelId}\r\n\r\n"
+
+        server.Push answered |> within 5.0
+        Thread.Sleep 200
+        Expect.equal store.Saves 1 "one save tried; the later move is not written over the other writer's"
+        Expect.isGreaterThanOrEqual store.Finds 1 "reloaded"
+        Expect.equal (TestStore.states (temp.Find callId)) [ State.Queued ] "the store left as it was"
+
+        Expect.exists
+            log.Lines
+            (fun line ->
+                line.StartsWith "Warning"
+                && line.Contains(CallId.short callId)
+                && line.Contains "another writer")
+            "one warning naming the call by its short id"
+
+        Expect.all log.Lines (fun line -> not (line.Contains(CallId.value callId))) "never the whole id"
+        stopped monitor
+    }
+
+/// A live call recorded an hour ago, now ringing, as a monitor that stopped would have left it.
+let private leftRinging (temp: TestStore.TempStore) (channelId: string) =
+    let callId, attempt = (ChannelId.tryParse channelId).Value
+    let at = DateTimeOffset.UtcNow.AddHours -1.0
+    temp.Store.Create(TestStore.newCall callId attempt at, cancel).Result |> ignore
+
+    let change = {
+        Attempt = attempt
+        Status = Live Ringing
+        Transitions = [ { State = State.Ringing; At = at } ]
+        At = at
+    }
+
+    let saved =
+        temp.Store
+            .Save(
+                callId,
+                {
+                    Attempt = attempt
+                    State = State.Queued
+                },
+                change,
+                cancel
+            )
+            .Result
+
+    Expect.equal saved Saved "left ringing"
+    callId
+
+let private recovery =
+    test "at start the store's live calls are recovered; the first reconcile, not the deadline, decides" {
+        let listed = "fedcba9876543210fedcba9876543210-1"
+        let gone = "0123456789abcdef0123456789abcdef-1"
+        use release = new ManualResetEventSlim(false)
+
+        // CoreShowChannels is answered only once the test has swept past the channel deadline.
+        let asterisk (a: ReceivedAction) =
+            if a.Name = "CoreShowChannels" then
+                release.Wait(TimeSpan.FromSeconds 10.0) |> ignore
+
+            monitorAsterisk (fun () -> [ listed ]) a
+
+        use server = new Server(script asterisk)
+        use temp = new TestStore.TempStore()
+        let listedId, goneId = leftRinging temp listed, leftRinging temp gone
+        let monitor = monitorOn server.Port temp.Store (CallFeed())
+        monitor.Start()
+        Expect.equal (monitor.Live |> List.map _.CallId |> Set.ofList) (Set.ofList [ listedId; goneId ]) "recovered"
+        eventually "reconcile asked" (fun () -> countOf "CoreShowChannels" server = 1)
+        // Mutation caught: a recovered call (no leg known) lost by the channel deadline before reconciling.
+        monitor.Sweep()
+        Thread.Sleep 200
+        Expect.equal (monitor.Live.Length) 2 "neither lost before the reconcile"
+        Expect.equal (temp.Find goneId).Status (Live Ringing) "still ringing in the store"
+        release.Set()
+        eventually "the gone call is lost" (fun () -> (temp.Find goneId).Status = Failed(FailedOutcome.Lost, None))
+        Expect.equal (temp.Find listedId).Status (Live Ringing) "the listed one is followed again"
+        Expect.equal (monitor.Live |> List.map _.CallId) [ listedId ] "only it left in the working set"
+        monitor.Sweep()
+        Expect.equal (monitor.Live |> List.map _.CallId) [ listedId ] "and the deadline no longer loses it"
+        stopped monitor
+    }
+
+[<Tests>]
+let tests =
+    testSequenced
+    <| testList "Call monitor write-through" [ writeThrough; stale; recovery ]
