@@ -21,6 +21,7 @@ open Callback.Tests.LocalAsterisk
 open Callback.Tests.TestSidecar
 open Callback.Tests.Sipp
 open Callback.Tests.SipEvidence
+open Callback.Tests.StatusClient
 
 /// Everything a test here needs: the `env-sip` settings of a running Asterisk (with the monitor user), SIPp.
 let private bed =
@@ -55,17 +56,20 @@ let private sidecarFor env (extra: (string * string) list) =
         @ (settings |> List.filter (fun (k, _) -> not (List.exists (fst >> (=) k) extra)))
     )
 
-/// The callId of a callback's answer, which must be 200 with five true booleans.
+/// The statusUrl of a callback's answer, which must be 200 with five true booleans and name its call.
 let private placed (status: HttpStatusCode, body: string) =
     Expect.equal status HttpStatusCode.OK $"200: {body}"
     Expect.equal (stages body) [ true; true; true; true; true ] "five true booleans"
-    JsonDocument.Parse(body).RootElement.GetProperty("callId").GetString()
+    let root = JsonDocument.Parse(body).RootElement
+    let statusUrl = root.GetProperty("statusUrl").GetString()
+    Expect.equal statusUrl $"""/calls/{root.GetProperty("callId").GetString()}""" "statusUrl names the call"
+    statusUrl
 
-/// Posts one callback in English to `number`: its callId.
+/// Posts one callback in English to `number`: its statusUrl.
 let private callback (sidecar: Sidecar) (number: string) =
     placed (sidecar.Post(form [ "phoneNumber", number; "language", "en" ]))
 
-/// The same without blocking a thread while it waits, for many at once: its callId.
+/// The same without blocking a thread while it waits, for many at once: its statusUrl.
 let private callbackAsync (sidecar: Sidecar) (number: string) =
     task {
         use content = form [ "phoneNumber", number; "language", "en" ]
@@ -73,50 +77,6 @@ let private callbackAsync (sidecar: Sidecar) (number: string) =
         let! body = response.Content.ReadAsStringAsync()
         return placed (response.StatusCode, body)
     }
-
-/// A call as the visitor's page sees it: the contract's fields of `GET /calls/{callId}`.
-type private Seen = {
-    State: string
-    Outcome: string option
-    History: string list
-    HangupCause: int option
-    SipCode: int option
-    TalkSeconds: float option
-}
-
-/// The call `callId` as the sidecar knows it now, or None if it does not.
-let private seen (sidecar: Sidecar) (callId: string) : Seen option =
-    let registry =
-        sidecar.App.Services.GetService(typeof<ICallRegistry>) :?> ICallRegistry
-
-    CallId.tryParse callId
-    |> Option.bind registry.TryFind
-    |> Option.map (fun tracked ->
-        let status = tracked.Call.Status
-        let outcome, talkMs = SqliteRows.outcome status
-        let cause = SqliteRows.cause status
-
-        {
-            State = SqliteRows.stateName (Store.stateOf status)
-            Outcome = outcome
-            History = tracked.Call.History |> List.map (_.State >> SqliteRows.stateName)
-            HangupCause = cause |> Option.map _.Code
-            SipCode = cause |> Option.bind _.SipCode
-            TalkSeconds = talkMs |> Option.map (fun ms -> float ms / 1000.0)
-        })
-
-let private isFinal (call: Seen) =
-    call.State = "ended" || call.State = "failed"
-
-/// Waits up to `seconds` until the call is in a final state; fails the test with what it was otherwise.
-let private awaitFinal (sidecar: Sidecar) (seconds: float) (callId: string) =
-    let final () =
-        seen sidecar callId |> Option.filter isFinal
-
-    if not (eventually (TimeSpan.FromSeconds seconds) (fun () -> (final ()).IsSome)) then
-        failtestf "the call did not end within %.0f s: %A" seconds (seen sidecar callId)
-
-    (final ()).Value
 
 /// What a call must end as: state, outcome, history, the cause and SIP code of the leg it is about.
 type private Expected = {
@@ -164,8 +124,12 @@ let private oneCall (env, monitorEnv) fixture (number: string) (visitor: PhonePl
            |> Option.toList)
 
     use _ = phones running
-    let callId = callback sidecar number
-    let call = awaitFinal sidecar 30.0 callId
+    let statusUrl = callback sidecar number
+    // The visitor's page opens the stream as soon as the callback is placed.
+    let stream = stateFrames sidecar.Client (TimeSpan.FromSeconds 45.0) statusUrl
+    let call = awaitFinal sidecar.Client 30.0 statusUrl
+    Expect.isTrue call.Tracking "the call is tracked"
+    expectStreamMatches call stream.Result
     Expect.isTrue (awaitCallEnd recorder) "Asterisk hung up every channel of the call"
     record fixture recorder
 
@@ -331,7 +295,7 @@ let private concurrentCallbacks (env, monitorEnv) =
 
     let clock = Stopwatch.StartNew()
 
-    let callIds =
+    let statusUrls =
         numbers
         |> List.map (fun number -> callbackAsync sidecar number)
         |> Threading.Tasks.Task.WhenAll
@@ -341,11 +305,19 @@ let private concurrentCallbacks (env, monitorEnv) =
 
     let posted = clock.Elapsed
 
+    let streams =
+        statusUrls
+        |> List.map (fun (_, url) -> stateFrames sidecar.Client (TimeSpan.FromSeconds 90.0) url)
+
     let ends =
-        callIds
-        |> List.map (fun (number, callId) -> number, awaitFinal sidecar 90.0 callId)
+        statusUrls
+        |> List.map (fun (number, url) -> number, awaitFinal sidecar.Client 90.0 url)
 
     let allFinal = clock.Elapsed
+
+    for (_, call), stream in List.zip ends streams do
+        expectStreamMatches call stream.Result
+
     awaitCallEnd recorder |> ignore
     record "concurrent" recorder
 
@@ -361,7 +333,7 @@ let private concurrentCallbacks (env, monitorEnv) =
 
     if not wrong.IsEmpty then
         let callIdOf number =
-            callIds |> List.find (fst >> (=) number) |> snd
+            (statusUrls |> List.find (fst >> (=) number) |> snd).Replace("/calls/", "")
 
         let events = recorder.Events
 
@@ -440,26 +412,21 @@ let private crashAndRestart env =
     finally
         IO.File.Delete lock
 
-/// Waits up to `seconds` until the call is in `state`.
-let private awaitState (sidecar: Sidecar) (seconds: float) (state: string) (callId: string) =
-    if
-        not (
-            eventually (TimeSpan.FromSeconds seconds) (fun () ->
-                seen sidecar callId |> Option.exists (fun c -> c.State = state))
-        )
-    then
-        failtestf "the call did not reach %s within %.0f s: %A" state seconds (seen sidecar callId)
-
 /// Asterisk dies while the visitor and the owner talk and comes back: the monitor reconnects (its log says
 /// so), reconciles, finds none of the call's channels and ends the call `lost`: never left `bridged`.
 let private restartedMidCall (env, _) =
     use sidecar = sidecarFor env []
     use visitor = visitorPhone env "answer" 1 ring
     use owner = ownerPhone env "answer" 1 ring
-    let callId = callback sidecar (numberFor 2)
-    awaitState sidecar 20.0 "bridged" callId
+    let statusUrl = callback sidecar (numberFor 2)
+    let stream = stateFrames sidecar.Client (TimeSpan.FromSeconds 90.0) statusUrl
+
+    awaitCall sidecar.Client 20.0 "bridged" (fun c -> c.State = "bridged") statusUrl
+    |> ignore
+
     crashAndRestart env
-    let call = awaitFinal sidecar 60.0 callId
+    let call = awaitFinal sidecar.Client 60.0 statusUrl
+    expectStreamMatches call stream.Result
     Expect.equal (call.State, call.Outcome) ("failed", Some "lost") "lost, as reconciliation found it"
     Expect.equal call.History (answered @ [ "connecting"; "bridged"; "failed" ]) "history"
 
@@ -472,6 +439,15 @@ let private restartedMidCall (env, _) =
         (logged "Call monitor: reconciled")
         2
         "reconciled at the first Ready and again after the reconnect"
+
+    let metrics = sidecar.Client.GetStringAsync("/metrics").Result
+
+    let reconnects =
+        Regex.Match(metrics, @"^callback_monitor_reconnects_total (\d+)", RegexOptions.Multiline)
+
+    Expect.isTrue reconnects.Success "the reconnects metric"
+    Expect.isGreaterThanOrEqual (int reconnects.Groups[1].Value) 1 "the reconnect is counted"
+    Expect.stringContains metrics "callback_monitor_connected 1" "connected again"
 
 [<Tests>]
 let tests =
