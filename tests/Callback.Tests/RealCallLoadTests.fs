@@ -32,6 +32,53 @@ let private dictated (number: string) =
     else
         "completed"
 
+/// What Asterisk said of call `callId` (its events, a few fields each), for a failure's message.
+let private asteriskSaid (recorder: AmiMonitor.Monitor) (callId: string) =
+    recorder.Events
+    |> List.filter (fun e ->
+        [ "Uniqueid"; "Linkedid"; "DestUniqueid" ]
+        |> List.exists (fun k -> (AmiMonitor.field k e).StartsWith callId))
+    |> List.map (fun e ->
+        [
+            "Event"
+            "Channel"
+            "ChannelState"
+            "DestChannel"
+            "DialStatus"
+            "Cause"
+            "Response"
+            "Reason"
+        ]
+        |> List.map (fun k -> AmiMonitor.field k e)
+        |> String.concat " ")
+
+/// Every call ended as its number dictates; otherwise the test fails with the wrong ones and what Asterisk
+/// said of the first.
+let private expectDictated recorder (statusUrls: (string * string) list) (ends: (string * Seen) list) =
+    let wrong =
+        ends
+        |> List.filter (fun (number, call) -> call.Outcome <> Some(dictated number))
+
+    match wrong with
+    | [] -> ()
+    | (number, _) :: _ ->
+        let url = statusUrls |> List.find (fst >> (=) number) |> snd
+
+        failtestf
+            "%d calls did not end as their number dictates (odd last digit busy, the others completed): %A\nAsterisk said of the first: %A"
+            wrong.Length
+            wrong
+            (asteriskSaid recorder (url.Replace("/calls/", "")))
+
+/// Posts a callback to each of `numbers` at once: (number, statusUrl) each.
+let private placeAll sidecar (numbers: string list) =
+    numbers
+    |> List.map (callbackAsync sidecar)
+    |> Threading.Tasks.Task.WhenAll
+    |> _.Result
+    |> List.ofArray
+    |> List.zip numbers
+
 /// 100 callbacks at once, half to numbers whose phone is busy, half answered and bridged to an owner who
 /// talks 3 s: every one reaches the end its number dictates, none is left live, and each visitor's stream
 /// agrees with GET. Prints how long it took.
@@ -54,13 +101,7 @@ let private concurrentCallbacks (env, monitorEnv) =
 
     let clock = Stopwatch.StartNew()
 
-    let statusUrls =
-        numbers
-        |> List.map (fun number -> callbackAsync sidecar number)
-        |> Threading.Tasks.Task.WhenAll
-        |> _.Result
-        |> List.ofArray
-        |> List.zip numbers
+    let statusUrls = placeAll sidecar numbers
 
     let posted = clock.Elapsed
 
@@ -86,42 +127,7 @@ let private concurrentCallbacks (env, monitorEnv) =
         posted.TotalSeconds
         allFinal.TotalSeconds
 
-    let wrong =
-        ends
-        |> List.filter (fun (number, call) -> call.Outcome <> Some(dictated number))
-
-    if not wrong.IsEmpty then
-        let callIdOf number =
-            (statusUrls |> List.find (fst >> (=) number) |> snd).Replace("/calls/", "")
-
-        let events = recorder.Events
-
-        let asteriskSaid (number, _) =
-            let id = callIdOf number
-
-            events
-            |> List.filter (fun e ->
-                [ "Uniqueid"; "Linkedid"; "DestUniqueid" ]
-                |> List.exists (fun k -> (AmiMonitor.field k e).StartsWith id))
-            |> List.map (fun e ->
-                [
-                    "Event"
-                    "Channel"
-                    "ChannelState"
-                    "DestChannel"
-                    "DialStatus"
-                    "Cause"
-                    "Response"
-                    "Reason"
-                ]
-                |> List.map (fun k -> AmiMonitor.field k e)
-                |> String.concat " ")
-
-        failtestf
-            "%d calls did not end as their number dictates (odd last digit busy, the others completed): %A\nAsterisk said of the first: %A"
-            wrong.Length
-            wrong
-            (asteriskSaid wrong.Head)
+    expectDictated recorder statusUrls ends
 
     Expect.equal
         (visitors.AwaitExit(TimeSpan.FromSeconds 30.0))
@@ -193,6 +199,7 @@ let private restartedMidCall restart (expected: string * string) (env, _) =
 
     restart env
     let call = awaitFinal sidecar.Client 60.0 statusUrl
+    eprintfn "Real call status: after the restart the call ended %A" call
     expectStreamMatches call stream.Result
     Expect.equal (call.State, call.Outcome.Value) expected "how the call ended"
     Expect.equal call.History (answered @ [ "connecting"; "bridged"; fst expected ]) "history"
