@@ -1,5 +1,6 @@
 namespace Callback.Domain
 
+open System.Globalization
 open NodaTime
 open NodaTime.TimeZones
 
@@ -42,9 +43,9 @@ module OpeningWindow =
             if window.Closes = LocalTime.Midnight then
                 "24:00"
             else
-                window.Closes.ToString("HH:mm", null)
+                window.Closes.ToString("HH:mm", CultureInfo.InvariantCulture)
 
-        $"""{window.Opens.ToString("HH:mm", null)}-{closes}"""
+        $"""{window.Opens.ToString("HH:mm", CultureInfo.InvariantCulture)}-{closes}"""
 
 /// The windows of each day of the week, in order and not overlapping, at least one in the week: hours
 /// with no opening at all would leave every scheduled call waiting forever.
