@@ -57,6 +57,35 @@ let tests =
             Expect.equal (CallAt.validate off now night) (Ok night) "Sunday night"
         }
 
+        // Catches a time without an offset read in the server's zone (a call an hour or more off).
+        test "callAt is read as ISO 8601 with an offset or Z, and a time without one is refused" {
+            Expect.equal (CallAt.tryParse "2026-12-07T14:30:00+01:00") (Ok(at "2026-12-07T14:30:00+01:00")) "offset"
+            Expect.equal (CallAt.tryParse "2026-12-07T13:30:00Z") (Ok(at "2026-12-07T14:30:00+01:00")) "Z"
+
+            Expect.equal
+                (CallAt.tryParse "2026-12-07T14:30:00.250-05:00")
+                (Ok(Instant.FromUtc(2026, 12, 7, 19, 30) + Duration.FromMilliseconds 250L))
+                "fraction"
+
+            for bad in
+                [
+                    "2026-12-07T14:30:00"
+                    "2026-12-07"
+                    "14:30"
+                    "tomorrow"
+                    "2026-13-07T14:30:00Z"
+                    ""
+                    null
+                ] do
+                match CallAt.tryParse bad with
+                | Ok _ -> failtest $"accepted {bad}"
+                | Error message ->
+                    Expect.equal
+                        message
+                        "callAt must be a date and time with its offset, e.g. 2026-12-07T14:30:00+01:00."
+                        $"{bad}"
+        }
+
         // Catches a message that echoes the visitor's value, or one in UTC the visitor cannot read.
         test "each refusal has its own message, in the hours' local time with its offset, never the value sent" {
             let lunch = at "2026-12-07T12:30:00+01:00"

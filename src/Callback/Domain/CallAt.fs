@@ -23,6 +23,24 @@ module CallAt =
     let format (hours: OpeningHours) (instant: Instant) =
         OffsetDateTimePattern.Rfc3339.Format(instant.InZone(hours.Zone).ToOffsetDateTime())
 
+    /// `callAt` as a visitor's page sends it: ISO 8601 (RFC 3339) with seconds and an offset or `Z`, e.g.
+    /// `2026-12-07T14:30:00+01:00`. A time without an offset is refused, not guessed: it names no instant.
+    let tryParse (text: string) : Result<Instant, string> =
+        let parsed =
+            if isNull text then
+                None
+            else
+                let result = OffsetDateTimePattern.Rfc3339.Parse(text.Trim())
+
+                if result.Success then
+                    Some(result.Value.ToInstant())
+                else
+                    None
+
+        parsed
+        |> Option.map Ok
+        |> Option.defaultValue (Error "callAt must be a date and time with its offset, e.g. 2026-12-07T14:30:00+01:00.")
+
     /// `callAt` when it is now or later, at most 14 days ahead, and inside opening hours; else the first
     /// of those it fails, in that order.
     let validate (hours: OpeningHours) (now: Instant) (callAt: Instant) : Result<Instant, CallAtError> =
