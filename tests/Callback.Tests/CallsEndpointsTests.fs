@@ -142,6 +142,26 @@ let private statusTests =
             Expect.equal (text root "statusUrl") $"""/calls/{text root "callId"}""" "statusUrl"
         }
 
+        // Catches a call not recorded before its answer (the statusUrl would 404), or recorded unmasked.
+        test "a spooled callback's statusUrl answers it at once: queued, masked, tracking false without a monitor" {
+            use server = new Server(script asterisk, Some pki.Value.Server)
+            use sidecar = new Sidecar(fakeAmiConfig [] server.Port)
+
+            let _, body =
+                sidecar.Post(form [ "phoneNumber", TestNumbers.Allowed; "language", "fr" ])
+
+            let posted = JsonDocument.Parse(body).RootElement
+            let response, status = get sidecar (text posted "statusUrl")
+            Expect.equal response.StatusCode HttpStatusCode.OK $"200: {status}"
+            let root = JsonDocument.Parse(status).RootElement
+            Expect.equal (text root "callId") (text posted "callId") "the same call"
+            Expect.equal (text root "state") "queued" "queued"
+            Expect.isTrue (isNull' root "outcome") "no outcome"
+            Expect.equal (text root "language") "fr" "its language"
+            Expect.equal (text root "number") "1514*****34" "masked, as in the log"
+            Expect.isFalse (root.GetProperty("tracking").GetBoolean()) "no monitor"
+        }
+
         // Catches a wrong field name, a time not in UTC ISO 8601, an unmasked number or a missing null.
         test "a queued call answers its fields, times in UTC ISO 8601 and tracking false without a monitor" {
             use sidecar = sidecarWith false quick
@@ -400,6 +420,58 @@ let private eventTests =
             expectEnd stream
         }
 
+        // Catches a stream that trusts each snapshot instead of the sequences: it would resend transitions
+        // (a snapshot twice, an older one late) or lose the ones of a snapshot the feed dropped.
+        test "snapshots twice, late or missing still give every transition once, in order" {
+            use sidecar = sidecarWith true quick
+            let callId = created sidecar
+            use stream = events sidecar callId None
+            expectFrame stream 1L "queued" |> ignore
+            let store = storeOf sidecar
+            let feed = sidecar.App.Services.GetRequiredService<CallFeed>()
+
+            let snapshot () =
+                (store.Find(callId, cancel).Result).Value
+
+            move sidecar callId State.Queued (Live Ringing) 1.0
+            let ringing = snapshot ()
+            feed.Publish ringing
+            // Saved without being published: as if the feed had dropped its snapshot.
+            let at = t0.AddSeconds 2.0
+
+            store
+                .Save(
+                    callId,
+                    {
+                        Attempt = Attempt.first
+                        State = State.Ringing
+                    },
+                    {
+                        Attempt = Attempt.first
+                        Status = Live Answered
+                        Transitions = [ { State = State.Answered; At = at } ]
+                        At = at
+                    },
+                    cancel
+                )
+                .Result
+            |> ignore
+
+            // An older snapshot after a newer save, and twice.
+            feed.Publish ringing
+            move sidecar callId State.Answered (Ended(VisitorHungUp, None)) 3.0
+
+            let ids = [
+                for _ in 1..3 do
+                    match stream.Next() with
+                    | Frame(_, id, data) -> id, text data "state"
+                    | other -> failtestf "expected a frame, got %A" other
+            ]
+
+            Expect.equal ids [ 2L, "ringing"; 3L, "answered"; 4L, "ended" ] "each once, in order"
+            expectEnd stream
+        }
+
         // Catches Last-Event-ID ignored (the whole history again) or read off by one.
         test "with Last-Event-ID only the later transitions are sent" {
             use sidecar = sidecarWith true quick
@@ -428,6 +500,24 @@ let private eventTests =
                 use stream = events sidecar callId (Some id)
                 expectFrame stream 1L "queued" |> ignore
                 expectEnd stream
+        }
+
+        // Catches a posted call whose stream finds nothing (or never ends without a monitor).
+        test "a spooled callback's event stream sends its queued state, and without a monitor ends" {
+            use server = new Server(script asterisk, Some pki.Value.Server)
+            use sidecar = new Sidecar(fakeAmiConfig [] server.Port)
+
+            let _, body =
+                sidecar.Post(form [ "phoneNumber", TestNumbers.Allowed; "language", "en" ])
+
+            let callId =
+                text (JsonDocument.Parse(body).RootElement) "callId"
+                |> CallId.tryParse
+                |> Option.get
+
+            use stream = events sidecar callId None
+            expectFrame stream 1L "queued" |> ignore
+            expectEnd stream
         }
 
         // Catches a stream that waits for a monitor that is not there (it would hang until the client leaves).
@@ -504,6 +594,26 @@ let private eventTests =
                     response.Dispose()
                     opened))
                 "a slot is free again once a stream is closed"
+        }
+
+        // Catches a gauge that counts requests instead of the streams open now (or never goes down).
+        test "the streams open now are the callback_status_streams_open gauge in /metrics" {
+            use sidecar = sidecarWith true quick
+            let callId = created sidecar
+
+            let gauge () =
+                (snd (get sidecar "/metrics")).Split('\n')
+                |> Array.find _.StartsWith("callback_status_streams_open ")
+
+            Expect.equal (gauge ()) "callback_status_streams_open 0" "none yet"
+            let first = events sidecar callId None
+            use _second = events sidecar callId None
+            Expect.equal (gauge ()) "callback_status_streams_open 2" "two open"
+            (first :> IDisposable).Dispose()
+
+            Expect.isTrue
+                (Programs.eventually (TimeSpan.FromSeconds 3.0) (fun () -> gauge () = "callback_status_streams_open 1"))
+                "one once the other is closed"
         }
 
         // Catches streams that outlive the app: the host would wait for them up to its shutdown timeout.

@@ -10,6 +10,7 @@ open System.IO
 open System.Net
 open System.Net.Http
 open System.Text.RegularExpressions
+open System.Threading
 open Expecto
 open Callback.Tests.OnThisMachine
 open Callback.Tests.Programs
@@ -190,6 +191,15 @@ let private loggedClient (stack: Stack) (digits: string) =
             digits
             (tail 20 (String.concat "\n" stack.SidecarLog)))
 
+/// A callback for the test number `n` posted through nginx from `local` (a real call in the local Asterisk);
+/// the callId it answered.
+let private placedThroughNginx (stack: Stack) (local: string) (n: int) =
+    let status, body =
+        callback local stack.NginxPort (TestNumbers.distinct n).Typed None
+
+    Expect.equal status HttpStatusCode.OK $"placed: {body}"
+    Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("callId").GetString()
+
 let private nginxTest =
     onThisMachine "nginx" (lazy (rootOnLinux "installing nginx and running the real Asterisk"))
 
@@ -331,6 +341,91 @@ let tests =
             Expect.equal retryAfter "60" "with Retry-After"
             Expect.equal (stages body) [ false; false; false; false; false ] "five false booleans"
             Expect.equal (errorFields body) [ "request" ] "and why")
+
+        // Catches compression of the event stream (the client asks for gzip, as browsers do) and buffering
+        // anywhere between the sidecar and the client: the frames would arrive together at the stream's end.
+        // (`proxy_buffering off` alone is not caught: the sidecar's X-Accel-Buffering: no also turns it off.)
+        nginxTest
+            "a real call's event stream passes nginx frame by frame, from queued to its end, uncompressed"
+            (fun () ->
+                let stack = stack.Value
+                let callId = placedThroughNginx stack "127.0.0.7" 65
+                use client = clientFrom "127.0.0.7"
+                let watch = Diagnostics.Stopwatch.StartNew()
+
+                use request =
+                    new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{stack.NginxPort}/calls/{callId}/events")
+
+                request.Headers.Add("Accept-Encoding", "gzip")
+                use response = client.Send(request, HttpCompletionOption.ResponseHeadersRead)
+
+                Expect.equal response.StatusCode HttpStatusCode.OK "200"
+                Expect.equal response.Content.Headers.ContentType.MediaType "text/event-stream" "an event stream"
+                Expect.isEmpty response.Content.Headers.ContentEncoding "not compressed"
+                use reader = new StreamReader(response.Content.ReadAsStream())
+
+                // Every line with the time it arrived, until the stream ends (the demo call lasts seconds).
+                let lines = [
+                    let mutable reading = true
+
+                    while reading do
+                        let read: Threading.Tasks.Task<string> = reader.ReadLineAsync()
+
+                        if not (read.Wait(seconds 60.0)) || isNull read.Result then
+                            reading <- false
+                        else
+                            yield watch.Elapsed, read.Result
+                ]
+
+                let ended = watch.Elapsed
+
+                let shown =
+                    lines
+                    |> List.map (fun (t, l) -> $"{t.TotalSeconds:F2}s {l}")
+                    |> String.concat "\n"
+
+                let ids =
+                    lines
+                    |> List.choose (fun (t, l) -> if l.StartsWith "id: " then Some(t, l) else None)
+
+                Expect.isNonEmpty ids $"frames:\n{shown}"
+                let firstAt, first = ids.Head
+                Expect.equal first "id: 1" "the history first"
+                Expect.isLessThan firstAt (seconds 2.0) $"the first frame at once:\n{shown}"
+                Expect.isGreaterThan (ended - firstAt) (seconds 1.0) $"long before the stream's end:\n{shown}"
+
+                let lastData = lines |> List.map snd |> List.findBack _.StartsWith("data: ")
+                Expect.stringContains lastData "\"state\":\"ended\"" $"the last frame is the call's end:\n{shown}")
+
+        nginxTest
+            "through nginx a call's status answers; a path under /calls/ that is no call id stays in nginx"
+            (fun () ->
+                let stack = stack.Value
+                let callId = placedThroughNginx stack "127.0.0.8" 66
+                use client = clientFrom "127.0.0.8"
+
+                let status (path: string) =
+                    use response = client.GetAsync($"http://127.0.0.1:{stack.NginxPort}{path}").Result
+                    int response.StatusCode, response.Content.ReadAsStringAsync().Result
+
+                let code, body = status $"/calls/{callId}"
+                Expect.equal code 200 $"200: {body}"
+                Expect.stringContains body $"\"callId\":\"{callId}\"" "the call"
+                let before = stack.SidecarLog.Count
+
+                Expect.equal (fst (status "/calls/not-a-call-id")) 404 "nginx's 404"
+                Expect.equal (fst (status $"/calls/{callId}/other")) 404 "nor another path below a call"
+
+                Expect.equal (rawStatus "127.0.0.8" stack.NginxPort $"DELETE /calls/{callId} HTTP/1.1") 405 "GET only"
+
+                Thread.Sleep 300
+
+                Expect.isEmpty
+                    (stack.SidecarLog
+                     |> Seq.skip before
+                     |> Seq.filter _.Contains("Request starting")
+                     |> List.ofSeq)
+                    "none reached the sidecar")
 
         nginxTest
             "behind nginx the sidecar limits each visitor by the address nginx reports: one is limited, another not"

@@ -129,6 +129,48 @@ let tests =
             Expect.equal server.Sessions 1 "and never sent"
         }
 
+        // Catches event streams that outlive ApplicationStopping: Kestrel would wait for them up to the
+        // shutdown timeout (30 s by default) before it exits.
+        test "on SIGTERM the real program ends an open event stream and exits at once, exit code 0" {
+            let data, callId = SidecarProgram.dataWithQueuedCall ()
+
+            // No Asterisk at all: the monitor never connects, so nothing reconciles (or moves) the call.
+            use sidecar =
+                SidecarProgram.start [
+                    "Ami__Host", "127.0.0.1"
+                    "Ami__Port", string (Loopback.freePort ())
+                    "Ami__CaCertificate", pki.Value.WriteCaPem()
+                    "Ami__Username", "callback"
+                    "Ami__Secret", "s3cret-Value"
+                    "Originate__Channel", "PJSIP/{number}@trunk"
+                    // A monitor is configured, so the stream of a live call stays open.
+                    "Monitor__Username", "callback-monitor"
+                    "Monitor__Secret", "m0nitor-Value"
+                    "Data__Path", data
+                ]
+
+            Expect.isTrue (sidecar.AwaitHealthy()) $"the sidecar starts:\n{sidecar.Program.Output}"
+            use client = new HttpClient()
+
+            use response =
+                client.GetAsync(sidecar.Url + $"calls/{callId}/events", HttpCompletionOption.ResponseHeadersRead).Result
+
+            use reader = new IO.StreamReader(response.Content.ReadAsStream())
+            Expect.equal (reader.ReadLine()) "event: state" "the stream is open, its first frame sent"
+            let rest = reader.ReadToEndAsync()
+            Thread.Sleep 300
+            Expect.isFalse rest.IsCompleted "and it stays open"
+            let watch = Diagnostics.Stopwatch.StartNew()
+
+            run [] (TimeSpan.FromSeconds 5.0) "kill" [ "-TERM"; string sidecar.Program.Process.Id ]
+            |> ignore
+
+            Expect.isTrue (sidecar.Program.Process.WaitForExit(TimeSpan.FromSeconds 10.0)) "it exits"
+            Expect.isLessThan watch.Elapsed (TimeSpan.FromSeconds 3.0) $"at once:\n{sidecar.Program.Output}"
+            Expect.equal sidecar.Program.Process.ExitCode 0 "cleanly"
+            Expect.isTrue (rest.Wait(TimeSpan.FromSeconds 2.0)) "the stream ended"
+        }
+
         test "the shutdown timeout covers the longest callback: 2 × ConnectTimeout + 3 × ResponseTimeout + 5 s" {
             use server = new Server(script asterisk, Some pki.Value.Server)
 

@@ -53,3 +53,30 @@ let start (settings: (string * string) list) =
         Port = port
         Program = launch (settings @ data @ [ "ASPNETCORE_URLS", $"http://127.0.0.1:{port}" ]) "dotnet" [ dll ]
     }
+
+/// A `Data__Path` directory whose store already holds one call, queued now, and that call's id: a call for
+/// the program's status routes to serve before the program has placed any.
+let dataWithQueuedCall () =
+    let dir = Directory.CreateTempSubdirectory("callback-data-").FullName
+    let callId = Callback.Domain.CallId.create ()
+
+    let store =
+        match Callback.Calls.SqliteCallStore.Open(dir, Threading.CancellationToken.None).Result with
+        | Ok store -> store
+        | Error message -> failtestf "the store did not open: %s" message
+
+    use _ = store
+
+    let call: Callback.Calls.NewCall = {
+        CallId = callId
+        Attempt = Callback.Domain.Attempt.first
+        Language = Callback.Domain.English
+        MaskedNumber = "1514*****34"
+        CreatedAt = DateTimeOffset.UtcNow
+    }
+
+    Expect.isTrue
+        ((store :> Callback.Calls.ICallStore).Create(call, Threading.CancellationToken.None).Result)
+        "the call is stored"
+
+    dir, Callback.Domain.CallId.value callId

@@ -77,7 +77,12 @@ module CallsEndpoints =
 
     /// Watches the feed first, then reads the store: a change saved in between is in the watch, and the
     /// sequences keep it from being sent twice. Without a monitor nothing will move: history, then the end.
-    let private stream (sources: CallStatusSources) (heartbeat) (stopping: CancellationToken) callId : HttpHandler =
+    let private stream
+        (sources: CallStatusSources)
+        (heartbeat: System.TimeSpan)
+        (stopping: CancellationToken)
+        callId
+        : HttpHandler =
         fun next ctx ->
             task {
                 use watch = sources.Feed.Watch callId

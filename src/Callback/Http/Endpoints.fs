@@ -129,6 +129,16 @@ module Endpoints =
         let options = app.Services.GetRequiredService<CallStreamOptions>()
         let streams = CallStreams options
 
+        let open' =
+            Metrics
+                .WithCustomRegistry(services.Metrics.Registry)
+                .CreateGauge(
+                    "callback_status_streams_open",
+                    "Event streams (GET /calls/{callId}/events) open now: bounded in all and per call."
+                )
+
+        services.Metrics.Registry.AddBeforeCollectCallback(fun () -> open'.Set(float streams.Open))
+
         let sources = {
             Store = services.Store
             Feed = services.Feed
