@@ -89,7 +89,10 @@ type Server(storm: byte[][]) =
     let stop = new CancellationTokenSource()
     let injections = ConcurrentQueue<Injection>()
     let originated = new BlockingCollection<string>()
-    let monitorReady = TaskCompletionSource<unit>(TaskCreationOptions.RunContinuationsAsynchronously)
+
+    let monitorReady =
+        TaskCompletionSource<unit>(TaskCreationOptions.RunContinuationsAsynchronously)
+
     let mutable rate = 0.0
     let mutable stormSent = 0L
     let mutable monitors = 0
@@ -155,7 +158,10 @@ type Server(storm: byte[][]) =
         use reader = new StreamReader(stream, Encoding.ASCII)
         let gate = obj ()
         use closed = new CancellationTokenSource()
-        let send (bytes: byte[]) = lock gate (fun () -> stream.Write bytes)
+
+        let send (bytes: byte[]) =
+            lock gate (fun () -> stream.Write bytes)
+
         send (Encoding.ASCII.GetBytes "Asterisk Call Manager/11.0.0\r\n")
         let mutable running = true
 

@@ -36,6 +36,7 @@ let private usage () =
 
     eprintfn
         "       Callback.Bench status --sidecar PATH [--rates R,R] [--calls N] [--warmup N] [--work DIR] [--out FILE]"
+
     2
 
 /// Takes `--name value` out of the arguments.
@@ -218,8 +219,7 @@ let private status (args: string list) =
         let phases, logins = StatusBench.run options work
 
         // The command as run, without this machine's directories: the sidecar by its build's folder and name.
-        let shown =
-            snd (take "--work" (snd (take "--out" (snd (take "--sidecar" args)))))
+        let shown = snd (take "--work" (snd (take "--out" (snd (take "--sidecar" args)))))
 
         let build = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath sidecar))
 

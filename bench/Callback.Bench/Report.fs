@@ -571,7 +571,10 @@ let status (command: string) (options: StatusBench.Options) (phases: StatusBench
         "The sidecar's monitor is logged in to `FakeAsterisk` (bench/Callback.Bench, plain TCP on loopback), which sends it a storm of unrelated events (every event of the other recorded callbacks in tests/fixtures/ami, cycled) at the rate below, in one write per millisecond. Each call is a real `POST /callback` (the fake answers its Login, Originate and Logoff); the harness opens the call's event stream (`GET /calls/{id}/events`) and polls `GET /calls/{id}` back to back (1 ms apart; the rate reached is below), then replays the recorded events of a real answered callback (`sip-callback-en.txt`, its callId replaced by the new call's), one transition at a time, each slipped in at the end of a storm write. **SSE**: from that write to the frame showing the transition; **GET**: to the first poll answer showing it (so it includes up to one poll interval). Both clocks are the harness's. Percentiles are nearest-rank, in ms."
 
     line ""
-    line "| storm events/s (asked → reached) | calls (all transitions / stream ended after final) | transitions | SSE p50 / p99 / max | GET p50 / p99 / max | sidecar CPU (cores) | monitor read / dropped |"
+
+    line
+        "| storm events/s (asked → reached) | calls (all transitions / stream ended after final) | transitions | SSE p50 / p99 / max | GET p50 / p99 / max | sidecar CPU (cores) | monitor read / dropped |"
+
     line "|---:|---:|---:|---:|---:|---:|---:|"
 
     let count =
@@ -598,8 +601,16 @@ let status (command: string) (options: StatusBench.Options) (phases: StatusBench
         let cells =
             states
             |> List.map (fun state ->
-                let xs = samples p |> List.filter (fun s -> s.State = state) |> List.map _.SseMs |> sorted
-                if xs.Length = 0 then "–" else $"{f1 (percentile 0.50 xs)} / {f1 (percentile 0.99 xs)}")
+                let xs =
+                    samples p
+                    |> List.filter (fun s -> s.State = state)
+                    |> List.map _.SseMs
+                    |> sorted
+
+                if xs.Length = 0 then
+                    "–"
+                else
+                    $"{f1 (percentile 0.50 xs)} / {f1 (percentile 0.99 xs)}")
 
         line ($"| {f0 p.Rate} | " + String.concat " | " cells + " |")
 

@@ -56,30 +56,38 @@ let private startSidecar (sidecar: string) (server: FakeAsterisk.Server) (port: 
     info.RedirectStandardOutput <- true
     info.RedirectStandardError <- true
 
-    for key, value in [
-        "ASPNETCORE_URLS", $"http://127.0.0.1:{port}"
-        "Ami__Host", "127.0.0.1"
-        "Ami__Port", string server.Port
-        "Ami__UseTls", "false"
-        "Ami__Username", "callback"
-        "Ami__Secret", "bench-secret"
-        "Monitor__Username", FakeAsterisk.MonitorUser
-        "Monitor__Secret", "bench-monitor-secret"
-        "Originate__Channel", "PJSIP/{number}@trunk"
-        "Data__Path", data
-        // One number, called again and again: the limits have tests of their own.
-        "Callback__PerClientPerMinute", "100000"
-        "Callback__GlobalPerMinute", "100000"
-        "Callback__PerNumberIntervalSeconds", "1"
-        "Callback__PerNumberPerDay", "1000"
-        "Logging__LogLevel__Default", "Warning"
-    ] do
+    for key, value in
+        [
+            "ASPNETCORE_URLS", $"http://127.0.0.1:{port}"
+            "Ami__Host", "127.0.0.1"
+            "Ami__Port", string server.Port
+            "Ami__UseTls", "false"
+            "Ami__Username", "callback"
+            "Ami__Secret", "bench-secret"
+            "Monitor__Username", FakeAsterisk.MonitorUser
+            "Monitor__Secret", "bench-monitor-secret"
+            "Originate__Channel", "PJSIP/{number}@trunk"
+            "Data__Path", data
+            // One number, called again and again: the limits have tests of their own.
+            "Callback__PerClientPerMinute", "100000"
+            "Callback__GlobalPerMinute", "100000"
+            "Callback__PerNumberIntervalSeconds", "1"
+            "Callback__PerNumberPerDay", "1000"
+            "Logging__LogLevel__Default", "Warning"
+        ] do
         info.Environment[key] <- value
 
     let proc = Process.Start info
     let output = new StreamWriter(log, AutoFlush = true)
-    proc.OutputDataReceived.Add(fun e -> if not (isNull e.Data) then lock output (fun () -> output.WriteLine e.Data))
-    proc.ErrorDataReceived.Add(fun e -> if not (isNull e.Data) then lock output (fun () -> output.WriteLine e.Data))
+
+    proc.OutputDataReceived.Add(fun e ->
+        if not (isNull e.Data) then
+            lock output (fun () -> output.WriteLine e.Data))
+
+    proc.ErrorDataReceived.Add(fun e ->
+        if not (isNull e.Data) then
+            lock output (fun () -> output.WriteLine e.Data))
+
     proc.BeginOutputReadLine()
     proc.BeginErrorReadLine()
     proc
@@ -123,11 +131,11 @@ let private phase (options: Options) client url (server: FakeAsterisk.Server) (p
 
     let watch = Stopwatch.StartNew()
     let sentBefore, cpuBefore = server.StormSent, cpuSeconds pid
-    let receivedBefore, droppedBefore = counter client url received, counter client url dropped
 
-    let calls = [
-        for _ in 1 .. options.Calls -> (measureCall client url server random).Result
-    ]
+    let receivedBefore, droppedBefore =
+        counter client url received, counter client url dropped
+
+    let calls = [ for _ in 1 .. options.Calls -> (measureCall client url server random).Result ]
 
     let seconds = watch.Elapsed.TotalSeconds
     eprintfn $"status: {rate} events/s: {calls.Length} calls in {seconds:F1} s"
@@ -156,7 +164,10 @@ let run (options: Options) (work: string) =
     use server = new FakeAsterisk.Server(storm ())
     let port = freePort ()
     let url = $"http://127.0.0.1:{port}/"
-    use proc = startSidecar options.Sidecar server port data (Path.Combine(work, "status-sidecar.log"))
+
+    use proc =
+        startSidecar options.Sidecar server port data (Path.Combine(work, "status-sidecar.log"))
+
     use client = new HttpClient(Timeout = TimeSpan.FromSeconds 30.0)
 
     try

@@ -119,7 +119,10 @@ let private readFrames (client: HttpClient) (url: string) (frames: ChannelWriter
     task {
         use request = new HttpRequestMessage(HttpMethod.Get, url)
         request.Headers.Accept.ParseAdd "text/event-stream"
-        use! response = client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct)
+
+        use! response =
+            client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct)
+
         response.EnsureSuccessStatusCode() |> ignore
         use! body = response.Content.ReadAsStreamAsync ct
         use reader = new StreamReader(body)
@@ -132,7 +135,9 @@ let private readFrames (client: HttpClient) (url: string) (frames: ChannelWriter
             match line with
             | null -> ended <- true
             | "" when data.Length > 0 ->
-                frames.TryWrite((Stopwatch.GetTimestamp(), statesOf (data.ToString()))) |> ignore
+                frames.TryWrite((Stopwatch.GetTimestamp(), statesOf (data.ToString())))
+                |> ignore
+
                 data.Clear() |> ignore
             | l when l.StartsWith "data:" -> data.Append(l.Substring(5).TrimStart()) |> ignore
             | _ -> ()
@@ -197,7 +202,10 @@ let private frameWith (frames: ChannelReader<int64 * string list>) (state: strin
 /// Waits until the poller has seen `state`, within `timeout`: the instant of the answer that showed it.
 let private polledWith (poller: Poller) (state: string) (timeout: TimeSpan) =
     task {
-        let deadline = Stopwatch.GetTimestamp() + int64 (timeout.TotalSeconds * float Stopwatch.Frequency)
+        let deadline =
+            Stopwatch.GetTimestamp()
+            + int64 (timeout.TotalSeconds * float Stopwatch.Frequency)
+
         let mutable found = None
 
         while found.IsNone && Stopwatch.GetTimestamp() < deadline do
@@ -221,11 +229,7 @@ let measureCall (client: HttpClient) (baseUrl: string) (server: FakeAsterisk.Ser
         let number = $"+1 {area} 555 {200 + (n / 4) % 800:D4}"
 
         use body =
-            new StringContent(
-                $$"""{"phoneNumber":"{{number}}","language":"EN"}""",
-                Encoding.UTF8,
-                "application/json"
-            )
+            new StringContent($$"""{"phoneNumber":"{{number}}","language":"EN"}""", Encoding.UTF8, "application/json")
 
         use! posted = client.PostAsync(baseUrl + "callback", body)
         let! answer = posted.Content.ReadAsStringAsync()
@@ -268,7 +272,10 @@ let measureCall (client: HttpClient) (baseUrl: string) (server: FakeAsterisk.Ser
                 | _ -> complete <- false
 
         let! ended = Task.WhenAny(reading, Task.Delay(TimeSpan.FromSeconds 2.0))
-        let streamEnded = obj.ReferenceEquals(ended, reading) && reading.IsCompletedSuccessfully
+
+        let streamEnded =
+            obj.ReferenceEquals(ended, reading) && reading.IsCompletedSuccessfully
+
         stop.Cancel()
 
         try

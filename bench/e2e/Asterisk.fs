@@ -7,7 +7,11 @@ open System.Diagnostics
 open System.Threading
 open System.Threading.Tasks
 
-type Counts = { Channels: int; Calls: int; Processed: int }
+type Counts = {
+    Channels: int
+    Calls: int
+    Processed: int
+}
 
 /// The output of `asterisk -rx <command>` run in the root, or None when it cannot be run.
 let rx (root: string option) (command: string) : string option =
@@ -105,11 +109,7 @@ type Sampler(root: string option, interval: TimeSpan) =
 
     /// Peak (channels, calls) seen since the last reset; None when nothing could be read.
     member _.TakePeak() =
-        let result =
-            if samples = 0 then
-                None
-            else
-                Some(peakChannels, peakCalls)
+        let result = if samples = 0 then None else Some(peakChannels, peakCalls)
 
         peakChannels <- 0
         peakCalls <- 0
@@ -151,13 +151,14 @@ let listenOverflows () : int64 option =
         lines
         |> Array.pairwise
         |> Array.tryPick (fun (names, values) ->
-            if names.StartsWith("TcpExt:", StringComparison.Ordinal)
-               && values.StartsWith("TcpExt:", StringComparison.Ordinal) then
+            if
+                names.StartsWith("TcpExt:", StringComparison.Ordinal)
+                && values.StartsWith("TcpExt:", StringComparison.Ordinal)
+            then
                 let n = names.Split ' '
                 let v = values.Split ' '
 
-                Array.tryFindIndex ((=) "ListenOverflows") n
-                |> Option.map (fun i -> int64 v[i])
+                Array.tryFindIndex ((=) "ListenOverflows") n |> Option.map (fun i -> int64 v[i])
             else
                 None)
     with _ ->

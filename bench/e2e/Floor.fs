@@ -74,7 +74,9 @@ let private ascii (s: string) = Encoding.ASCII.GetBytes s
 let private action (name: string) (headers: (string * string) list) =
     let id = Guid.NewGuid().ToString "N"
     let sb = StringBuilder()
-    sb.Append("Action: ").Append(name).Append("\r\n").Append("ActionID: ").Append(id).Append("\r\n") |> ignore
+
+    sb.Append("Action: ").Append(name).Append("\r\n").Append("ActionID: ").Append(id).Append("\r\n")
+    |> ignore
 
     for k, v in headers do
         sb.Append(k).Append(": ").Append(v).Append("\r\n") |> ignore
@@ -158,7 +160,15 @@ let private exchange (stream: Stream) (inbox: Inbox) (id: string, bytes: byte[])
     }
 
 /// The stages of one floor call, in order; `call` can record how long each took (ms).
-let stageNames = [| "TCP connect"; "TLS handshake"; "greeting"; "Login"; "Originate"; "Logoff"; "close" |]
+let stageNames = [|
+    "TCP connect"
+    "TLS handshake"
+    "greeting"
+    "Login"
+    "Originate"
+    "Logoff"
+    "close"
+|]
 
 /// One callback placed directly over AMI. Ok when Login, Originate and Logoff all got their answers.
 /// With `stages`, the duration of each stage (see `stageNames`) of a successful call is added to it.
@@ -173,7 +183,7 @@ let call
         let ct = cts.Token
         let number = numberFor index
         let lang = languageFor index
-        let marks = Array.zeroCreate<int64> (stageNames.Length + 1)
+        let marks = Array.zeroCreate<int64>(stageNames.Length + 1)
         let mutable m = 0
 
         let mark () =
@@ -189,7 +199,9 @@ let call
                 do! socket.ConnectAsync(target.Host, target.Port, ct)
                 mark ()
                 // As the sidecar does: the SslStream owns the NetworkStream, which owns the socket.
-                let ssl = new SslStream(new NetworkStream(socket, ownsSocket = true), leaveInnerStreamOpen = false)
+                let ssl =
+                    new SslStream(new NetworkStream(socket, ownsSocket = true), leaveInnerStreamOpen = false)
+
                 owner <- ssl
                 do! ssl.AuthenticateAsClientAsync(tlsOptions target, ct)
                 mark ()

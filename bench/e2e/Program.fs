@@ -38,18 +38,42 @@ let rec private parse (o: Options) args =
     | "--sidecar-dll" :: v :: rest -> parse { o with SidecarDll = v } rest
     | "--phase" :: v :: rest ->
         let parts = v.Split ':'
-        parse { o with Phases = o.Phases @ [ int parts[0], int parts[1] ] } rest
+
+        parse
+            {
+                o with
+                    Phases = o.Phases @ [ int parts[0], int parts[1] ]
+            }
+            rest
     | "--warmup" :: v :: rest -> parse { o with Warmup = int v } rest
-    | "--asterisk-root" :: v :: rest -> parse { o with AsteriskRoot = (if v = "" then None else Some v) } rest
+    | "--asterisk-root" :: v :: rest ->
+        parse
+            {
+                o with
+                    AsteriskRoot = (if v = "" then None else Some v)
+            }
+            rest
     | "--drain-seconds" :: v :: rest -> parse { o with DrainSeconds = float v } rest
     | "--phase-seconds" :: v :: rest -> parse { o with PhaseSeconds = float v } rest
     | "--sidecar-env" :: v :: rest ->
         let i = v.IndexOf '='
-        parse { o with SidecarEnv = o.SidecarEnv @ [ v.Substring(0, i), v.Substring(i + 1) ] } rest
+
+        parse
+            {
+                o with
+                    SidecarEnv = o.SidecarEnv @ [ v.Substring(0, i), v.Substring(i + 1) ]
+            }
+            rest
     | "--work" :: v :: rest -> parse { o with Work = v } rest
     | "--out" :: v :: rest -> parse { o with Out = Some v } rest
     | "--probes" :: v :: rest -> parse { o with Probes = int v } rest
-    | "--asterisk-start" :: v :: rest -> parse { o with AsteriskStart = (if v = "" then None else Some v) } rest
+    | "--asterisk-start" :: v :: rest ->
+        parse
+            {
+                o with
+                    AsteriskStart = (if v = "" then None else Some v)
+            }
+            rest
     | other :: _ -> failwithf "unknown argument %s" other
 
 type private Side =
@@ -80,10 +104,16 @@ let private log (s: string) =
     eprintfn "[%s] %s" (DateTime.Now.ToString "HH:mm:ss") s
 
 let private f1 (x: float) =
-    if Double.IsNaN x then "–" else x.ToString("0.0", Globalization.CultureInfo.InvariantCulture)
+    if Double.IsNaN x then
+        "–"
+    else
+        x.ToString("0.0", Globalization.CultureInfo.InvariantCulture)
 
 let private f2 (x: float) =
-    if Double.IsNaN x then "–" else x.ToString("0.00", Globalization.CultureInfo.InvariantCulture)
+    if Double.IsNaN x then
+        "–"
+    else
+        x.ToString("0.00", Globalization.CultureInfo.InvariantCulture)
 
 let private topFailures (failures: string list) =
     failures
@@ -114,7 +144,10 @@ let main argv =
 
     let o =
         if o.Phases.IsEmpty then
-            { o with Phases = [ 1, 200; 8, 400; 32, 640 ] }
+            {
+                o with
+                    Phases = [ 1, 200; 8, 400; 32, 640 ]
+            }
         else
             o
 
@@ -135,7 +168,9 @@ let main argv =
         first
 
     let baseline =
-        Asterisk.counts root |> Option.map (fun c -> c.Channels) |> Option.defaultValue 0
+        Asterisk.counts root
+        |> Option.map (fun c -> c.Channels)
+        |> Option.defaultValue 0
 
     let drain () =
         Asterisk.drain root baseline (TimeSpan.FromSeconds o.DrainSeconds) (TimeSpan.FromSeconds 7.0)
@@ -147,9 +182,7 @@ let main argv =
             log $"running: {cmd}"
 
             use p =
-                Diagnostics.Process.Start(
-                    Diagnostics.ProcessStartInfo("bash", [ "-c"; cmd ], UseShellExecute = false)
-                )
+                Diagnostics.Process.Start(Diagnostics.ProcessStartInfo("bash", [ "-c"; cmd ], UseShellExecute = false))
 
             if not (p.WaitForExit 300000) then
                 p.Kill true
@@ -180,7 +213,9 @@ let main argv =
                             | Some up -> float up < sw.Elapsed.TotalSeconds + 1.0)))
 
             if restarted && attempt < 2 && DateTime.UtcNow < deadline then
-                log $"   Asterisk was stopped or restarted during this chunk ({r.Failures.Length} failures): repeating it"
+                log
+                    $"   Asterisk was stopped or restarted during this chunk ({r.Failures.Length} failures): repeating it"
+
                 attempt <- attempt + 1
                 repeatedChunks <- repeatedChunks + 1
                 Threading.Thread.Sleep 2000
@@ -221,167 +256,186 @@ let main argv =
         // The sidecar's own share, without Asterisk: HTTP alone, then HTTP + binding + validation.
         log $"probes: {o.Probes} GET /healthz and {o.Probes} refused POST /callback, sequential"
         let probeDeadline = DateTime.UtcNow.AddSeconds 60.0
-        let probe call = (runChunk 1 o.Probes 0 probeDeadline call).Result
+
+        let probe call =
+            (runChunk 1 o.Probes 0 probeDeadline call).Result
+
         probe (Sidecar.health http sidecar.BaseUri) |> ignore // warm-up of the probe paths
         probe (Sidecar.refused http sidecar.BaseUri) |> ignore
         let healthProbe = probe (Sidecar.health http sidecar.BaseUri)
         let refusedProbe = probe (Sidecar.refused http sidecar.BaseUri)
 
-        let results =
-            [
-                for concurrency, perSide in o.Phases do
-                    let deadline = DateTime.UtcNow.AddSeconds o.PhaseSeconds
-                    let half = max 1 (perSide / 2)
+        let results = [
+            for concurrency, perSide in o.Phases do
+                let deadline = DateTime.UtcNow.AddSeconds o.PhaseSeconds
+                let half = max 1 (perSide / 2)
 
-                    let chunks =
-                        if concurrency = 1 then
-                            // 4 chunks of perSide / 2 calls, half of each on either side.
-                            [ for _ in 1..4 -> Alternating, half ]
-                        else
-                            [ FloorSide, half; SidecarSide, half; SidecarSide, perSide - half; FloorSide, perSide - half ]
-                    let mutable floorChunks = []
-                    let mutable sidecarChunks = []
-                    let mutable peakChannels = None
-                    let mutable peakCalls = None
-                    let mutable drained = 0.0
-                    let mutable peakRss = None
-                    let mutable floorOverflows = Some 0L
-                    let mutable paired = []
-                    let mutable sidecarOverflows = Some 0L
+                let chunks =
+                    if concurrency = 1 then
+                        // 4 chunks of perSide / 2 calls, half of each on either side.
+                        [ for _ in 1..4 -> Alternating, half ]
+                    else
+                        [
+                            FloorSide, half
+                            SidecarSide, half
+                            SidecarSide, perSide - half
+                            FloorSide, perSide - half
+                        ]
 
-                    for side, n in chunks |> List.filter (fun (_, n) -> n > 0) do
-                        sampler.TakePeak() |> ignore
-                        let watchRss = side <> FloorSide && Sidecar.resetPeakRss pid
+                let mutable floorChunks = []
+                let mutable sidecarChunks = []
+                let mutable peakChannels = None
+                let mutable peakCalls = None
+                let mutable drained = 0.0
+                let mutable peakRss = None
+                let mutable floorOverflows = Some 0L
+                let mutable paired = []
+                let mutable sidecarOverflows = Some 0L
 
-                        let sideName =
-                            match side with
-                            | FloorSide -> "floor"
-                            | SidecarSide -> "sidecar"
-                            | Alternating -> "floor and sidecar in turn"
+                for side, n in chunks |> List.filter (fun (_, n) -> n > 0) do
+                    sampler.TakePeak() |> ignore
+                    let watchRss = side <> FloorSide && Sidecar.resetPeakRss pid
 
-                        log $"c={concurrency}: {n} calls via {sideName}"
-                        // Alternating: each call's outcome, by index, to split the chunk between the sides.
-                        let outcomes = Collections.Concurrent.ConcurrentQueue<int * bool * float * string>()
+                    let sideName =
+                        match side with
+                        | FloorSide -> "floor"
+                        | SidecarSide -> "sidecar"
+                        | Alternating -> "floor and sidecar in turn"
 
-                        let alternating i =
-                            task {
-                                let onFloor = i % 4 = 0 || i % 4 = 3
-                                let t0 = Diagnostics.Stopwatch.GetTimestamp()
-                                let! r = if onFloor then stagedFloorCall i else sidecarCall i
-                                let ms = elapsedMs t0
+                    log $"c={concurrency}: {n} calls via {sideName}"
+                    // Alternating: each call's outcome, by index, to split the chunk between the sides.
+                    let outcomes = Collections.Concurrent.ConcurrentQueue<int * bool * float * string>()
 
-                                match r with
-                                | Ok() -> outcomes.Enqueue((i, onFloor, ms, null))
-                                | Error e -> outcomes.Enqueue((i, onFloor, ms, e))
+                    let alternating i =
+                        task {
+                            let onFloor = i % 4 = 0 || i % 4 = 3
+                            let t0 = Diagnostics.Stopwatch.GetTimestamp()
+                            let! r = if onFloor then stagedFloorCall i else sidecarCall i
+                            let ms = elapsedMs t0
 
-                                return r
-                            }
+                            match r with
+                            | Ok() -> outcomes.Enqueue((i, onFloor, ms, null))
+                            | Error e -> outcomes.Enqueue((i, onFloor, ms, e))
 
-                        let call =
-                            match side with
-                            | FloorSide when concurrency = 1 -> stagedFloorCall
-                            | FloorSide -> floorCall
-                            | SidecarSide -> sidecarCall
-                            | Alternating -> alternating
+                            return r
+                        }
 
-                        let overflowsBefore = Asterisk.listenOverflows ()
-                        let r, first = chunkWithRetries concurrency n deadline call
+                    let call =
+                        match side with
+                        | FloorSide when concurrency = 1 -> stagedFloorCall
+                        | FloorSide -> floorCall
+                        | SidecarSide -> sidecarCall
+                        | Alternating -> alternating
 
-                        let overflows =
-                            Option.map2 (fun a b -> b - a) overflowsBefore (Asterisk.listenOverflows ())
+                    let overflowsBefore = Asterisk.listenOverflows ()
+                    let r, first = chunkWithRetries concurrency n deadline call
 
-                        if side <> SidecarSide then
-                            floorOverflows <- Option.map2 (+) floorOverflows overflows
+                    let overflows =
+                        Option.map2 (fun a b -> b - a) overflowsBefore (Asterisk.listenOverflows ())
 
-                        if side <> FloorSide then
-                            sidecarOverflows <- Option.map2 (+) sidecarOverflows overflows
+                    if side <> SidecarSide then
+                        floorOverflows <- Option.map2 (+) floorOverflows overflows
 
-                        let atEnd = Asterisk.counts root
+                    if side <> FloorSide then
+                        sidecarOverflows <- Option.map2 (+) sidecarOverflows overflows
 
-                        if watchRss then
-                            match Sidecar.procStatusMiB pid "VmHWM" with
-                            | Some hwm -> peakRss <- Some(max hwm (defaultArg peakRss 0.0))
-                            | None -> ()
+                    let atEnd = Asterisk.counts root
 
-                        let sampled =
-                            match sampler.TakePeak(), atEnd with
-                            | Some(ch, calls), Some e -> Some(max ch e.Channels, max calls e.Calls)
-                            | Some p, None -> Some p
-                            | None, Some e -> Some(e.Channels, e.Calls)
-                            | None, None -> None
-
-                        match sampled with
-                        | Some(ch, calls) ->
-                            peakChannels <- Some(max ch (defaultArg peakChannels 0))
-                            peakCalls <- Some(max calls (defaultArg peakCalls 0))
+                    if watchRss then
+                        match Sidecar.procStatusMiB pid "VmHWM" with
+                        | Some hwm -> peakRss <- Some(max hwm (defaultArg peakRss 0.0))
                         | None -> ()
 
-                        log
-                            $"   {r.Latencies.Length} ok, {r.Failures.Length} failed, {r.Skipped} skipped in {f2 r.WallSeconds} s"
+                    let sampled =
+                        match sampler.TakePeak(), atEnd with
+                        | Some(ch, calls), Some e -> Some(max ch e.Channels, max calls e.Calls)
+                        | Some p, None -> Some p
+                        | None, Some e -> Some(e.Channels, e.Calls)
+                        | None, None -> None
 
-                        match side with
-                        | FloorSide -> floorChunks <- r :: floorChunks
-                        | SidecarSide -> sidecarChunks <- r :: sidecarChunks
-                        | Alternating ->
-                            let mine =
-                                outcomes.ToArray() |> Array.filter (fun (i, _, _, _) -> i >= first && i < first + n)
+                    match sampled with
+                    | Some(ch, calls) ->
+                        peakChannels <- Some(max ch (defaultArg peakChannels 0))
+                        peakCalls <- Some(max calls (defaultArg peakCalls 0))
+                    | None -> ()
 
-                            let part onFloor =
-                                let xs = mine |> Array.filter (fun (_, f, _, _) -> f = onFloor)
+                    log
+                        $"   {r.Latencies.Length} ok, {r.Failures.Length} failed, {r.Skipped} skipped in {f2 r.WallSeconds} s"
 
-                                {
-                                    Latencies = [ for _, _, ms, e in xs do if isNull e then yield ms ]
-                                    Failures = [ for _, _, _, e in xs do if not (isNull e) then yield e ]
-                                    // Each side's share of the chunk's wall time: the time its calls took.
-                                    WallSeconds = (xs |> Array.sumBy (fun (_, _, ms, _) -> ms)) / 1000.0
-                                    Skipped = if onFloor then r.Skipped else 0
-                                }
+                    match side with
+                    | FloorSide -> floorChunks <- r :: floorChunks
+                    | SidecarSide -> sidecarChunks <- r :: sidecarChunks
+                    | Alternating ->
+                        let mine =
+                            outcomes.ToArray()
+                            |> Array.filter (fun (i, _, _, _) -> i >= first && i < first + n)
 
-                            floorChunks <- part true :: floorChunks
-                            sidecarChunks <- part false :: sidecarChunks
+                        let part onFloor =
+                            let xs = mine |> Array.filter (fun (_, f, _, _) -> f = onFloor)
 
-                            let ok =
-                                mine
-                                |> Array.choose (fun (i, _, ms, e) -> if isNull e then Some(i, ms) else None)
-                                |> dict
+                            {
+                                Latencies = [
+                                    for _, _, ms, e in xs do
+                                        if isNull e then
+                                            yield ms
+                                ]
+                                Failures = [
+                                    for _, _, _, e in xs do
+                                        if not (isNull e) then
+                                            yield e
+                                ]
+                                // Each side's share of the chunk's wall time: the time its calls took.
+                                WallSeconds = (xs |> Array.sumBy (fun (_, _, ms, _) -> ms)) / 1000.0
+                                Skipped = if onFloor then r.Skipped else 0
+                            }
 
-                            for floorIndex, sidecarIndex in
-                                [ for k in first / 4 .. (first + n) / 4 do
-                                      yield 4 * k, 4 * k + 1
-                                      yield 4 * k + 3, 4 * k + 2 ] do
-                                match ok.TryGetValue floorIndex, ok.TryGetValue sidecarIndex with
-                                | (true, f), (true, sc) -> paired <- (sc - f) :: paired
-                                | _ -> ()
+                        floorChunks <- part true :: floorChunks
+                        sidecarChunks <- part false :: sidecarChunks
 
-                        let waited, left = drain ()
-                        drained <- drained + waited
+                        let ok =
+                            mine
+                            |> Array.choose (fun (i, _, ms, e) -> if isNull e then Some(i, ms) else None)
+                            |> dict
 
-                        match left with
-                        | Some l when l > baseline -> log $"   {l} channels still up after {f1 waited} s of waiting"
-                        | _ -> ()
+                        for floorIndex, sidecarIndex in
+                            [
+                                for k in first / 4 .. (first + n) / 4 do
+                                    yield 4 * k, 4 * k + 1
+                                    yield 4 * k + 3, 4 * k + 2
+                            ] do
+                            match ok.TryGetValue floorIndex, ok.TryGetValue sidecarIndex with
+                            | (true, f), (true, sc) -> paired <- (sc - f) :: paired
+                            | _ -> ()
 
-                    let summary (chunks: ChunkResult list) =
-                        summarize
-                            (chunks |> List.collect _.Latencies)
-                            (chunks |> List.sumBy (fun c -> c.Failures.Length))
-                            (chunks |> List.sumBy _.WallSeconds)
+                    let waited, left = drain ()
+                    drained <- drained + waited
 
-                    {
-                        Concurrency = concurrency
-                        Floor = summary floorChunks
-                        Sidecar = summary sidecarChunks
-                        FloorFailures = floorChunks |> List.collect _.Failures
-                        SidecarFailures = sidecarChunks |> List.collect _.Failures
-                        PeakChannels = peakChannels
-                        PeakCalls = peakCalls
-                        DrainSeconds = drained
-                        SidecarPeakRssMiB = peakRss
-                        FloorOverflows = floorOverflows
-                        PairedDifferences = paired
-                        SidecarOverflows = sidecarOverflows
-                        Skipped = (floorChunks @ sidecarChunks) |> List.sumBy _.Skipped
-                    }
-            ]
+                    match left with
+                    | Some l when l > baseline -> log $"   {l} channels still up after {f1 waited} s of waiting"
+                    | _ -> ()
+
+                let summary (chunks: ChunkResult list) =
+                    summarize
+                        (chunks |> List.collect _.Latencies)
+                        (chunks |> List.sumBy (fun c -> c.Failures.Length))
+                        (chunks |> List.sumBy _.WallSeconds)
+
+                {
+                    Concurrency = concurrency
+                    Floor = summary floorChunks
+                    Sidecar = summary sidecarChunks
+                    FloorFailures = floorChunks |> List.collect _.Failures
+                    SidecarFailures = sidecarChunks |> List.collect _.Failures
+                    PeakChannels = peakChannels
+                    PeakCalls = peakCalls
+                    DrainSeconds = drained
+                    SidecarPeakRssMiB = peakRss
+                    FloorOverflows = floorOverflows
+                    PairedDifferences = paired
+                    SidecarOverflows = sidecarOverflows
+                    Skipped = (floorChunks @ sidecarChunks) |> List.sumBy _.Skipped
+                }
+        ]
 
         let rssAfter = Sidecar.procStatusMiB pid "VmRSS"
 
@@ -397,24 +451,34 @@ let main argv =
         let md = Text.StringBuilder()
         let line (s: string) = md.AppendLine s |> ignore
         let opt f = Option.map f >> Option.defaultValue "–"
-        let label c = if c = 1 then "sequential" else $"c={c}"
+
+        let label c =
+            if c = 1 then "sequential" else $"c={c}"
 
         line "### Latency per call (ms, from the client's first byte to the last byte of the answer)"
         line ""
-        line "| load | client | calls ok | failed | p50 | p90 | p99 | mean | max | calls/s | SYNs dropped (accept queue full) | Asterisk peak channels / calls |"
+
+        line
+            "| load | client | calls ok | failed | p50 | p90 | p99 | mean | max | calls/s | SYNs dropped (accept queue full) | Asterisk peak channels / calls |"
+
         line "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 
         for r in results do
             for name, s, overflows in
-                [ "floor (raw AMI/TLS)", r.Floor, r.FloorOverflows
-                  "sidecar POST /callback", r.Sidecar, r.SidecarOverflows ] do
+                [
+                    "floor (raw AMI/TLS)", r.Floor, r.FloorOverflows
+                    "sidecar POST /callback", r.Sidecar, r.SidecarOverflows
+                ] do
                 line
                     $"| {label r.Concurrency} | {name} | {s.Ok} | {s.Failed} | {f2 s.P50} | {f2 s.P90} | {f2 s.P99} | {f2 s.Mean} | {f1 s.Max} | {f1 s.Rate} | {opt string overflows} | {opt string r.PeakChannels} / {opt string r.PeakCalls} |"
 
         line ""
         line "### Sidecar against the floor (targets: p50 ≤ floor + 1 ms, p99 ≤ 2 × floor)"
         line ""
-        line "| load | floor p50 | sidecar p50 | sidecar − floor p50 | floor p99 | sidecar p99 | sidecar / floor p99 | mean: sidecar − floor | targets |"
+
+        line
+            "| load | floor p50 | sidecar p50 | sidecar − floor p50 | floor p99 | sidecar p99 | sidecar / floor p99 | mean: sidecar − floor | targets |"
+
         line "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 
         for r in results do
@@ -453,7 +517,10 @@ let main argv =
             line $"| {name} | {f2 s.P50} | {f2 s.Mean} | {s.Ok} |"
 
         probeRow "sidecar `GET /healthz` (HTTP round trip only, no AMI)" healthProbe
-        probeRow "sidecar `POST /callback` refused with 422 (HTTP + form binding + full number validation, no AMI)" refusedProbe
+
+        probeRow
+            "sidecar `POST /callback` refused with 422 (HTTP + form binding + full number validation, no AMI)"
+            refusedProbe
 
         let stageRows = floorStages.ToArray()
 
@@ -461,7 +528,8 @@ let main argv =
             let xs = stageRows |> Array.map (fun a -> a[i]) |> Array.sort
 
             if xs.Length > 0 then
-                line $"| floor: {Floor.stageNames[i]} | {f2 (percentile xs 50.0)} | {f2 (Array.average xs)} | {xs.Length} |"
+                line
+                    $"| floor: {Floor.stageNames[i]} | {f2 (percentile xs 50.0)} | {f2 (Array.average xs)} | {xs.Length} |"
 
         match results |> List.tryFind (fun r -> r.Concurrency = 1) with
         | Some r ->
@@ -486,17 +554,20 @@ let main argv =
         line $"| warn/fail lines in the sidecar's log | {warnings} |"
 
         if not o.SidecarEnv.IsEmpty then
-            let extra = o.SidecarEnv |> List.map (fun (k, v) -> k + "=" + v) |> String.concat " "
+            let extra =
+                o.SidecarEnv |> List.map (fun (k, v) -> k + "=" + v) |> String.concat " "
+
             line $"| extra sidecar environment | {extra} |"
 
         line ""
 
         let failures =
             results
-            |> List.collect (fun r ->
-                [ for side, fs in [ "floor", r.FloorFailures; "sidecar", r.SidecarFailures ] do
-                      for text, n in topFailures fs do
-                          yield $"- {label r.Concurrency}, {side}: {n} × `{text}`" ])
+            |> List.collect (fun r -> [
+                for side, fs in [ "floor", r.FloorFailures; "sidecar", r.SidecarFailures ] do
+                    for text, n in topFailures fs do
+                        yield $"- {label r.Concurrency}, {side}: {n} × `{text}`"
+            ])
 
         if failures.IsEmpty then
             line "No call failed."
@@ -513,7 +584,9 @@ let main argv =
 
         if repeatedChunks > 0 then
             line ""
-            line $"Asterisk was stopped or restarted by someone else during {repeatedChunks} chunk(s); those chunks were repeated and only the repeat counts."
+
+            line
+                $"Asterisk was stopped or restarted by someone else during {repeatedChunks} chunk(s); those chunks were repeated and only the repeat counts."
 
         line ""
 

@@ -61,6 +61,7 @@ let start (dll: string) (extraEnv: (string * string) list) (log: string) (timeou
     task {
         let port = freePort ()
         let uri = Uri $"http://127.0.0.1:{port}"
+
         let info =
             if dll.EndsWith(".dll", StringComparison.OrdinalIgnoreCase) then
                 ProcessStartInfo("dotnet", [ dll ])
@@ -158,8 +159,12 @@ let health (http: HttpClient) (baseUri: Uri) (_: int) : Task<Result<unit, string
 let refused (http: HttpClient) (baseUri: Uri) (index: int) : Task<Result<unit, string>> =
     task {
         use content =
-            new FormUrlEncodedContent([ Collections.Generic.KeyValuePair("phoneNumber", $"1876555{100 + index % 900:D4}")
-                                        Collections.Generic.KeyValuePair("language", Floor.languageFor index) ])
+            new FormUrlEncodedContent(
+                [
+                    Collections.Generic.KeyValuePair("phoneNumber", $"1876555{100 + index % 900:D4}")
+                    Collections.Generic.KeyValuePair("language", Floor.languageFor index)
+                ]
+            )
 
         use! response = http.PostAsync(Uri(baseUri, "/callback"), content)
         let! body = response.Content.ReadAsStringAsync()
@@ -177,8 +182,12 @@ let call (http: HttpClient) (baseUri: Uri) (index: int) : Task<Result<unit, stri
         let lang = Floor.languageFor index
 
         use content =
-            new FormUrlEncodedContent([ Collections.Generic.KeyValuePair("phoneNumber", number)
-                                        Collections.Generic.KeyValuePair("language", lang) ])
+            new FormUrlEncodedContent(
+                [
+                    Collections.Generic.KeyValuePair("phoneNumber", number)
+                    Collections.Generic.KeyValuePair("language", lang)
+                ]
+            )
 
         try
             use! response = http.PostAsync(Uri(baseUri, "/callback"), content)

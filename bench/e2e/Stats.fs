@@ -39,7 +39,11 @@ let summarize (latenciesMs: float seq) (failed: int) (wallSeconds: float) =
         Mean = (if sorted.Length = 0 then nan else Array.average sorted)
         Min = (if sorted.Length = 0 then nan else sorted[0])
         Max = (if sorted.Length = 0 then nan else sorted[sorted.Length - 1])
-        Rate = (if wallSeconds > 0.0 then float (sorted.Length + failed) / wallSeconds else nan)
+        Rate =
+            (if wallSeconds > 0.0 then
+                 float (sorted.Length + failed) / wallSeconds
+             else
+                 nan)
     }
 
 /// What one chunk of calls produced.
@@ -100,7 +104,9 @@ let runChunk
                         | Error reason -> failures.Enqueue reason
             }
 
-        let workers = Array.init (max 1 concurrency) (fun _ -> Task.Run<unit>(fun () -> worker ()))
+        let workers =
+            Array.init (max 1 concurrency) (fun _ -> Task.Run<unit>(fun () -> worker ()))
+
         let! _ = Task.WhenAll workers
 
         return {

@@ -44,7 +44,9 @@ let private request (port: int) =
 /// One probe: true when /healthz answered 200. Connection refused (not listening yet) is false at once.
 let private probe (port: int) (bytes: byte[]) (buffer: byte[]) =
     try
-        use socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp, NoDelay = true)
+        use socket =
+            new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp, NoDelay = true)
+
         socket.ReceiveTimeout <- 2000
         socket.SendTimeout <- 2000
         socket.Connect(IPAddress.Loopback, port)
@@ -133,7 +135,8 @@ let private startOnce (v: Variant) (idle: TimeSpan option) : Sample =
             else
                 Thread.Sleep 1
 
-        let readyMs = float (Stopwatch.GetTimestamp() - started) * 1000.0 / float Stopwatch.Frequency
+        let readyMs =
+            float (Stopwatch.GetTimestamp() - started) * 1000.0 / float Stopwatch.Frequency
 
         if not ready then
             failwithf "%s: no 200 from /healthz within 30 s (exited: %b)\n%s" v.Label p.HasExited (errors.ToString())
@@ -169,10 +172,16 @@ let private median (xs: float list) =
             (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
 
 let private f0 (x: float) =
-    if Double.IsNaN x then "–" else x.ToString("0", Globalization.CultureInfo.InvariantCulture)
+    if Double.IsNaN x then
+        "–"
+    else
+        x.ToString("0", Globalization.CultureInfo.InvariantCulture)
 
 let private f1 (x: float) =
-    if Double.IsNaN x then "–" else x.ToString("0.0", Globalization.CultureInfo.InvariantCulture)
+    if Double.IsNaN x then
+        "–"
+    else
+        x.ToString("0.0", Globalization.CultureInfo.InvariantCulture)
 
 let rec private parse (variants, runs, rssRuns, idle, out) args =
     match args with
@@ -190,7 +199,18 @@ let rec private parse (variants, runs, rssRuns, idle, out) args =
             else
                 []
 
-        parse ({ Label = parts[0]; Dll = parts[1]; Env = env } :: variants, runs, rssRuns, idle, out) rest
+        parse
+            ({
+                Label = parts[0]
+                Dll = parts[1]
+                Env = env
+             }
+             :: variants,
+             runs,
+             rssRuns,
+             idle,
+             out)
+            rest
     | "--runs" :: v :: rest -> parse (variants, int v, rssRuns, idle, out) rest
     | "--rss-runs" :: v :: rest -> parse (variants, runs, int v, idle, out) rest
     | "--idle-seconds" :: v :: rest -> parse (variants, runs, rssRuns, float v, out) rest
@@ -199,7 +219,8 @@ let rec private parse (variants, runs, rssRuns, idle, out) args =
 
 [<EntryPoint>]
 let main argv =
-    let variants, runs, rssRuns, idleSeconds, out = parse ([], 10, 3, 5.0, None) (List.ofArray argv)
+    let variants, runs, rssRuns, idleSeconds, out =
+        parse ([], 10, 3, 5.0, None) (List.ofArray argv)
 
     if variants.IsEmpty then
         failwith "give at least one --variant 'LABEL|DLL|K=V ...'"
@@ -215,7 +236,12 @@ let main argv =
 
     for run in 1..runs do
         for v in variants do
-            let idle = if run <= rssRuns then Some(TimeSpan.FromSeconds idleSeconds) else None
+            let idle =
+                if run <= rssRuns then
+                    Some(TimeSpan.FromSeconds idleSeconds)
+                else
+                    None
+
             let s = startOnce v idle
             samples[v.Label] <- samples[v.Label] @ [ s ]
 
@@ -228,7 +254,10 @@ let main argv =
 
     let md = StringBuilder()
     let line (s: string) = md.AppendLine s |> ignore
-    line $"| variant | environment | start → 200 median (ms) | min | max | CPU ms at ready (median) | idle RSS median (MiB, after {f0 idleSeconds} s) | of which anon / file | starts / RSS samples |"
+
+    line
+        $"| variant | environment | start → 200 median (ms) | min | max | CPU ms at ready (median) | idle RSS median (MiB, after {f0 idleSeconds} s) | of which anon / file | starts / RSS samples |"
+
     line "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 
     for v in variants do
@@ -236,7 +265,12 @@ let main argv =
         let ready = ss |> List.map _.ReadyMs
         let pick f = ss |> List.choose f
         let rss = pick _.RssMiB
-        let env = if v.Env.IsEmpty then "–" else v.Env |> List.map (fun (k, x) -> $"`{k}={x}`") |> String.concat " "
+
+        let env =
+            if v.Env.IsEmpty then
+                "–"
+            else
+                v.Env |> List.map (fun (k, x) -> $"`{k}={x}`") |> String.concat " "
 
         line
             $"| {v.Label} | {env} | {f1 (median ready)} | {f1 (List.min ready)} | {f1 (List.max ready)} | {f0 (median (ss |> List.map _.CpuMsAtReady))} | {f1 (median rss)} | {f1 (median (pick _.RssAnonMiB))} / {f1 (median (pick _.RssFileMiB))} | {ss.Length} / {rss.Length} |"

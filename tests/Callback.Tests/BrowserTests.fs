@@ -71,7 +71,8 @@ let private statesSeen (live: LiveCall) =
 
 [<Tests>]
 let tests =
-    testSequenced
+    // With the other lists that use the local Asterisk, one at a time: some of them stop and restart it.
+    testSequencedGroup "the local Asterisk"
     <| testList "Demo page in Chromium" [
         withBrowser "a visitor who picks Français is thanked in French and hears the French announcement"
         <| fun env ->

@@ -124,7 +124,8 @@ let private dockerTest =
 
 [<Tests>]
 let tests =
-    testSequenced
+    // With the other lists that use the local Asterisk, one at a time: some of them stop and restart it.
+    testSequencedGroup "the local Asterisk"
     <| testList "Docker image" [
         dockerTest "the image builds from the repository root" (fun () -> image.Force())
 

@@ -205,7 +205,8 @@ let private nginxTest =
 
 [<Tests>]
 let tests =
-    testSequenced
+    // With the other lists that use the local Asterisk, one at a time: some of them stop and restart it.
+    testSequencedGroup "the local Asterisk"
     <| testList "nginx" [
         nginxTest "a callback through nginx answers 200 with five true booleans and reaches Asterisk" (fun () ->
             let asterisk = running ()
