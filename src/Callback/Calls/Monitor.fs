@@ -83,10 +83,12 @@ type CallMonitor
                 Headers = []
             }
 
+            let asked = time.GetUtcNow()
+
             match! supervisor.SendList(action, stop.Token) with
             | Ok list ->
                 let present = MonitorRules.presentChannels list.Items
-                updateAll (MonitorRules.reconcile (time.GetUtcNow()) present)
+                updateAll (MonitorRules.reconcile asked (time.GetUtcNow()) present)
                 logger.LogInformation("Call monitor: reconciled with {Channels} channels", list.Items.Count)
             | Result.Error e ->
                 logger.LogWarning("Call monitor: CoreShowChannels failed: {Error}", ActionError.describe e)
