@@ -6,6 +6,7 @@ open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Hosting
 open Microsoft.AspNetCore.HttpOverrides
 open Microsoft.Extensions.DependencyInjection
+open Microsoft.Extensions.DependencyInjection.Extensions
 open Microsoft.Extensions.Hosting
 open Microsoft.Extensions.Logging
 open FsToolkit.ErrorHandling
@@ -59,6 +60,8 @@ let private callbackServices
     let feed = Calls.CallFeed()
     builder.Services.AddSingleton<Calls.ICallStore> store |> ignore
     builder.Services.AddSingleton<Calls.CallFeed> feed |> ignore
+    // Unless a test chose a shorter heartbeat before the build.
+    builder.Services.TryAddSingleton<CallStreamOptions> CallStreamOptions.defaults
 
     builder.Services.AddHostedService(fun services ->
         new Calls.CallRetention(

@@ -21,6 +21,12 @@ let tests =
             Expect.equal (List.distinct prefixes).Length many.Length "random from the first digit"
         }
 
+        // Catches a short id long enough to be the capability, or taken from elsewhere than its start.
+        test "the short form for the log is the id's first 8 hex digits" {
+            let text = CallId.value many.Head
+            Expect.equal (CallId.short many.Head) (text.Substring(0, 8)) "the first 8 digits"
+        }
+
         test "upper case, other lengths, dashes and non-hex are not call ids" {
             let text = CallId.value many.Head
 

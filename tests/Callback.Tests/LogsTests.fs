@@ -49,6 +49,35 @@ let private neverLeaks (output: string) =
     Expect.isFalse (output.Contains "15145550401") "nor the 11 digits we dial"
     Expect.stringContains output "1514*****01" "the masked number shows the callback was logged"
 
+/// The sidecar program on a fake Asterisk that spools every call: one callback, then its status read
+/// and streamed, then stopped; the callId it answered and everything the program wrote.
+let private spooledOutput () =
+    use server = new Server(script asterisk, Some pki.Value.Server)
+
+    use sidecar =
+        SidecarProgram.start [
+            "Ami__Host", "127.0.0.1"
+            "Ami__Port", string server.Port
+            "Ami__CaCertificate", pki.Value.WriteCaPem()
+            "Ami__Username", "callback"
+            "Ami__Secret", secret
+            "Originate__Channel", "PJSIP/{number}@trunk"
+        ]
+
+    Expect.isTrue (sidecar.AwaitHealthy()) $"the sidecar starts:\n{sidecar.Program.Output}"
+    use client = new HttpClient()
+
+    let answer =
+        client.PostAsync(sidecar.Url + "callback", form [ "phoneNumber", number; "language", "en" ]).Result
+
+    Expect.equal (int answer.StatusCode) 200 "spooled"
+    let body = answer.Content.ReadAsStringAsync().Result
+    let callId = JsonDocument.Parse(body).RootElement.GetProperty("callId").GetString()
+    client.GetAsync(sidecar.Url + $"calls/{callId}").Result.Dispose()
+    client.GetAsync(sidecar.Url + $"calls/{callId}/events").Result.Dispose()
+    stop sidecar.Program.Process
+    callId, sidecar.Program.Output
+
 [<Tests>]
 let tests =
     testSequenced
@@ -74,5 +103,12 @@ let tests =
                 objects
                 (fun doc -> doc.RootElement.GetProperty("Message").GetString().Contains "1514*****01")
                 "the callback's line, as JSON"
+        }
+
+        // Catches logging the whole callId (the capability that reads the call's status) anywhere.
+        test "a spooled callback is logged with its id's first 8 hex digits, and the whole id is never written" {
+            let callId, output = spooledOutput ()
+            Expect.stringContains output $"Callback {callId.Substring(0, 8)} to 1514*****01" "the short id"
+            Expect.isFalse (output.Contains callId) "never the whole id"
         }
     ]

@@ -6,6 +6,11 @@ open System
 open System.IO
 open System.Net.Http
 open System.Text.Json.Nodes
+open System.Threading
+open Microsoft.Extensions.DependencyInjection
+open Callback.Calls
+open Callback.Domain
+open Callback.Http
 open Expecto
 open global.Json.Schema
 open Callback.Tests.FakeAmi
@@ -13,10 +18,12 @@ open Callback.Tests.Loopback
 open Callback.Tests.Programs
 open Callback.Tests.TestSidecar
 
-/// A real answer: its status, its headers (response and content, by lower-case name) and its body.
+/// A real answer: its status, its headers (response and content, by lower-case name), its media type and
+/// its body.
 type Answer = {
     Status: int
     Headers: Set<string>
+    MediaType: string
     Body: string
 }
 
@@ -26,6 +33,10 @@ let private answerOf (response: HttpResponseMessage) = {
         Seq.append response.Headers response.Content.Headers
         |> Seq.map (fun h -> h.Key.ToLowerInvariant())
         |> Set.ofSeq
+    MediaType =
+        match response.Content.Headers.ContentType with
+        | null -> ""
+        | t -> t.MediaType
     Body = response.Content.ReadAsStringAsync().Result
 }
 
@@ -87,6 +98,92 @@ let realAnswers: (string * (unit -> Answer)) list = [
         answerOf (post (form valid) sidecar.Client))
 ]
 
+/// A sidecar (its monitor configured, so streams stay open) holding two queued calls, at most one stream
+/// per call and one in all, given to `send` with the two call paths.
+let private withCalls (send: Sidecar -> string -> string -> HttpResponseMessage) =
+    let options: CallStreamOptions = {
+        CallStreamOptions.defaults with
+            MaxOpen = 1
+            MaxPerCall = 1
+    }
+
+    use sidecar =
+        new Sidecar(
+            fakeAmiConfig [ "Monitor:Username", "callback-monitor"; "Monitor:Secret", "m0nitor" ] (freePort ()),
+            fun services -> services.AddSingleton<CallStreamOptions> options |> ignore
+        )
+
+    let store = sidecar.App.Services.GetRequiredService<ICallStore>()
+
+    let created () =
+        let call: NewCall = {
+            CallId = CallId.create ()
+            Attempt = Attempt.first
+            Language = English
+            MaskedNumber = "1514*****34"
+            CreatedAt = DateTimeOffset.UtcNow
+        }
+
+        store.Create(call, CancellationToken.None).Result |> ignore
+        $"/calls/{CallId.value call.CallId}"
+
+    answerOf (send sidecar (created ()) (created ()))
+
+/// A stream held open on `path` while `send` runs.
+let private holding (sidecar: Sidecar) (path: string) (send: unit -> HttpResponseMessage) =
+    use held =
+        sidecar.Client.GetAsync(path + "/events", HttpCompletionOption.ResponseHeadersRead).Result
+
+    Expect.equal (int held.StatusCode) 200 "the first stream is open"
+    send ()
+
+let private status = "/calls/{callId}", "get"
+let private events = "/calls/{callId}/events", "get"
+
+/// One real request per status the status routes answer.
+let callAnswers: ((string * string) * string * (unit -> Answer)) list = [
+    status, "a call's status", (fun () -> withCalls (fun s path _ -> s.Client.GetAsync(path).Result))
+    status,
+    "an unknown call",
+    (fun () -> withCalls (fun s _ _ -> s.Client.GetAsync($"/calls/{CallId.value (CallId.create ())}").Result))
+    status, "POST on a call", (fun () -> withCalls (fun s path _ -> s.Client.PostAsync(path, form valid).Result))
+    events,
+    "an event stream",
+    (fun () ->
+        // Without a monitor the stream sends the history and ends, so its whole body can be read.
+        use sidecar = new Sidecar(fakeAmiConfig [] (freePort ()))
+        let store = sidecar.App.Services.GetRequiredService<ICallStore>()
+        let callId = CallId.create ()
+
+        store
+            .Create(
+                {
+                    CallId = callId
+                    Attempt = Attempt.first
+                    Language = French
+                    MaskedNumber = "1514*****34"
+                    CreatedAt = DateTimeOffset.UtcNow
+                },
+                CancellationToken.None
+            )
+            .Result
+        |> ignore
+
+        answerOf (sidecar.Client.GetAsync($"/calls/{CallId.value callId}/events").Result))
+    events,
+    "the events of an unknown call",
+    (fun () -> withCalls (fun s _ _ -> s.Client.GetAsync($"/calls/{CallId.value (CallId.create ())}/events").Result))
+    events,
+    "POST on a call's events",
+    (fun () -> withCalls (fun s path _ -> s.Client.PostAsync(path + "/events", form valid).Result))
+    events,
+    "a second stream on one call",
+    (fun () -> withCalls (fun s path _ -> holding s path (fun () -> s.Client.GetAsync(path + "/events").Result)))
+    events,
+    "a stream past the open streams' bound",
+    (fun () -> withCalls (fun s path other -> holding s path (fun () -> s.Client.GetAsync(other + "/events").Result)))
+]
+
 /// Statuses documented but answered only where the test server cannot reach: 408 needs a real Kestrel
 /// (KestrelTests checks it is in the contract).
 let private answeredElsewhere = set [ 408 ]
@@ -105,12 +202,17 @@ let private at (keys: string list) (node: JsonNode) =
     keys
     |> List.fold (fun (n: JsonNode) key -> if isNull n then null else n[key]) node
 
-let private responses () =
-    (at [ "paths"; "/callback"; "post"; "responses" ] document.Value).AsObject()
+let private callback = "/callback", "post"
 
-/// The schema documented for `status`, as a JSON Schema 2020-12 whose `$defs` are the components.
-let private schemaFor (status: int) =
-    let documented = (responses ()).[string status]
+/// The responses documented for `route` (path, method).
+let private responsesOf (path: string, method: string) =
+    (at [ "paths"; path; method; "responses" ] document.Value).AsObject()
+
+let private responses () = responsesOf callback
+
+/// The schema documented for `status` of `route`, as a JSON Schema 2020-12 whose `$defs` are the components.
+let private schemaOf route (status: int) =
+    let documented = (responsesOf route).[string status]
     let schema = at [ "content"; "application/json"; "schema" ] documented
     let reference = schema["$ref"].GetValue<string>()
     let components = at [ "components"; "schemas" ] document.Value
@@ -122,14 +224,40 @@ let private schemaFor (status: int) =
         $"""{{"$schema":"https://json-schema.org/draft/2020-12/schema","$defs":{defs},"$ref":"#/$defs/{name}"}}"""
     )
 
-let private requiredHeaders (status: int) = [
-    match (responses ()).[string status]["headers"] with
+let private requiredHeadersOf route (status: int) = [
+    match (responsesOf route).[string status]["headers"] with
     | null -> ()
     | headers ->
         for h in headers.AsObject() do
             if h.Value["required"] <> null && h.Value["required"].GetValue<bool>() then
                 h.Key.ToLowerInvariant()
 ]
+
+let private requiredHeaders (status: int) = requiredHeadersOf callback status
+
+/// Checks a real answer of `route` against what the document says of its status: its media type, its
+/// JSON schema and its required headers.
+let private conforms route (answer: Answer) =
+    let documented = (responsesOf route).[string answer.Status]
+    Expect.isNotNull documented $"status {answer.Status} documented"
+    let media = at [ "content" ] documented
+    Expect.isNotNull media[answer.MediaType] $"{answer.MediaType} documented for {answer.Status}"
+
+    if answer.MediaType = "application/json" then
+        let result =
+            (schemaOf route answer.Status)
+                .Evaluate(JsonNode.Parse answer.Body, EvaluationOptions(OutputFormat = OutputFormat.List))
+
+        let problems = [
+            for d in result.Details do
+                if d.Errors <> null then
+                    for e in d.Errors -> $"{d.InstanceLocation}: {e.Value}"
+        ]
+
+        Expect.isTrue result.IsValid $"{answer.Body} against status {answer.Status}: {problems}"
+
+    for header in requiredHeadersOf route answer.Status do
+        Expect.contains answer.Headers header $"the {header} header"
 
 [<Tests>]
 let openApi =
@@ -174,21 +302,38 @@ let openApi =
         for name, _ in realAnswers ->
             test $"{name}: the real answer is documented and validates against its schema" {
                 let answer = answers.Value |> List.find (fun (n, _) -> n = name) |> snd
-                Expect.isNotNull ((responses ()).[string answer.Status]) $"status {answer.Status} documented"
+                conforms callback answer
+            }
 
-                let result =
-                    (schemaFor answer.Status)
-                        .Evaluate(JsonNode.Parse answer.Body, EvaluationOptions(OutputFormat = OutputFormat.List))
+        yield
+            test "documents every status GET /calls/{callId} and its events answer, and no other" {
+                let documented route =
+                    responsesOf route |> Seq.map (fun r -> int r.Key) |> Set.ofSeq
 
-                let problems = [
-                    for d in result.Details do
-                        if d.Errors <> null then
-                            for e in d.Errors -> $"{d.InstanceLocation}: {e.Value}"
-                ]
+                Expect.equal (documented status) (set [ 200; 404; 405 ]) "GET /calls/{callId}"
+                Expect.equal (documented events) (set [ 200; 404; 405; 429; 503 ]) "its events"
+            }
 
-                Expect.isTrue result.IsValid $"{answer.Body} against status {answer.Status}: {problems}"
+        let callAnswered =
+            lazy [ for route, name, answer in callAnswers -> route, name, answer () ]
 
-                for header in requiredHeaders answer.Status do
-                    Expect.contains answer.Headers header $"the {header} header"
+        yield
+            test "every documented status of the status routes has a real answer among the cases" {
+                for route in [ status; events ] do
+                    let answered =
+                        set [
+                            for r, _, a in callAnswered.Value do
+                                if r = route then
+                                    a.Status
+                        ]
+
+                    let documented = responsesOf route |> Seq.map (fun r -> int r.Key) |> Set.ofSeq
+                    Expect.equal answered documented $"{fst route}"
+            }
+
+        for route, name, _ in callAnswers ->
+            test $"{name}: the real answer is documented and validates against its schema" {
+                let _, _, answer = callAnswered.Value |> List.find (fun (_, n, _) -> n = name)
+                conforms route answer
             }
     ]

@@ -13,6 +13,7 @@ open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Http
 open Microsoft.AspNetCore.TestHost
 open Microsoft.Extensions.Configuration
+open Microsoft.Extensions.DependencyInjection
 open Microsoft.Extensions.Logging
 
 /// Every log line the app writes, to check what it does and does not say.
@@ -33,8 +34,9 @@ type CapturedLog() =
         member _.Dispose() = ()
 
 /// The real sidecar app on ASP.NET Core's test server, with these configuration keys (`Ami:Host`, …)
-/// and its log captured.
-type Sidecar(configuration: (string * string) list) =
+/// and its log captured; `services` registers what a test replaces before the app's own (the app adds
+/// its replaceable services with TryAdd).
+type Sidecar(configuration: (string * string) list, services: IServiceCollection -> unit) =
     let log = new CapturedLog()
 
     /// Each sidecar keeps its calls in a directory of its own unless the test chooses one.
@@ -50,11 +52,14 @@ type Sidecar(configuration: (string * string) list) =
         Callback.Program.createApp [||] (fun builder ->
             builder.WebHost.UseTestServer() |> ignore
             builder.Configuration.AddInMemoryCollection settings |> ignore
-            builder.Logging.ClearProviders().AddProvider log |> ignore)
+            builder.Logging.ClearProviders().AddProvider log |> ignore
+            services builder.Services)
         |> Result.defaultWith (failwithf "app did not start: %A")
 
     do app.StartAsync().Wait()
     let client = app.GetTestClient()
+
+    new(configuration) = new Sidecar(configuration, ignore)
 
     member _.Client = client
     member _.Log = log.Lines

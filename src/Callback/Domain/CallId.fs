@@ -40,8 +40,8 @@ module CallId =
 
     let value (CallId id) = id
 
-    /// The first 8 hex digits, for the log: enough to follow one call there, too few to read its status
-    /// (the whole id is the capability).
+    /// The first 8 hex digits (32 bits): enough to find a call's lines in the log, far too few to read its
+    /// status, so the log never holds the capability itself.
     let short (CallId id) = id.Substring(0, 8)
 
 [<RequireQualifiedAccess>]

@@ -6,6 +6,7 @@ open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Diagnostics.HealthChecks
 open Microsoft.AspNetCore.Http
 open Microsoft.AspNetCore.Routing
+open Microsoft.Extensions.DependencyInjection
 open Microsoft.Extensions.Logging
 open Prometheus
 open Callback
@@ -40,6 +41,7 @@ module Endpoints =
     let private masked = PhoneNumber.masked
 
     /// One line per callback: the client (as the trusted proxy reported it), the masked number, the stages.
+    /// A spooled call is named by its id's first 8 hex digits only: the whole id reads its status.
     let private report (logger: ILogger) (ctx: HttpContext) (request: CallbackRequest) (outcome: CallbackOutcome) =
         let s = outcome.Stages
 
@@ -56,7 +58,10 @@ module Endpoints =
         | None ->
             logger.LogInformation(
                 "Callback {CallId} to {Number} ({Language}) for {Client} spooled",
-                Option.toObj outcome.CallId,
+                outcome.CallId
+                |> Option.bind CallId.tryParse
+                |> Option.map CallId.short
+                |> Option.toObj,
                 masked request.PhoneNumber,
                 Language.code request.Language,
                 client
@@ -121,7 +126,28 @@ module Endpoints =
         )
         |> counted services.Metrics
 
-    /// `POST /callback`; `GET /healthz` (liveness only: it never touches AMI); `GET /readyz` (the checks
+    /// `GET /calls/{callId}` and `GET /calls/{callId}/events`: the status API. Not rate-limited like
+    /// callbacks (it sends nothing to Asterisk); the streams are bounded by `CallStreams`.
+    let private mapCalls (app: WebApplication) (services: CallbackServices) =
+        let options = app.Services.GetRequiredService<CallStreamOptions>()
+        let streams = CallStreams options
+
+        let sources = {
+            Store = services.Store
+            Feed = services.Feed
+            Tracking = services.Monitored
+        }
+
+        app.MapGet("/calls/{callId}", toDelegate (CallsEndpoints.status sources))
+        |> ignore
+
+        app.MapGet(
+            "/calls/{callId}/events",
+            toDelegate (CallsEndpoints.events sources streams options app.Lifetime.ApplicationStopping)
+        )
+        |> ignore
+
+    /// `POST /callback`; `GET /calls/{callId}` and its `/events`; `GET /healthz` (liveness only: it never touches AMI); `GET /readyz` (the checks
     /// tagged `ready`: Asterisk answers); `GET /metrics` (Prometheus); `GET /openapi.json`; in demo mode,
     /// `GET /`.
     let map (app: WebApplication) (settings: Settings) (services: CallbackServices) =
@@ -143,6 +169,7 @@ module Endpoints =
         |> ignore
 
         app.MapGet("/openapi.json", toDelegate openApi) |> ignore
+        mapCalls app services
 
         if settings.DemoEnabled then
             app.MapGet("/", toDelegate demoPage) |> ignore

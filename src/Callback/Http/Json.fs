@@ -101,13 +101,19 @@ module CallbackJson =
     let fieldError (e: FieldError) =
         Encode.object [ "field", Encode.string e.Field; "message", Encode.string e.Message ]
 
-    /// The answer to a callback that reached the pipeline: the five booleans, and `callId` when spooled.
+    /// Where a call's status is read: relative, so it stays on the origin the form was posted to.
+    let statusUrl (callId: string) = $"/calls/{callId}"
+
+    /// The answer to a callback that reached the pipeline: the five booleans, and `callId` with its
+    /// `statusUrl` when spooled.
     let outcome (o: CallbackOutcome) : JsonValue =
         Encode.object (
             stageFields o.Stages
             @ [
                 match o.CallId with
-                | Some id -> "callId", Encode.string id
+                | Some id ->
+                    "callId", Encode.string id
+                    "statusUrl", Encode.string (statusUrl id)
                 | None -> ()
             ]
         )
