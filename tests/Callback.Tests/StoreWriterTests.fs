@@ -204,7 +204,74 @@ let private recovery =
         stopped monitor
     }
 
+/// The `data:` JSON of every frame of a whole event stream, in order, with its `id:`.
+let private frames (stream: string) = [
+    for block in stream.Split("\n\n", StringSplitOptions.RemoveEmptyEntries) do
+        let lines = block.Split '\n'
+
+        let field (name: string) =
+            lines
+            |> Array.tryFind (fun l -> l.StartsWith(name + ": "))
+            |> Option.map (fun l -> l.Substring(name.Length + 2))
+
+        match field "id", field "data" with
+        | Some id, Some data -> yield int64 id, Text.Json.JsonDocument.Parse(data).RootElement
+        | _ -> ()
+]
+
+let private inTheApp =
+    test "in the app: a call's SSE frames and its GET come from the monitor's writes, and agree" {
+        use server = tlsAsterisk ()
+
+        use sidecar =
+            new TestSidecar.Sidecar(
+                TestSidecar.fakeAmiConfig
+                    [ "Monitor:Username", "callback-monitor"; "Monitor:Secret", "monitor-s3cret" ]
+                    server.Port
+            )
+
+        eventually "the monitor reconciled" (fun () -> countOf "CoreShowChannels" server = 1)
+
+        let status, body =
+            sidecar.Post(TestSidecar.form [ "phoneNumber", TestNumbers.Allowed; "language", "en" ])
+
+        Expect.equal (int status) 200 "placed"
+
+        let callId =
+            Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("callId").GetString()
+
+        let channelId = callId + "-1"
+
+        let stream = sidecar.Client.GetStringAsync($"/calls/{callId}/events")
+
+        let channel =
+            $"Channel: PJSIP/trunk-1\r\nUniqueid: {channelId}\r\nLinkedid: {channelId}\r\n"
+
+        server.Push(
+            $"Event: Newchannel\r\n{channel}\r\n"
+            + $"Event: Newstate\r\n{channel}ChannelState: 5\r\n\r\n"
+            + $"Event: Hangup\r\n{channel}Cause: 17\r\nCause-txt: User busy\r\n\r\n"
+        )
+        |> within 5.0
+
+        Expect.isTrue (stream.Wait(TimeSpan.FromSeconds 10.0)) "the stream ended after the final state"
+        let sent = frames stream.Result
+        Expect.equal (sent |> List.map fst) [ 1L; 2L; 3L ] "one frame per transition, numbered"
+
+        Expect.equal
+            (sent |> List.map (fun (_, data) -> data.GetProperty("state").GetString()))
+            [ "queued"; "ringing"; "failed" ]
+            "queued, ringing, failed"
+
+        let root =
+            Text.Json.JsonDocument.Parse(sidecar.Client.GetStringAsync($"/calls/{callId}").Result).RootElement
+
+        Expect.equal (root.GetProperty("outcome").GetString()) "busy" "GET says busy"
+        Expect.equal (root.GetProperty("hangupCause").GetProperty("code").GetInt32()) 17 "with its cause"
+        Expect.equal (root.GetRawText()) ((snd (List.last sent)).GetRawText()) "the last frame is what GET answers"
+    }
+
 [<Tests>]
 let tests =
     testSequenced
-    <| testList "Call monitor write-through" [ writeThrough; stale; recovery ]
+    <| testList "Call monitor write-through" [ writeThrough; stale; recovery; inTheApp ]
