@@ -24,6 +24,7 @@ let timing = {
     SettleWindow = TimeSpan.FromSeconds 2.0
     ChannelDeadline = TimeSpan.FromSeconds 40.0
     SweepInterval = TimeSpan.FromSeconds 1.0
+    SaveRetryDelay = TimeSpan.FromMilliseconds 50.0
 }
 
 let fixture (file: string) =

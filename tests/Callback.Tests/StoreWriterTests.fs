@@ -45,6 +45,24 @@ type private StaleStore(inner: ICallStore) =
         member _.ListLive ct = inner.ListLive ct
         member _.Prune(cutoff, ct) = inner.Prune(cutoff, ct)
 
+/// The store, except that the first `failing` saves throw (a full disk); counts the saves tried.
+type private FailingStore(inner: ICallStore, failing: int) =
+    let mutable saves = 0
+    member _.Saves = Volatile.Read &saves
+
+    interface ICallStore with
+        member _.Create(call, ct) = inner.Create(call, ct)
+
+        member _.Save(id, expected, change, ct) =
+            if Interlocked.Increment &saves <= failing then
+                Task.FromException<SaveResult>(IO.IOException "database or disk is full")
+            else
+                inner.Save(id, expected, change, ct)
+
+        member _.Find(id, ct) = inner.Find(id, ct)
+        member _.ListLive ct = inner.ListLive ct
+        member _.Prune(cutoff, ct) = inner.Prune(cutoff, ct)
+
 let private monitorLogged port store feed (log: ILogger) =
     new CallMonitor(supervisorFor port, store, feed, OutcomeCounts(), timing, TimeProvider.System, log)
 
@@ -139,6 +157,50 @@ let private stale =
 
         Expect.all log.Lines (fun line -> not (line.Contains(CallId.value callId))) "never the whole id"
         stopped monitor
+    }
+
+let private ringingOf (channelId: string) =
+    $"Event: Newstate\r\nChannel: PJSIP/trunk-1\r\nChannelState: 5\r\nUniqueid: {channelId}\r\nLinkedid: {channelId}\r\n\r\n"
+
+/// A monitor on a store whose first `failing` saves throw, a ringing call pushed: the store, the monitor,
+/// the error lines.
+let private failingSaves
+    (failing: int)
+    (check: TestStore.TempStore -> FailingStore -> CallMonitor -> CallId -> (unit -> string list) -> unit)
+    =
+    use server = new Server(script (monitorAsterisk (fun () -> [])))
+    use temp = new TestStore.TempStore()
+    let store = FailingStore(temp.Store, failing)
+    let log = new TestSidecar.CapturedLog()
+
+    let monitor =
+        monitorLogged server.Port store (CallFeed()) ((log :> ILoggerProvider).CreateLogger "monitor")
+
+    let channelId = "0123456789abcdef0123456789abcdef-1"
+    let callId = track temp monitor channelId
+    monitor.Start()
+    eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
+    server.Push(ringingOf channelId) |> within 5.0
+    check temp store monitor callId (fun () -> log.Lines |> List.filter (fun l -> l.StartsWith "Error"))
+    stopped monitor
+
+let private retried =
+    test "a move the store fails to save is retried until it is saved" {
+        failingSaves 2 (fun temp store _ callId errors ->
+            eventually "saved at the third try" (fun () -> (temp.Find callId).Status = Live Ringing)
+            Expect.equal store.Saves 3 "two failures, then the save"
+            Expect.hasLength (errors ()) 2 "one error line per failure")
+    }
+
+let private givenUp =
+    test "a store that keeps failing: the move is retried 5 times, then the call is left as stored" {
+        failingSaves Int32.MaxValue (fun temp store monitor callId errors ->
+            eventually "left" (fun () -> monitor.Live.IsEmpty)
+            Thread.Sleep 300
+            // Mutation caught: retrying for ever (the log and the memory would grow with a broken disk).
+            Expect.equal store.Saves 6 "the first try and 5 retries"
+            Expect.hasLength (errors ()) 6 "one line each, the last saying it gives up"
+            Expect.equal (temp.Find callId).Status (Live Queued) "the store as it was")
     }
 
 /// A live call recorded an hour ago, now ringing, as a monitor that stopped would have left it.
@@ -274,4 +336,4 @@ let private inTheApp =
 [<Tests>]
 let tests =
     testSequenced
-    <| testList "Call monitor write-through" [ writeThrough; stale; recovery; inTheApp ]
+    <| testList "Call monitor write-through" [ writeThrough; stale; retried; givenUp; recovery; inTheApp ]

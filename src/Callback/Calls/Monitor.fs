@@ -38,7 +38,8 @@ type CallMonitor
     let leave callId =
         lock gate (fun () -> calls.Remove callId)
 
-    let writer = StoreWriter(store, feed, outcomes, leave, logger)
+    let writer =
+        StoreWriter(store, feed, outcomes, leave, timing.SaveRetryDelay, logger)
 
     /// Hands the writer every call whose status moved (a new leg alone is not written).
     let written (before: TrackedCall, after: TrackedCall) =

@@ -13,6 +13,8 @@ type MonitorTiming = {
     ChannelDeadline: TimeSpan
     /// How often those two deadlines are checked.
     SweepInterval: TimeSpan
+    /// How long the writer waits before saving again a move the store failed to save.
+    SaveRetryDelay: TimeSpan
 }
 
 [<RequireQualifiedAccess>]
@@ -22,6 +24,7 @@ module MonitorTiming =
         SettleWindow = TimeSpan.FromSeconds 2.0
         ChannelDeadline = originateTimeout + TimeSpan.FromSeconds 10.0
         SweepInterval = TimeSpan.FromSeconds 1.0
+        SaveRetryDelay = TimeSpan.FromSeconds 1.0
     }
 
 /// The pure steps of the monitor, over one tracked call.
