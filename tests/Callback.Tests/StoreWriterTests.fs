@@ -63,6 +63,24 @@ type private FailingStore(inner: ICallStore, failing: int) =
         member _.ListLive ct = inner.ListLive ct
         member _.Prune(cutoff, ct) = inner.Prune(cutoff, ct)
 
+/// The store, except that reading a call back throws; counts the saves.
+type private UnreadableStore(inner: ICallStore) =
+    let mutable saves = 0
+    member _.Saves = Volatile.Read &saves
+
+    interface ICallStore with
+        member _.Create(call, ct) = inner.Create(call, ct)
+
+        member _.Save(id, expected, change, ct) =
+            Interlocked.Increment &saves |> ignore
+            inner.Save(id, expected, change, ct)
+
+        member _.Find(_, _) =
+            Task.FromException<StoredCall option>(IO.IOException "disk I/O error")
+
+        member _.ListLive ct = inner.ListLive ct
+        member _.Prune(cutoff, ct) = inner.Prune(cutoff, ct)
+
 let private monitorLogged port store feed (log: ILogger) =
     new CallMonitor(supervisorFor port, store, feed, OutcomeCounts(), timing, TimeProvider.System, log)
 
@@ -203,6 +221,38 @@ let private givenUp =
             Expect.equal (temp.Find callId).Status (Live Queued) "the store as it was")
     }
 
+let private unreadable =
+    test "a call saved but not readable back is not saved again, and a final one still leaves the working set" {
+        use server = new Server(script (monitorAsterisk (fun () -> [])))
+        use temp = new TestStore.TempStore()
+        let store = UnreadableStore(temp.Store)
+        let log = new TestSidecar.CapturedLog()
+
+        let monitor =
+            monitorLogged server.Port store (CallFeed()) ((log :> ILoggerProvider).CreateLogger "monitor")
+
+        let channelId = "0123456789abcdef0123456789abcdef-1"
+        let callId = track temp monitor channelId
+        monitor.Start()
+        eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
+
+        let channel =
+            $"Channel: PJSIP/trunk-1\r\nUniqueid: {channelId}\r\nLinkedid: {channelId}\r\n"
+
+        server.Push(
+            $"Event: Newchannel\r\n{channel}\r\nEvent: Hangup\r\n{channel}Cause: 17\r\nCause-txt: User busy\r\n\r\n"
+        )
+        |> within 5.0
+
+        eventually "left the working set" (fun () -> monitor.Live.IsEmpty)
+        Thread.Sleep 200
+        // Mutation caught: a failed read taken for a failed save (retried, and the final call kept in memory).
+        Expect.equal store.Saves 1 "saved once"
+        Expect.equal (TestStore.states (temp.Find callId)) [ State.Queued; State.Failed ] "saved as failed"
+        Expect.exists log.Lines (fun l -> l.Contains "could not be read back") "the read logged"
+        stopped monitor
+    }
+
 /// A live call recorded an hour ago, now ringing, as a monitor that stopped would have left it.
 let private leftRinging (temp: TestStore.TempStore) (channelId: string) =
     let callId, attempt = (ChannelId.tryParse channelId).Value
@@ -336,4 +386,4 @@ let private inTheApp =
 [<Tests>]
 let tests =
     testSequenced
-    <| testList "Call monitor write-through" [ writeThrough; stale; retried; givenUp; recovery; inTheApp ]
+    <| testList "Call monitor write-through" [ writeThrough; stale; retried; givenUp; unreadable; recovery; inTheApp ]

@@ -80,13 +80,24 @@ type internal StoreWriter
         followed.Remove callId |> ignore
         leave callId
 
+    /// Reads the call back and publishes it as stored; a read that fails is logged and publishes nothing
+    /// (what was saved stays saved: the next snapshot, or a `GET`, holds it).
     let publishStored callId =
         task {
-            match! store.Find(callId, CancellationToken.None) with
-            | Some stored ->
-                feed.Publish stored
-                return Some stored
-            | None -> return None
+            try
+                match! store.Find(callId, CancellationToken.None) with
+                | Some stored ->
+                    feed.Publish stored
+                    return Some stored
+                | None -> return None
+            with e ->
+                logger.LogWarning(
+                    "Call {CallId}: saved, but could not be read back to publish: {Error}",
+                    CallId.short callId,
+                    e.Message
+                )
+
+                return None
         }
 
     let saved (tracked: TrackedCall) =
