@@ -253,6 +253,42 @@ let private unreadable =
         stopped monitor
     }
 
+/// The store, except that every `Save` waits for `release`.
+type private SlowStore(inner: ICallStore, release: ManualResetEventSlim) =
+    interface ICallStore with
+        member _.Create(call, ct) = inner.Create(call, ct)
+
+        member _.Save(id, expected, change, ct) =
+            task {
+                do! Task.Run(fun () -> release.Wait(TimeSpan.FromSeconds 10.0) |> ignore)
+                return! inner.Save(id, expected, change, ct)
+            }
+
+        member _.Find(id, ct) = inner.Find(id, ct)
+        member _.ListLive ct = inner.ListLive ct
+        member _.Prune(cutoff, ct) = inner.Prune(cutoff, ct)
+
+let private flushedAtStop =
+    test "stopping the monitor saves the moves still queued before it returns" {
+        use server = new Server(script (monitorAsterisk (fun () -> [])))
+        use temp = new TestStore.TempStore()
+        use release = new ManualResetEventSlim(false)
+        let monitor = monitorOn server.Port (SlowStore(temp.Store, release)) (CallFeed())
+        let channelId = "0123456789abcdef0123456789abcdef-1"
+        let callId = track temp monitor channelId
+        monitor.Start()
+        eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
+        server.Push(ringingOf channelId) |> within 5.0
+        eventually "folded" (fun () -> monitor.Live |> List.exists (fun t -> t.Call.Status = Live Ringing))
+        let stopping = monitor.StopAsync()
+        Thread.Sleep 200
+        Expect.isFalse stopping.IsCompleted "waits for the queued save"
+        release.Set()
+        Expect.isTrue (stopping.Wait(TimeSpan.FromSeconds 5.0)) "stopped"
+        // Mutation caught: a stop that completes the queue without waiting for the writer.
+        Expect.equal (temp.Find callId).Status (Live Ringing) "saved before the stop returned"
+    }
+
 /// A live call recorded an hour ago, now ringing, as a monitor that stopped would have left it.
 let private leftRinging (temp: TestStore.TempStore) (channelId: string) =
     let callId, attempt = (ChannelId.tryParse channelId).Value
@@ -386,4 +422,13 @@ let private inTheApp =
 [<Tests>]
 let tests =
     testSequenced
-    <| testList "Call monitor write-through" [ writeThrough; stale; retried; givenUp; unreadable; recovery; inTheApp ]
+    <| testList "Call monitor write-through" [
+        writeThrough
+        stale
+        retried
+        givenUp
+        unreadable
+        flushedAtStop
+        recovery
+        inTheApp
+    ]
