@@ -320,9 +320,12 @@ start() {
   : >"$CONSOLE"
   # -f: stay in the foreground (so $! is Asterisk itself), -vvv: the dialplan lines for the full log,
   # -U/-G: drop root. setsid: a signal to the caller's process group (Ctrl-C, a test runner) does not reach it.
-  # 9>&-: Asterisk must not inherit our lock.
-  setsid chroot "$ROOT" /usr/sbin/asterisk -f -n -vvv -U asterisk -G asterisk \
-    </dev/null >>"$CONSOLE" 2>&1 9>&- &
+  # Asterisk outlives this script: it must inherit no descriptor but 0-2, neither our lock nor one a caller
+  # holds (`flock FILE cmd` would otherwise stay locked for as long as Asterisk runs).
+  (
+    close_inherited_fds
+    exec setsid chroot "$ROOT" /usr/sbin/asterisk -f -n -vvv -U asterisk -G asterisk
+  ) </dev/null >>"$CONSOLE" 2>&1 &
   pid=$!
   echo "$pid" >"$PIDFILE"
   deadline=$(($(date +%s) + READY_TIMEOUT))
@@ -336,6 +339,15 @@ start() {
     sleep 0.2
   done
   log "start: Asterisk pid $pid ready on $AMI_HOST:$TLS_PORT (TLS) after $(since "$t0") s; full log $ROOT$FULL_LOG"
+}
+
+# Closes every descriptor of this (sub)shell above 2.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
 }
 
 start_failed() {

@@ -204,6 +204,15 @@ let tests =
                 | Ended(OwnerNoAnswer, Some c) -> Expect.equal c.Code 0 "cause 0"
                 | other -> failtest $"expected owner-no-answer, got {other}"
             }
+
+            // Catches ending the call on the HangupRequest/SoftHangupRequest (before the Hangup), taking the
+            // visitor's early hangup for completed or an owner outcome, or dropping the cause Asterisk gave.
+            test
+                "sip-visitor-hangs-up-announcing.txt: answered, then the visitor left: visitor-hung-up, cause 0 as Asterisk gave it" {
+                let call = fold "sip-visitor-hangs-up-announcing.txt"
+                Expect.equal (states call) [ State.Queued; State.Ringing; State.Answered; State.Ended ] "history"
+                Expect.equal call.Status (Ended(VisitorHungUp, cause 0 "Unknown" None)) "visitor-hung-up"
+            }
         ]
 
         testList "recorded Local callbacks" [
