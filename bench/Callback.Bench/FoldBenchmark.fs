@@ -79,12 +79,57 @@ let load () =
             Read = messages |> Array.filter (CallEvent.tryParse >> Option.isSome) |> Array.length
         })
 
-let private foldOnce (t: Transcript) =
+let foldOnce (t: Transcript) =
     let call = CallState.ofChannel t.ChannelId None (fst t.Messages.Head)
     CallState.foldMessages call t.Messages
 
-/// Folds every transcript until `duration` has passed: messages folded, time taken, bytes allocated.
-let round (all: Transcript list) (duration: TimeSpan) =
+/// A monitor's working set with `live` other calls up (each with its first channel), which none of the
+/// recordings' events is about: with the index, they should cost nothing.
+let workingSet (live: int) =
+    let set = WorkingSet()
+    let t0 = DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero)
+
+    for _ in 1..live do
+        let callId = Callback.Domain.CallId.create ()
+
+        let channelId =
+            Callback.Domain.ChannelId.format callId Callback.Domain.Attempt.first
+
+        set.Add(TrackedCall.queued callId Callback.Domain.Attempt.first t0) |> ignore
+
+        let first = {
+            Channel = "PJSIP/trunk-1"
+            Uniqueid = channelId
+            Linkedid = channelId
+            CallbackId = None
+        }
+
+        set.Apply(t0, Newchannel first) |> ignore
+
+    set
+
+/// Folds `t` as the monitor does: its call added to `set`, each message parsed and routed through the
+/// working set, the call removed at the end. Only for recordings whose call is a ChannelId of ours.
+let foldRouted (set: WorkingSet) (t: Transcript) =
+    let callId, attempt = (Callback.Domain.ChannelId.tryParse t.ChannelId).Value
+    set.Add(TrackedCall.queued callId attempt (fst t.Messages.Head)) |> ignore
+
+    for at, message in t.Messages do
+        match CallEvent.tryParse message with
+        | Some event -> set.Apply(at, event) |> ignore
+        | None -> ()
+
+    let call = (set.TryFind callId).Value.Call
+    set.Remove callId
+    call
+
+/// Whether the recording's call is named by a ChannelId (`<callId>-<attempt>`), so a working set routes it.
+let routable (t: Transcript) =
+    (Callback.Domain.ChannelId.tryParse t.ChannelId).IsSome
+
+/// Folds every transcript with `foldOne` until `duration` has passed: messages folded, time taken, bytes
+/// allocated.
+let roundWith (foldOne: Transcript -> Call) (all: Transcript list) (duration: TimeSpan) =
     let watch = Stopwatch.StartNew()
     let allocatedBefore = GC.GetAllocatedBytesForCurrentThread()
     let mutable messages = 0L
@@ -93,7 +138,7 @@ let round (all: Transcript list) (duration: TimeSpan) =
 
     while watch.Elapsed < duration do
         for t in all do
-            if Call.isFinal (foldOnce t) then
+            if Call.isFinal (foldOne t) then
                 finals <- finals + 1L
 
             folds <- folds + 1L
@@ -107,6 +152,9 @@ let round (all: Transcript list) (duration: TimeSpan) =
         failwith $"{folds - finals} of {folds} folds did not end their call"
 
     messages, elapsed, allocated
+
+/// Folds every transcript with the fold alone.
+let round all duration = roundWith foldOnce all duration
 
 /// Every transcript's final state, to check the corpus before timing it.
 let verify (all: Transcript list) =

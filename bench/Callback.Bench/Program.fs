@@ -6,7 +6,8 @@
 ///   ping [--pings N] [--out FILE]                                where a Ping round trip's time goes
 ///   stream --client raw|naive|frames|connection|connection-every-value --port P [--pings K] [--warmup W]
 ///   report --work DIR --out FILE                                 stream.md from bench/stream/run.sh's results
-///   fold [--rounds N] [--seconds S] [--out FILE]                 the call fold's throughput on one thread → fold.md
+///   fold [--rounds N] [--seconds S] [--live N] [--out FILE]      the call fold's throughput on one thread → fold.md;
+///                                                                with --live, routed through a working set of N other calls
 ///   status --sidecar PATH [--rates R,R] [--calls N] [--warmup N] [--work DIR] [--out FILE]
 ///                                                                event → SSE frame / GET latency → status.md
 module Callback.Bench.Program
@@ -32,7 +33,7 @@ let private usage () =
         "       Callback.Bench stream --client raw|naive|frames|connection|connection-every-value --port P [--pings K] [--warmup W]"
 
     eprintfn "       Callback.Bench report --work DIR --out FILE"
-    eprintfn "       Callback.Bench fold [--rounds N] [--seconds S] [--out FILE]"
+    eprintfn "       Callback.Bench fold [--rounds N] [--seconds S] [--live N] [--out FILE]"
 
     eprintfn
         "       Callback.Bench status --sidecar PATH [--rates R,R] [--calls N] [--warmup N] [--work DIR] [--out FILE]"
@@ -180,13 +181,19 @@ let private fold (args: string list) =
     let number name fallback =
         fst (take name args) |> Option.map float |> Option.defaultValue fallback
 
-    let corpus = FoldBenchmark.load ()
+    let corpus, foldOne =
+        match fst (take "--live" args) with
+        | None -> FoldBenchmark.load (), FoldBenchmark.foldOnce
+        | Some live ->
+            let set = FoldBenchmark.workingSet (int live)
+            FoldBenchmark.load () |> List.filter FoldBenchmark.routable, FoldBenchmark.foldRouted set
+
     FoldBenchmark.verify corpus
     let seconds = TimeSpan.FromSeconds(number "--seconds" 1.0)
-    FoldBenchmark.round corpus seconds |> ignore
+    FoldBenchmark.roundWith foldOne corpus seconds |> ignore
 
     let rounds = [
-        for _ in 1 .. int (number "--rounds" 10.0) -> FoldBenchmark.round corpus seconds
+        for _ in 1 .. int (number "--rounds" 10.0) -> FoldBenchmark.roundWith foldOne corpus seconds
     ]
 
     let command =

@@ -24,6 +24,7 @@ let timing = {
     SettleWindow = TimeSpan.FromSeconds 2.0
     ChannelDeadline = TimeSpan.FromSeconds 40.0
     SweepInterval = TimeSpan.FromSeconds 1.0
+    SaveRetryDelay = TimeSpan.FromMilliseconds 50.0
 }
 
 let fixture (file: string) =
@@ -98,19 +99,37 @@ let private ruleTests =
             let at = t0.AddSeconds 5.0
 
             Expect.equal
-                (MonitorRules.reconcile at present (withChannel gone)).Call.Status
+                (MonitorRules.reconcile at at present (withChannel gone)).Call.Status
                 (Failed(FailedOutcome.Lost, None))
                 "gone"
 
-            Expect.isFalse (Call.isFinal (MonitorRules.reconcile at present (withChannel listed)).Call) "listed"
-            Expect.isFalse (Call.isFinal (MonitorRules.reconcile at present (trackedFor gone)).Call) "no channel yet"
+            Expect.isFalse (Call.isFinal (MonitorRules.reconcile at at present (withChannel listed)).Call) "listed"
+            Expect.isFalse (Call.isFinal (MonitorRules.reconcile at at present (trackedFor gone)).Call) "no channel yet"
+        }
+
+        // Catches a reconcile that loses a call whose channel was made after the listing was taken (the
+        // listing and the events travel apart: the Newchannel may be folded before the listing arrives).
+        test "reconciling leaves a call that moved after the listing was asked for to its events" {
+            let id = "0123456789abcdef0123456789abcdef-1"
+            let asked = t0.AddSeconds 5.0
+
+            let madeAfter =
+                trackedFor id |> TrackedCall.apply (asked.AddMilliseconds 1.0) (newchannel id)
+
+            let reconciled =
+                MonitorRules.reconcile asked (t0.AddSeconds 6.0) Set.empty madeAfter
+
+            Expect.isFalse (Call.isFinal reconciled.Call) "not lost"
         }
 
         // Catches a call whose Newchannel was missed during an outage being lost later at the channel deadline.
         test "reconciling gives a call its first channel when it was made while the link was down" {
             let listed = "fedcba9876543210fedcba9876543210-1"
             let present = Set.ofList [ listed ]
-            let found = MonitorRules.reconcile (t0.AddSeconds 5.0) present (trackedFor listed)
+
+            let found =
+                MonitorRules.reconcile (t0.AddSeconds 5.0) (t0.AddSeconds 5.0) present (trackedFor listed)
+
             Expect.isTrue (found.Call.Legs.ContainsKey listed) "its channel is known"
             let later = MonitorRules.sweep timing (t0.AddSeconds 60.0) found
             Expect.isFalse (Call.isFinal later.Call) "not lost at the channel deadline"

@@ -45,6 +45,42 @@ type private StaleStore(inner: ICallStore) =
         member _.ListLive ct = inner.ListLive ct
         member _.Prune(cutoff, ct) = inner.Prune(cutoff, ct)
 
+/// The store, except that the first `failing` saves throw (a full disk); counts the saves tried.
+type private FailingStore(inner: ICallStore, failing: int) =
+    let mutable saves = 0
+    member _.Saves = Volatile.Read &saves
+
+    interface ICallStore with
+        member _.Create(call, ct) = inner.Create(call, ct)
+
+        member _.Save(id, expected, change, ct) =
+            if Interlocked.Increment &saves <= failing then
+                Task.FromException<SaveResult>(IO.IOException "database or disk is full")
+            else
+                inner.Save(id, expected, change, ct)
+
+        member _.Find(id, ct) = inner.Find(id, ct)
+        member _.ListLive ct = inner.ListLive ct
+        member _.Prune(cutoff, ct) = inner.Prune(cutoff, ct)
+
+/// The store, except that reading a call back throws; counts the saves.
+type private UnreadableStore(inner: ICallStore) =
+    let mutable saves = 0
+    member _.Saves = Volatile.Read &saves
+
+    interface ICallStore with
+        member _.Create(call, ct) = inner.Create(call, ct)
+
+        member _.Save(id, expected, change, ct) =
+            Interlocked.Increment &saves |> ignore
+            inner.Save(id, expected, change, ct)
+
+        member _.Find(_, _) =
+            Task.FromException<StoredCall option>(IO.IOException "disk I/O error")
+
+        member _.ListLive ct = inner.ListLive ct
+        member _.Prune(cutoff, ct) = inner.Prune(cutoff, ct)
+
 let private monitorLogged port store feed (log: ILogger) =
     new CallMonitor(supervisorFor port, store, feed, OutcomeCounts(), timing, TimeProvider.System, log)
 
@@ -141,6 +177,118 @@ let private stale =
         stopped monitor
     }
 
+let private ringingOf (channelId: string) =
+    $"Event: Newstate\r\nChannel: PJSIP/trunk-1\r\nChannelState: 5\r\nUniqueid: {channelId}\r\nLinkedid: {channelId}\r\n\r\n"
+
+/// A monitor on a store whose first `failing` saves throw, a ringing call pushed: the store, the monitor,
+/// the error lines.
+let private failingSaves
+    (failing: int)
+    (check: TestStore.TempStore -> FailingStore -> CallMonitor -> CallId -> (unit -> string list) -> unit)
+    =
+    use server = new Server(script (monitorAsterisk (fun () -> [])))
+    use temp = new TestStore.TempStore()
+    let store = FailingStore(temp.Store, failing)
+    let log = new TestSidecar.CapturedLog()
+
+    let monitor =
+        monitorLogged server.Port store (CallFeed()) ((log :> ILoggerProvider).CreateLogger "monitor")
+
+    let channelId = "0123456789abcdef0123456789abcdef-1"
+    let callId = track temp monitor channelId
+    monitor.Start()
+    eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
+    server.Push(ringingOf channelId) |> within 5.0
+    check temp store monitor callId (fun () -> log.Lines |> List.filter (fun l -> l.StartsWith "Error"))
+    stopped monitor
+
+let private retried =
+    test "a move the store fails to save is retried until it is saved" {
+        failingSaves 2 (fun temp store _ callId errors ->
+            eventually "saved at the third try" (fun () -> (temp.Find callId).Status = Live Ringing)
+            Expect.equal store.Saves 3 "two failures, then the save"
+            Expect.hasLength (errors ()) 2 "one error line per failure")
+    }
+
+let private givenUp =
+    test "a store that keeps failing: the move is retried 5 times, then the call is left as stored" {
+        failingSaves Int32.MaxValue (fun temp store monitor callId errors ->
+            eventually "left" (fun () -> monitor.Live.IsEmpty)
+            Thread.Sleep 300
+            // Mutation caught: retrying for ever (the log and the memory would grow with a broken disk).
+            Expect.equal store.Saves 6 "the first try and 5 retries"
+            Expect.hasLength (errors ()) 6 "one line each, the last saying it gives up"
+            Expect.equal (temp.Find callId).Status (Live Queued) "the store as it was")
+    }
+
+let private unreadable =
+    test "a call saved but not readable back is not saved again, and a final one still leaves the working set" {
+        use server = new Server(script (monitorAsterisk (fun () -> [])))
+        use temp = new TestStore.TempStore()
+        let store = UnreadableStore(temp.Store)
+        let log = new TestSidecar.CapturedLog()
+
+        let monitor =
+            monitorLogged server.Port store (CallFeed()) ((log :> ILoggerProvider).CreateLogger "monitor")
+
+        let channelId = "0123456789abcdef0123456789abcdef-1"
+        let callId = track temp monitor channelId
+        monitor.Start()
+        eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
+
+        let channel =
+            $"Channel: PJSIP/trunk-1\r\nUniqueid: {channelId}\r\nLinkedid: {channelId}\r\n"
+
+        server.Push(
+            $"Event: Newchannel\r\n{channel}\r\nEvent: Hangup\r\n{channel}Cause: 17\r\nCause-txt: User busy\r\n\r\n"
+        )
+        |> within 5.0
+
+        eventually "left the working set" (fun () -> monitor.Live.IsEmpty)
+        Thread.Sleep 200
+        // Mutation caught: a failed read taken for a failed save (retried, and the final call kept in memory).
+        Expect.equal store.Saves 1 "saved once"
+        Expect.equal (TestStore.states (temp.Find callId)) [ State.Queued; State.Failed ] "saved as failed"
+        Expect.exists log.Lines (fun l -> l.Contains "could not be read back") "the read logged"
+        stopped monitor
+    }
+
+/// The store, except that every `Save` waits for `release`.
+type private SlowStore(inner: ICallStore, release: ManualResetEventSlim) =
+    interface ICallStore with
+        member _.Create(call, ct) = inner.Create(call, ct)
+
+        member _.Save(id, expected, change, ct) =
+            task {
+                do! Task.Run(fun () -> release.Wait(TimeSpan.FromSeconds 10.0) |> ignore)
+                return! inner.Save(id, expected, change, ct)
+            }
+
+        member _.Find(id, ct) = inner.Find(id, ct)
+        member _.ListLive ct = inner.ListLive ct
+        member _.Prune(cutoff, ct) = inner.Prune(cutoff, ct)
+
+let private flushedAtStop =
+    test "stopping the monitor saves the moves still queued before it returns" {
+        use server = new Server(script (monitorAsterisk (fun () -> [])))
+        use temp = new TestStore.TempStore()
+        use release = new ManualResetEventSlim(false)
+        let monitor = monitorOn server.Port (SlowStore(temp.Store, release)) (CallFeed())
+        let channelId = "0123456789abcdef0123456789abcdef-1"
+        let callId = track temp monitor channelId
+        monitor.Start()
+        eventually "reconciled once" (fun () -> countOf "CoreShowChannels" server = 1)
+        server.Push(ringingOf channelId) |> within 5.0
+        eventually "folded" (fun () -> monitor.Live |> List.exists (fun t -> t.Call.Status = Live Ringing))
+        let stopping = monitor.StopAsync()
+        Thread.Sleep 200
+        Expect.isFalse stopping.IsCompleted "waits for the queued save"
+        release.Set()
+        Expect.isTrue (stopping.Wait(TimeSpan.FromSeconds 5.0)) "stopped"
+        // Mutation caught: a stop that completes the queue without waiting for the writer.
+        Expect.equal (temp.Find callId).Status (Live Ringing) "saved before the stop returned"
+    }
+
 /// A live call recorded an hour ago, now ringing, as a monitor that stopped would have left it.
 let private leftRinging (temp: TestStore.TempStore) (channelId: string) =
     let callId, attempt = (ChannelId.tryParse channelId).Value
@@ -204,7 +352,83 @@ let private recovery =
         stopped monitor
     }
 
+/// The `data:` JSON of every frame of a whole event stream, in order, with its `id:`.
+let private frames (stream: string) = [
+    for block in stream.Split("\n\n", StringSplitOptions.RemoveEmptyEntries) do
+        let lines = block.Split '\n'
+
+        let field (name: string) =
+            lines
+            |> Array.tryFind (fun l -> l.StartsWith(name + ": "))
+            |> Option.map (fun l -> l.Substring(name.Length + 2))
+
+        match field "id", field "data" with
+        | Some id, Some data -> yield int64 id, Text.Json.JsonDocument.Parse(data).RootElement
+        | _ -> ()
+]
+
+let private inTheApp =
+    test "in the app: a call's SSE frames and its GET come from the monitor's writes, and agree" {
+        use server = tlsAsterisk ()
+
+        use sidecar =
+            new TestSidecar.Sidecar(
+                TestSidecar.fakeAmiConfig
+                    [ "Monitor:Username", "callback-monitor"; "Monitor:Secret", "monitor-s3cret" ]
+                    server.Port
+            )
+
+        eventually "the monitor reconciled" (fun () -> countOf "CoreShowChannels" server = 1)
+
+        let status, body =
+            sidecar.Post(TestSidecar.form [ "phoneNumber", TestNumbers.Allowed; "language", "en" ])
+
+        Expect.equal (int status) 200 "placed"
+
+        let callId =
+            Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("callId").GetString()
+
+        let channelId = callId + "-1"
+
+        let stream = sidecar.Client.GetStringAsync($"/calls/{callId}/events")
+
+        let channel =
+            $"Channel: PJSIP/trunk-1\r\nUniqueid: {channelId}\r\nLinkedid: {channelId}\r\n"
+
+        server.Push(
+            $"Event: Newchannel\r\n{channel}\r\n"
+            + $"Event: Newstate\r\n{channel}ChannelState: 5\r\n\r\n"
+            + $"Event: Hangup\r\n{channel}Cause: 17\r\nCause-txt: User busy\r\n\r\n"
+        )
+        |> within 5.0
+
+        Expect.isTrue (stream.Wait(TimeSpan.FromSeconds 10.0)) "the stream ended after the final state"
+        let sent = frames stream.Result
+        Expect.equal (sent |> List.map fst) [ 1L; 2L; 3L ] "one frame per transition, numbered"
+
+        Expect.equal
+            (sent |> List.map (fun (_, data) -> data.GetProperty("state").GetString()))
+            [ "queued"; "ringing"; "failed" ]
+            "queued, ringing, failed"
+
+        let root =
+            Text.Json.JsonDocument.Parse(sidecar.Client.GetStringAsync($"/calls/{callId}").Result).RootElement
+
+        Expect.equal (root.GetProperty("outcome").GetString()) "busy" "GET says busy"
+        Expect.equal (root.GetProperty("hangupCause").GetProperty("code").GetInt32()) 17 "with its cause"
+        Expect.equal (root.GetRawText()) ((snd (List.last sent)).GetRawText()) "the last frame is what GET answers"
+    }
+
 [<Tests>]
 let tests =
     testSequenced
-    <| testList "Call monitor write-through" [ writeThrough; stale; recovery ]
+    <| testList "Call monitor write-through" [
+        writeThrough
+        stale
+        retried
+        givenUp
+        unreadable
+        flushedAtStop
+        recovery
+        inTheApp
+    ]

@@ -38,7 +38,8 @@ type CallMonitor
     let leave callId =
         lock gate (fun () -> calls.Remove callId)
 
-    let writer = StoreWriter(store, feed, outcomes, leave, logger)
+    let writer =
+        StoreWriter(store, feed, outcomes, leave, timing.SaveRetryDelay, logger)
 
     /// Hands the writer every call whose status moved (a new leg alone is not written).
     let written (before: TrackedCall, after: TrackedCall) =
@@ -83,10 +84,12 @@ type CallMonitor
                 Headers = []
             }
 
+            let asked = time.GetUtcNow()
+
             match! supervisor.SendList(action, stop.Token) with
             | Ok list ->
                 let present = MonitorRules.presentChannels list.Items
-                updateAll (MonitorRules.reconcile (time.GetUtcNow()) present)
+                updateAll (MonitorRules.reconcile asked (time.GetUtcNow()) present)
                 logger.LogInformation("Call monitor: reconciled with {Channels} channels", list.Items.Count)
             | Result.Error e ->
                 logger.LogWarning("Call monitor: CoreShowChannels failed: {Error}", ActionError.describe e)

@@ -13,6 +13,8 @@ type MonitorTiming = {
     ChannelDeadline: TimeSpan
     /// How often those two deadlines are checked.
     SweepInterval: TimeSpan
+    /// How long the writer waits before saving again a move the store failed to save.
+    SaveRetryDelay: TimeSpan
 }
 
 [<RequireQualifiedAccess>]
@@ -22,6 +24,7 @@ module MonitorTiming =
         SettleWindow = TimeSpan.FromSeconds 2.0
         ChannelDeadline = originateTimeout + TimeSpan.FromSeconds 10.0
         SweepInterval = TimeSpan.FromSeconds 1.0
+        SaveRetryDelay = TimeSpan.FromSeconds 1.0
     }
 
 /// The pure steps of the monitor, over one tracked call.
@@ -45,8 +48,10 @@ module MonitorRules =
     /// a call that had channels and has none left is lost (its Hangup was sent while the link was down).
     /// A call whose first channel was made while the link was down gets it from the listing (so the channel
     /// deadline does not lose it); a call without a channel yet is left to that deadline, unless it was
-    /// recovered from the store at start-up: then the listing decides, listed or lost.
-    let reconcile (at: DateTimeOffset) (present: Set<string>) (tracked: TrackedCall) =
+    /// recovered from the store at start-up: then the listing decides, listed or lost. A call that moved
+    /// after the listing was `asked` for is left to its events: the listing and the events travel apart,
+    /// so a channel made after the listing was taken may already have been folded when it arrives.
+    let reconcile (asked: DateTimeOffset) (at: DateTimeOffset) (present: Set<string>) (tracked: TrackedCall) =
         let call = tracked.Call
 
         let stillThere =
@@ -70,6 +75,8 @@ module MonitorRules =
                 { tracked with Recovered = false }
             else
                 tracked
+        elif tracked.UpdatedAt >= asked then
+            tracked
         elif call.Legs.IsEmpty && not tracked.Recovered then
             tracked
         else

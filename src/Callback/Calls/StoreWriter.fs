@@ -58,7 +58,14 @@ type internal StoreWrite =
 /// up while the disk is busy are saved as one: each carries the whole call, so the latest holds them all.
 [<Sealed>]
 type internal StoreWriter
-    (store: ICallStore, feed: CallFeed, outcomes: OutcomeCounts, leave: CallId -> unit, logger: ILogger) =
+    (
+        store: ICallStore,
+        feed: CallFeed,
+        outcomes: OutcomeCounts,
+        leave: CallId -> unit,
+        retryDelay: TimeSpan,
+        logger: ILogger
+    ) =
     let queue =
         Channel.CreateUnbounded<StoreWrite>(UnboundedChannelOptions(SingleReader = true))
 
@@ -66,17 +73,31 @@ type internal StoreWriter
     /// attempt's transitions it has.
     let followed = Dictionary<CallId, Expected * int>()
 
+    /// Failed saves in a row, per call.
+    let failures = Dictionary<CallId, int>()
+
     let stopFollowing callId =
         followed.Remove callId |> ignore
         leave callId
 
+    /// Reads the call back and publishes it as stored; a read that fails is logged and publishes nothing
+    /// (what was saved stays saved: the next snapshot, or a `GET`, holds it).
     let publishStored callId =
         task {
-            match! store.Find(callId, CancellationToken.None) with
-            | Some stored ->
-                feed.Publish stored
-                return Some stored
-            | None -> return None
+            try
+                match! store.Find(callId, CancellationToken.None) with
+                | Some stored ->
+                    feed.Publish stored
+                    return Some stored
+                | None -> return None
+            with e ->
+                logger.LogWarning(
+                    "Call {CallId}: saved, but could not be read back to publish: {Error}",
+                    CallId.short callId,
+                    e.Message
+                )
+
+                return None
         }
 
     let saved (tracked: TrackedCall) =
@@ -140,24 +161,50 @@ type internal StoreWriter
                     )
         }
 
-    /// Saves one move; a store that fails is logged and the move retried a second later (a newer move of
-    /// the same call makes it a no-op: the transitions saved are counted).
+    /// Saves one move. A store that fails is logged and the move retried `retryDelay` later, at most
+    /// `Retries` times in a row for one call (a newer move of the call makes a retry a no-op: the
+    /// transitions saved are counted); then the call is left as stored, so a broken disk cannot flood the
+    /// log or keep calls in memory for ever.
     let write (tracked: TrackedCall) =
         task {
             match followed.TryGetValue tracked.CallId with
             | true, guard ->
                 try
                     do! save tracked guard
+                    failures.Remove tracked.CallId |> ignore
                 with e ->
-                    logger.LogError(
-                        "Call {CallId}: the store could not save its move to {State}, retried in 1 s: {Error}",
-                        CallId.short tracked.CallId,
-                        SqliteRows.stateName (Store.stateOf tracked.Call.Status),
-                        e.Message
-                    )
+                    let failed =
+                        match failures.TryGetValue tracked.CallId with
+                        | true, n -> n + 1
+                        | _ -> 1
 
-                    Task.Delay(1000).ContinueWith(fun (_: Task) -> queue.Writer.TryWrite(Move tracked) |> ignore)
-                    |> ignore
+                    let state = SqliteRows.stateName (Store.stateOf tracked.Call.Status)
+
+                    if failed <= StoreWriter.Retries then
+                        failures[tracked.CallId] <- failed
+
+                        logger.LogError(
+                            "Call {CallId}: the store could not save its move to {State}, retried in {Delay} ms: {Error}",
+                            CallId.short tracked.CallId,
+                            state,
+                            retryDelay.TotalMilliseconds,
+                            e.Message
+                        )
+
+                        Task
+                            .Delay(retryDelay)
+                            .ContinueWith(fun (_: Task) -> queue.Writer.TryWrite(Move tracked) |> ignore)
+                        |> ignore
+                    else
+                        failures.Remove tracked.CallId |> ignore
+                        stopFollowing tracked.CallId
+
+                        logger.LogError(
+                            "Call {CallId}: the store still cannot save its move to {State}; the monitor leaves it as stored: {Error}",
+                            CallId.short tracked.CallId,
+                            state,
+                            e.Message
+                        )
             | _ -> ()
         }
 
@@ -182,6 +229,9 @@ type internal StoreWriter
             more <- queue.Reader.TryRead &next
 
         moves
+
+    /// How many times in a row a failed save of one call is retried.
+    static member Retries = 5
 
     /// The writer's loop: until `Complete` and everything queued is saved.
     member _.Run() : Task =

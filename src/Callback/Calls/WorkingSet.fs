@@ -58,7 +58,9 @@ module TrackedCall =
     let apply (at: DateTimeOffset) (input: CallInput) (tracked: TrackedCall) =
         let call = CallState.apply at input tracked.Call
 
-        if call = tracked.Call then
+        // The fold answers the same object when an event tells it nothing; a structural comparison (legs
+        // and history) only when it built a new one.
+        if LanguagePrimitives.PhysicalEquality call tracked.Call || call = tracked.Call then
             tracked
         else
             let failedAt =
@@ -73,46 +75,73 @@ module TrackedCall =
                     OriginateFailedAt = failedAt
             }
 
-/// Which calls an AMI event may be about, from the names it carries: every Uniqueid and Linkedid (a
-/// ChannelId, `<callId>-<attempt>`, or a leg already seen), every `CALLBACK_ID`, an OriginateResponse's
-/// Uniqueid and ActionID. A superset of what the fold accepts (`CallState.apply` still decides), so
-/// routing changes no call's result; it only spares the fold every unrelated call.
-[<RequireQualifiedAccess>]
-module CallRoute =
-
-    /// The names in `event` that can lead to a call.
-    let keys (event: CallEvent) =
-        let ofChannel (ref: ChannelRef) = [ ref.Uniqueid; ref.Linkedid; yield! Option.toList ref.CallbackId ]
-
-        match event with
-        | OriginateResponse r -> r.Uniqueid :: Option.toList r.ActionId
-        | CallbackIdSet(ref, value) -> value :: ofChannel ref
-        | _ -> CallEvent.channels event |> List.collect ofChannel
-
-/// The monitor's live calls, indexed by call id and by the Uniqueid of every leg seen, so an event reaches
-/// its own calls in O(1) whatever the number of live calls. Not thread-safe: the monitor uses it under
-/// its lock.
+/// The monitor's live calls, indexed so an AMI event reaches the calls it may be about in O(1), whatever
+/// the number of live calls: by the names it carries, each looked up as a ChannelId (`<callId>-<attempt>`,
+/// also with a Local half's `;2`), as a `CALLBACK_ID`, and as the Uniqueid of a leg already seen; an
+/// OriginateResponse by its Uniqueid and ActionID. A superset of what the fold accepts (`CallState.apply`
+/// still decides), so routing changes no call's result: it only spares the fold every unrelated call, and
+/// an unrelated event costs a few dictionary lookups and no allocation. Not thread-safe: the monitor uses
+/// it under its lock.
 [<Sealed>]
 type WorkingSet() =
     let calls = Dictionary<CallId, TrackedCall>()
+    /// Each call's ChannelId and call id (its `CALLBACK_ID`).
+    let names = Dictionary<string, CallId>()
     let legs = Dictionary<string, CallId>()
+    /// The calls found for the event being routed.
+    let found = List<TrackedCall>(4)
 
     let index (tracked: TrackedCall) =
         for KeyValue(uniqueid, _) in tracked.Call.Legs do
             legs[uniqueid] <- tracked.CallId
 
-    /// Every call `key` may name: as a ChannelId, as a `CALLBACK_ID`, as a leg already seen.
-    let callsOf (key: string) = [
-        match ChannelId.tryParse key with
-        | Some(callId, _) -> yield callId
-        | None -> ()
-        match CallId.tryParse key with
-        | Some callId -> yield callId
-        | None -> ()
-        match legs.TryGetValue key with
-        | true, callId -> yield callId
+    let add (callId: CallId) =
+        match calls.TryGetValue callId with
+        | true, tracked when not (found.Exists(fun t -> t.CallId = callId)) -> found.Add tracked
         | _ -> ()
-    ]
+
+    let lookIn (names: Dictionary<string, CallId>) (key: string) =
+        match names.TryGetValue key with
+        | true, callId -> add callId
+        | _ -> ()
+
+    /// Every call `key` may name.
+    let consider (key: string) =
+        if not (String.IsNullOrEmpty key) then
+            lookIn names key
+            lookIn legs key
+
+            match key.IndexOf ';' with
+            | -1 -> ()
+            | semicolon -> lookIn names (key.Substring(0, semicolon))
+
+    let considerChannel (ref: ChannelRef) =
+        consider ref.Uniqueid
+        consider ref.Linkedid
+
+        match ref.CallbackId with
+        | Some callbackId -> consider callbackId
+        | None -> ()
+
+    let route (event: CallEvent) =
+        found.Clear()
+
+        match event with
+        | OriginateResponse r ->
+            consider r.Uniqueid
+            r.ActionId |> Option.iter consider
+        | CallbackIdSet(ref, value) ->
+            consider value
+            considerChannel ref
+        | Newchannel ref
+        | Newstate(ref, _)
+        | BridgeEnter(ref, _)
+        | Hangup(ref, _) -> considerChannel ref
+        | DialBegin(caller, dest)
+        | DialState(caller, dest, _)
+        | DialEnd(caller, dest, _) ->
+            considerChannel dest
+            caller |> Option.iter considerChannel
 
     /// Adds a call unless one with its id is already followed; true when added.
     member _.Add(tracked: TrackedCall) =
@@ -120,6 +149,8 @@ type WorkingSet() =
             false
         else
             calls[tracked.CallId] <- tracked
+            names[tracked.Call.ChannelId] <- tracked.CallId
+            names[CallId.value tracked.CallId] <- tracked.CallId
             index tracked
             true
 
@@ -133,6 +164,8 @@ type WorkingSet() =
         match calls.TryGetValue callId with
         | true, tracked ->
             calls.Remove callId |> ignore
+            names.Remove tracked.Call.ChannelId |> ignore
+            names.Remove(CallId.value callId) |> ignore
 
             for KeyValue(uniqueid, _) in tracked.Call.Legs do
                 legs.Remove uniqueid |> ignore
@@ -148,23 +181,24 @@ type WorkingSet() =
 
     member _.Count = calls.Count
 
-    /// The followed calls `event` may be about (see `CallRoute`), each once.
+    /// The followed calls `event` may be about, each once.
     member _.Route(event: CallEvent) =
-        CallRoute.keys event
-        |> List.collect callsOf
-        |> List.distinct
-        |> List.choose (fun callId ->
-            match calls.TryGetValue callId with
-            | true, tracked -> Some tracked
-            | _ -> None)
+        route event
+        List.ofSeq found
 
     /// Applies `event`, received at `at`, to the calls it is routed to; answers each call the fold
     /// changed, before and after.
-    member this.Apply(at: DateTimeOffset, event: CallEvent) = [
-        for before in this.Route event do
-            let after = TrackedCall.apply at (Ami event) before
+    member this.Apply(at: DateTimeOffset, event: CallEvent) =
+        route event
 
-            if not (obj.ReferenceEquals(after, before)) then
-                this.Update after
-                yield before, after
-    ]
+        if found.Count = 0 then
+            []
+        else
+            [
+                for before in List.ofSeq found do
+                    let after = TrackedCall.apply at (Ami event) before
+
+                    if not (obj.ReferenceEquals(after, before)) then
+                        this.Update after
+                        yield before, after
+            ]
