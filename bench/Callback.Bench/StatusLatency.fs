@@ -44,16 +44,6 @@ let storm () =
 /// One transition to measure: the events that lead to it (written together) and the state they reach.
 type Step = { Bytes: byte[]; State: string }
 
-let private stateName (state: State) =
-    match state with
-    | State.Queued -> "queued"
-    | State.Ringing -> "ringing"
-    | State.Answered -> "answered"
-    | State.Connecting -> "connecting"
-    | State.Bridged -> "bridged"
-    | State.Ended -> "ended"
-    | State.Failed -> "failed"
-
 /// The recording's events for call `channelId`, cut after each event that moves the call (the product's
 /// fold says which), so each step ends in one new state; events after the final one join the last step.
 let steps (channelId: string) =
@@ -90,7 +80,7 @@ let steps (channelId: string) =
 
             {
                 Bytes = Encoding.ASCII.GetBytes(String.concat "" texts[first..last])
-                State = stateName (List.last folded[cuts[k]].History).State
+                State = Names.state (List.last folded[cuts[k]].History).State
             }
     ]
 

@@ -252,7 +252,7 @@ let private statusTests =
                         Failed(Congestion, None)
                         Failed(FailedOutcome.Error, None)
                         Failed(FailedOutcome.Lost, None)
-                    ] -> CallJson.outcomeName status |> Option.get
+                    ] -> Names.outcome status |> Option.get
             ]
 
             Expect.equal

@@ -145,3 +145,49 @@ module Call =
                baseId caller = call.ChannelId
                && (caller.EndsWith ";2"
                    || call.Legs.TryFind caller |> Option.exists (fun c -> c.Channel.EndsWith ";2")))
+
+/// The names of states and outcomes: one spelling for the contract, the store, the metrics and the log.
+[<RequireQualifiedAccess>]
+module Names =
+
+    /// The state's name: `queued`, `ringing`, …, `ended`, `failed`.
+    let state (state: State) =
+        match state with
+        | State.Queued -> "queued"
+        | State.Ringing -> "ringing"
+        | State.Answered -> "answered"
+        | State.Connecting -> "connecting"
+        | State.Bridged -> "bridged"
+        | State.Ended -> "ended"
+        | State.Failed -> "failed"
+
+    /// The outcome's name (`completed`, `busy`, …, `lost`), None while the call is live.
+    let outcome (status: CallStatus) =
+        match status with
+        | Live _ -> None
+        | Ended(Completed _, _) -> Some "completed"
+        | Ended(VisitorHungUp, _) -> Some "visitor-hung-up"
+        | Ended(OwnerBusy, _) -> Some "owner-busy"
+        | Ended(OwnerNoAnswer, _) -> Some "owner-no-answer"
+        | Failed(Busy, _) -> Some "busy"
+        | Failed(NoAnswer, _) -> Some "no-answer"
+        | Failed(Rejected, _) -> Some "rejected"
+        | Failed(Unreachable, _) -> Some "unreachable"
+        | Failed(Congestion, _) -> Some "congestion"
+        | Failed(FailedOutcome.Error, _) -> Some "error"
+        | Failed(FailedOutcome.Lost, _) -> Some "lost"
+
+    /// Every outcome's name, those of answered calls first.
+    let outcomes = [
+        "completed"
+        "visitor-hung-up"
+        "owner-busy"
+        "owner-no-answer"
+        "busy"
+        "no-answer"
+        "rejected"
+        "unreachable"
+        "congestion"
+        "error"
+        "lost"
+    ]

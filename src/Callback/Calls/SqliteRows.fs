@@ -14,16 +14,6 @@ module internal SqliteRows =
     let readTime (ms: int64) =
         DateTimeOffset.FromUnixTimeMilliseconds ms
 
-    let stateName state =
-        match state with
-        | State.Queued -> "queued"
-        | State.Ringing -> "ringing"
-        | State.Answered -> "answered"
-        | State.Connecting -> "connecting"
-        | State.Bridged -> "bridged"
-        | State.Ended -> "ended"
-        | State.Failed -> "failed"
-
     let readState name =
         match name with
         | "queued" -> State.Queued
@@ -48,19 +38,12 @@ module internal SqliteRows =
 
     /// The outcome column (the contract's names), and talk time for `completed`.
     let outcome status =
-        match status with
-        | Live _ -> None, None
-        | Ended(Completed talk, _) -> Some "completed", Some(int64 talk.TotalMilliseconds)
-        | Ended(VisitorHungUp, _) -> Some "visitor-hung-up", None
-        | Ended(OwnerBusy, _) -> Some "owner-busy", None
-        | Ended(OwnerNoAnswer, _) -> Some "owner-no-answer", None
-        | Failed(Busy, _) -> Some "busy", None
-        | Failed(NoAnswer, _) -> Some "no-answer", None
-        | Failed(Rejected, _) -> Some "rejected", None
-        | Failed(Unreachable, _) -> Some "unreachable", None
-        | Failed(Congestion, _) -> Some "congestion", None
-        | Failed(FailedOutcome.Error, _) -> Some "error", None
-        | Failed(FailedOutcome.Lost, _) -> Some "lost", None
+        let talk =
+            match status with
+            | Ended(Completed talk, _) -> Some(int64 talk.TotalMilliseconds)
+            | _ -> None
+
+        Names.outcome status, talk
 
     let cause status =
         match status with

@@ -159,7 +159,7 @@ module SqliteStore =
                         [
                             "$id", box callId
                             "$attempt", box (Attempt.number attempt)
-                            "$state", box (SqliteRows.stateName transition.State)
+                            "$state", box (Names.state transition.State)
                             "$at", box (SqliteRows.time transition.At)
                         ]
                         cancel
@@ -220,7 +220,7 @@ module SqliteStore =
                     [
                         "$id", box id
                         "$attempt", box (Attempt.number change.Attempt)
-                        "$state", box (SqliteRows.stateName (Store.stateOf change.Status))
+                        "$state", box (Names.state (Store.stateOf change.Status))
                         "$outcome", dbValue outcome
                         "$talk", dbValue talk
                         "$code", dbValue (cause |> Option.map _.Code)
@@ -228,7 +228,7 @@ module SqliteStore =
                         "$sip", dbValue (cause |> Option.bind _.SipCode)
                         "$at", box (SqliteRows.time change.At)
                         "$expectedAttempt", box (Attempt.number expected.Attempt)
-                        "$expectedState", box (SqliteRows.stateName expected.State)
+                        "$expectedState", box (Names.state expected.State)
                     ]
                     cancel
 

@@ -16,19 +16,7 @@ type OutcomeCounts() =
     let counts = ConcurrentDictionary<string, int64>()
 
     /// Every outcome name, as the contract and the store spell them.
-    static member Names = [
-        "completed"
-        "visitor-hung-up"
-        "owner-busy"
-        "owner-no-answer"
-        "busy"
-        "no-answer"
-        "rejected"
-        "unreachable"
-        "congestion"
-        "error"
-        "lost"
-    ]
+    static member Names = Names.outcomes
 
     /// Counts a call just saved with the final `status` (a live status counts nothing).
     member _.Add(status: CallStatus) =
@@ -126,7 +114,7 @@ type internal StoreWriter
 
             let state =
                 stored
-                |> Option.map (fun s -> SqliteRows.stateName (Store.stateOf s.Status))
+                |> Option.map (fun s -> Names.state (Store.stateOf s.Status))
                 |> Option.defaultValue "gone"
 
             logger.LogWarning(
@@ -178,7 +166,7 @@ type internal StoreWriter
                         | true, n -> n + 1
                         | _ -> 1
 
-                    let state = SqliteRows.stateName (Store.stateOf tracked.Call.Status)
+                    let state = Names.state (Store.stateOf tracked.Call.Status)
 
                     if failed <= StoreWriter.Retries then
                         failures[tracked.CallId] <- failed

@@ -10,41 +10,6 @@ open Callback.Domain
 [<RequireQualifiedAccess>]
 module CallJson =
 
-    /// The state's name in the contract.
-    let stateName state =
-        match state with
-        | State.Queued -> "queued"
-        | State.Ringing -> "ringing"
-        | State.Answered -> "answered"
-        | State.Connecting -> "connecting"
-        | State.Bridged -> "bridged"
-        | State.Ended -> "ended"
-        | State.Failed -> "failed"
-
-    /// The outcome's name in the contract, None while the call is live.
-    let outcomeName status =
-        match status with
-        | Live _ -> None
-        | Ended(outcome, _) ->
-            Some(
-                match outcome with
-                | Completed _ -> "completed"
-                | VisitorHungUp -> "visitor-hung-up"
-                | OwnerBusy -> "owner-busy"
-                | OwnerNoAnswer -> "owner-no-answer"
-            )
-        | Failed(outcome, _) ->
-            Some(
-                match outcome with
-                | Busy -> "busy"
-                | NoAnswer -> "no-answer"
-                | Rejected -> "rejected"
-                | Unreachable -> "unreachable"
-                | Congestion -> "congestion"
-                | FailedOutcome.Error -> "error"
-                | FailedOutcome.Lost -> "lost"
-            )
-
     /// ISO 8601 in UTC to the millisecond (what the store keeps), e.g. `2026-12-01T12:00:00.250Z`.
     let instant (at: DateTimeOffset) : JsonValue =
         Encode.string (at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture))
@@ -65,7 +30,7 @@ module CallJson =
 
     let private transition (t: SavedTransition) : JsonValue =
         Encode.object [
-            "state", Encode.string (stateName t.Transition.State)
+            "state", Encode.string (Names.state t.Transition.State)
             "at", instant t.Transition.At
         ]
 
@@ -87,8 +52,8 @@ module CallJson =
         Encode.object [
             "callId", Encode.string (CallId.value call.CallId)
             "attempt", (fun w -> w.WriteNumberValue(Attempt.number attempt))
-            "state", Encode.string (stateName state)
-            "outcome", Encode.option Encode.string (status |> Option.bind outcomeName)
+            "state", Encode.string (Names.state state)
+            "outcome", Encode.option Encode.string (status |> Option.bind Names.outcome)
             "language", Encode.string (Language.code call.Language)
             "number", Encode.string call.MaskedNumber
             "createdAt", instant call.CreatedAt
