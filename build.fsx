@@ -136,7 +136,10 @@ let startPhone (scenario: string) (port: int) (variables: string list) (log: str
         [
             "exec sipp -sf tests/sip/" + scenario + ".xml -i 127.0.0.1 -p " + string port
             "-mi 127.0.0.1 -mp " + media + " -rtp_echo -key rtp_port " + media
-            "-cp " + string (port + 3000) + " -nostdin -trace_msg -message_file " + log
+            "-ci 127.0.0.1 -cp "
+            + string (port + 3000)
+            + " -nostdin -trace_msg -message_file "
+            + log
             String.concat " " variables
             ">/dev/null 2>&1"
         ]

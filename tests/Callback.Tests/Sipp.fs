@@ -191,9 +191,12 @@ let arguments scenario sipPort rtpPort directory calls (options: string list) = 
     string sipPort
     "-mi"
     "127.0.0.1"
-    // SIPp's own media port (unused: the RtpPhone answers on rtp_port) and control port, away from Asterisk's.
+    // SIPp's own media port (unused: the RtpPhone answers on rtp_port) and control port, away from Asterisk's;
+    // the control socket on loopback too (SIPp binds it to every address otherwise).
     "-mp"
     string (rtpPort + 1)
+    "-ci"
+    "127.0.0.1"
     "-cp"
     string (sipPort + 3000)
     "-key"
