@@ -20,7 +20,7 @@ type OutcomeCounts() =
 
     /// Counts a call just saved with the final `status` (a live status counts nothing).
     member _.Add(status: CallStatus) =
-        match fst (SqliteRows.outcome status) with
+        match Names.outcome status with
         | Some name -> counts.AddOrUpdate(name, 1L, (fun _ n -> n + 1L)) |> ignore
         | None -> ()
 
