@@ -131,9 +131,13 @@ module SqliteStore =
             return byCall
         }
 
-    /// The calls `where` selects (on `calls c`), each with its history.
+    /// The calls `where` selects (on `calls c`), each with its history. Both reads are made in one read
+    /// transaction, so they see one snapshot of the database: between two autocommit reads a save could
+    /// land, and a call would come back with the new state but only the old history.
     let internal select connection where parameters cancel =
         task {
+            // Deferred: a read snapshot, without taking the write lock the writer needs.
+            use _ = (connection: SqliteConnection).BeginTransaction(deferred = true)
             let! history = histories connection where parameters cancel
 
             use command =
