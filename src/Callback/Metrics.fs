@@ -78,7 +78,7 @@ type CallbackMetrics(gate: SessionGate) =
 
     /// Copies the monitor's and the store's own counts into the series, at each scrape.
     let collect () =
-        for name in OutcomeCounts.Names do
+        for name in Names.outcomes do
             calls.WithLabels(name).IncTo(float (outcomes.Of name))
 
         match monitor with

@@ -139,7 +139,7 @@ let tests =
 
             use sidecar = new Sidecar(fakeAmiConfig [] server.Port)
 
-            for name in Callback.Calls.OutcomeCounts.Names do
+            for name in Callback.Calls.Names.outcomes do
                 Expect.equal (sample sidecar (calls name)) 0.0 $"{name} at 0"
 
             Expect.equal (sample sidecar "callback_monitor_connected") 0.0 "no monitor, not connected"

@@ -15,9 +15,6 @@ open Callback.Domain
 type OutcomeCounts() =
     let counts = ConcurrentDictionary<string, int64>()
 
-    /// Every outcome name, as the contract and the store spell them.
-    static member Names = Names.outcomes
-
     /// Counts a call just saved with the final `status` (a live status counts nothing).
     member _.Add(status: CallStatus) =
         match Names.outcome status with
