@@ -40,6 +40,7 @@ let private oneCall (env, monitorEnv) fixture (number: string) (visitor: PhonePl
            |> Option.toList)
 
     use _ = phones running
+    use _ = silentVisitor visitor.IsNone
     let statusUrl = callback sidecar number
     // The visitor's page opens the stream as soon as the callback is placed.
     let stream = stateFrames sidecar.Client (TimeSpan.FromSeconds 45.0) statusUrl

@@ -58,7 +58,7 @@ let private callback (sidecar: Sidecar) (language: string) (number: string) =
 /// owner rung once, `hungUp` sent the one BYE and Asterisk then hung up `other`.
 let private provenBySipp env (visitorPhone: Phone) (ownerPhone: Phone) (hungUp: Phone) (other: Phone) =
     let invites = calls visitorPhone
-    Expect.equal invites.Length 1 "the trunk gets exactly one INVITE"
+    Expect.equal invites.Length 1 $"the trunk gets exactly one INVITE: {describeCalls visitorPhone}"
     let trunk = setting env "SIP_TRUNK"
     Expect.equal (firstLine invites.Head) $"INVITE sip:{visitorDigits}@{trunk} SIP/2.0" "its Request-URI"
     let callerId = Regex.Match(setting env "Originate__CallerId", "^(.*) <(.*)>$")
@@ -133,7 +133,11 @@ let private bridgedCallback language visitorScenario ownerScenario (env, monitor
     let ended (phone: Phone) (seconds: float) =
         phone.AwaitExit(TimeSpan.FromSeconds seconds)
 
-    Expect.equal (ended visitorPhone 30.0) (Some 0) $"the visitor's SIPp ends its call: {tail 10 visitorPhone.Output}"
+    Expect.equal
+        (ended visitorPhone 30.0)
+        (Some 0)
+        $"the visitor's SIPp ends its call: {tail 10 visitorPhone.Output}\ncalls: {describeCalls visitorPhone}"
+
     Expect.equal (ended ownerPhone 10.0) (Some 0) $"the owner's SIPp ends its call: {tail 10 ownerPhone.Output}"
     Expect.isTrue (awaitCallEnd monitor) "Asterisk hung up both legs"
     record $"callback-{language}" monitor
@@ -167,6 +171,7 @@ let private failedCallback name visitorScenario ownerScenario (env, monitorEnv) 
         |> Option.map (fun (scenario, options) -> owner env scenario options)
 
     use _ = phones (Option.toList ownerPhone)
+    use _ = silentVisitor visitorPhone.IsNone
     callback sidecar "en" visitorNumber
     Expect.isTrue (awaitCallEnd monitor) "every channel of the call hung up, and the OriginateResponse came"
     record name monitor
@@ -177,7 +182,7 @@ let private failedCallback name visitorScenario ownerScenario (env, monitorEnv) 
             (Some 0)
             $"{phone.Name}'s SIPp plays its scenario to the end: {tail 10 phone.Output}"
 
-        Expect.equal (calls phone).Length 1 $"{phone.Name}'s phone gets one INVITE"
+        Expect.equal (calls phone).Length 1 $"{phone.Name}'s phone gets one INVITE: {describeCalls phone}"
 
     Expect.isEmpty (sip (monitor.Channels())) "no channel is left"
     outcome monitor.Events

@@ -29,6 +29,28 @@ let awaitCallEnd (monitor: Monitor) =
         && not created.IsEmpty
         && created = pjsip "Hangup")
 
+/// How long Asterisk may go on sending an INVITE that nothing answers: pjsip retransmits it until Timer B
+/// (64 × T1 = 32 s, pjsip's default, which the dev Asterisk keeps) ends its transaction, even after the
+/// Originate timeout (30 s) hung the channel up, since a CANCEL must wait for a provisional response that
+/// never comes. The last retransmission leaves at 31.5 s; 2 s more cover the Originate's own delay.
+let unansweredInviteLifetime = TimeSpan.FromSeconds 34.0
+
+/// Held by a test that leaves the visitor's port silent, from just before its POST: when the test ends,
+/// passed or failed, it waits until Asterisk's INVITE can no longer be retransmitted. Otherwise the next
+/// test's phone on that port receives the last retransmission as a call of its own (seen: it answered the
+/// stray INVITE, its scenario failed, its own call then found nothing listening, and so on, test after test).
+let silentVisitor (silent: bool) =
+    let posted = Diagnostics.Stopwatch.StartNew()
+
+    {
+        new IDisposable with
+            member _.Dispose() =
+                let left = unansweredInviteLifetime - posted.Elapsed
+
+                if silent && left > TimeSpan.Zero then
+                    Threading.Thread.Sleep left
+    }
+
 /// Where `record` saves a monitor's stream when CALLBACK_RECORD_SIP_FIXTURES names a folder (the fixtures
 /// in tests/fixtures/ami/ were made so); otherwise nothing is written.
 let record (name: string) (monitor: Monitor) =
@@ -74,6 +96,13 @@ let calls (phone: Phone) =
     received "INVITE" phone.Messages
     |> List.filter (fun m -> not ((header "To" m).Contains "tag="))
     |> List.distinctBy (header "Call-ID")
+
+/// The calls a phone received, one line each (Request-URI and Call-ID), for a failure's message: a stray
+/// INVITE meant for another test's call shows by its number.
+let describeCalls (phone: Phone) =
+    calls phone
+    |> List.map (fun m -> $"""{firstLine m} (Call-ID {header "Call-ID" m})""")
+    |> String.concat "; "
 
 /// The events of Asterisk's channels whose name starts `PJSIP/<endpoint>-`.
 let onEndpoint (endpoint: string) (events: Event list) =
