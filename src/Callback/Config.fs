@@ -358,6 +358,8 @@ type DataSettings = {
     Directory: string
     /// Final calls last moved longer ago than this are deleted; live calls are kept whatever their age.
     Retention: TimeSpan
+    /// `Data__NumberKey`, the key of the numbers' HMAC; None: generated once into the directory.
+    NumberKey: string option
 }
 
 [<RequireQualifiedAccess>]
@@ -384,6 +386,13 @@ module DataSettings =
             | true, days when days >= 1 && days <= MaxRetentionDays -> Ok(TimeSpan.FromDays(float days))
             | _ -> Error $"Data__RetentionDays must be a whole number from 1 to {MaxRetentionDays} (got '{v}')."
 
+    let private numberKey (config: IConfiguration) =
+        match config["Data:NumberKey"] with
+        | null
+        | "" -> Ok None
+        | key when key.Trim().Length < 32 -> Error "Data__NumberKey must be at least 32 characters."
+        | key -> Ok(Some key)
+
     /// Reads the store's settings, all problems at once. Without `Data__Path` the directory is `data` under
     /// `workingDirectory`; a relative one is taken from there too. Whether the directory is usable is
     /// checked when the store opens it.
@@ -391,9 +400,11 @@ module DataSettings =
         validation {
             let! directory = directory config workingDirectory
             and! retention = retention config
+            and! numberKey = numberKey config
 
             return {
                 Directory = directory
                 Retention = retention
+                NumberKey = numberKey
             }
         }

@@ -81,23 +81,67 @@ let private callbackServices
         Store = store :> Calls.ICallStore
         Feed = feed
         Monitored = settings.Monitor.IsSome
+        // Until the tracking is made (`startTracking`), before the first request.
+        Submit = fun _ _ -> Threading.Tasks.Task.FromResult NotAccepted
+        Duplicate = fun _ -> Threading.Tasks.Task.FromResult None
     }
 
-/// The call store in `data.Directory`, opened (and migrated) before the app starts: a sidecar that
-/// cannot keep its calls does not take callbacks.
+/// The call store in `data.Directory`, opened (and migrated) before the app starts, with the numbers'
+/// key: a sidecar that cannot keep its calls does not take callbacks. The attempts a previous process had
+/// claimed but not sent are due again (it died before sending anything).
 let private openStore (data: DataSettings) =
-    Calls.SqliteCallStore.Open(data.Directory, Threading.CancellationToken.None).Result
+    result {
+        let! store =
+            Calls.SqliteCallStore.Open(data.Directory, Threading.CancellationToken.None).Result
+
+        let! key = Calls.NumberKey.load data.NumberKey data.Directory
+
+        (store :> Calls.IRequestStore).ReleaseClaimed(DateTimeOffset.UtcNow, Threading.CancellationToken.None).Result
+        |> ignore
+
+        return store, key
+    }
     |> Result.mapError List.singleton
 
 /// Every call recorded in the store before its Originate; with `Monitor__Username`, the call monitor
 /// too, started with the application and stopped once it has stopped, so after the drain (the callbacks in
 /// flight hand it their calls until the last one).
-let private startTracking (app: WebApplication) (settings: Settings) (services: CallbackServices) =
+let private startTracking
+    (app: WebApplication)
+    (settings: Settings)
+    (durable: RequestSettings)
+    (key: Calls.NumberKey)
+    (requests: Calls.IRequestStore)
+    (services: CallbackServices)
+    =
     let loggers = app.Services.GetRequiredService<ILoggerFactory>()
     let outcomes = services.Metrics.Outcomes
+    // The dispatcher is made last (it places through the tracking); a retry saved before wakes it then.
+    let wake = ref (fun (_: DateTimeOffset) -> ())
+
+    let policy: Calls.RetryPolicy = {
+        MaxAttempts = durable.MaxAttempts
+        Delay = durable.RetryDelay
+        Jitter = Calls.Retries.DefaultJitter
+    }
+
+    let retrying: Calls.Retrying = {
+        Next = fun attempt status at -> Calls.Retries.next policy attempt status at (Random.Shared.NextDouble())
+        Reschedule =
+            fun callId expected ended dueAt ->
+                task {
+                    let! saved =
+                        requests.Retry(callId, expected, ended, dueAt, Threading.CancellationToken.None)
+
+                    if saved = Calls.Saved then
+                        wake.Value dueAt
+
+                    return saved
+                }
+    }
 
     let monitor =
-        Calls.MonitorSession.create settings services.Store services.Feed outcomes loggers
+        Calls.MonitorSession.create settings services.Store services.Feed outcomes retrying loggers
 
     match monitor with
     | None -> ()
@@ -108,15 +152,55 @@ let private startTracking (app: WebApplication) (settings: Settings) (services: 
         app.Lifetime.ApplicationStopped.Register(fun () -> monitor.StopAsync().Wait(TimeSpan.FromSeconds 5.0) |> ignore)
         |> ignore
 
+    let tracking =
+        Calls.CallTracking.durable
+            requests
+            services.Store
+            monitor
+            outcomes
+            TimeProvider.System
+            (loggers.CreateLogger "Callback.Calls.Tracking")
+
+    let place = Pipeline.place tracking settings services.Gate
+
+    let dispatcher =
+        new Dispatcher(
+            requests,
+            place,
+            DispatcherTiming.defaults,
+            TimeProvider.System,
+            Random.Shared.NextDouble,
+            loggers.CreateLogger "Callback.Callbacks.Dispatcher"
+        )
+
+    wake.Value <- dispatcher.Wake
+
+    let callbacks =
+        CallbackRequests(
+            requests,
+            key,
+            durable,
+            monitor.IsSome,
+            place,
+            TimeProvider.System,
+            dispatcher.Wake,
+            loggers.CreateLogger "Callback.Callbacks.Requests"
+        )
+
+    app.Lifetime.ApplicationStarted.Register(fun () -> dispatcher.StartAsync(Threading.CancellationToken.None).Wait())
+    |> ignore
+
+    // Before the drain and the monitor stop: the attempts it is placing finish and hand their calls over.
+    app.Lifetime.ApplicationStopping.Register(fun () ->
+        dispatcher.StopAsync(Threading.CancellationToken.None).Wait(CallbackDuration.longest settings.Ami)
+        |> ignore)
+    |> ignore
+
     {
         services with
-            Tracking =
-                Calls.CallTracking.create
-                    services.Store
-                    monitor
-                    outcomes
-                    TimeProvider.System
-                    (loggers.CreateLogger "Callback.Calls.Tracking")
+            Tracking = tracking
+            Submit = fun request dueAt -> callbacks.Submit(request, dueAt)
+            Duplicate = callbacks.Duplicate
     }
 
 /// Builds the web application from configuration; every invalid setting is reported, none is guessed.
@@ -132,15 +216,17 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         validation {
             let! settings = Settings.read builder.Configuration
             and! data = DataSettings.read builder.Configuration Environment.CurrentDirectory
-            return settings, data
+            and! durable = RequestSettings.read builder.Configuration
+            return settings, data, durable
         }
 
     match
         configured
-        |> Result.bind (fun (settings, data) -> openStore data |> Result.map (fun s -> settings, data, s))
+        |> Result.bind (fun (settings, data, durable) ->
+            openStore data |> Result.map (fun s -> settings, data, durable, s))
     with
     | Error errors -> Error errors
-    | Ok(settings, data, store) ->
+    | Ok(settings, data, durable, (store, key)) ->
         builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
         ErrorAnswers.addServices builder.Services
         let services = callbackServices builder settings data store
@@ -149,7 +235,7 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         |> ignore
 
         let app = builder.Build()
-        let services = startTracking app settings services
+        let services = startTracking app settings durable key store services
         ErrorAnswers.usePipeline app
         app.UseForwardedHeaders() |> ignore
 

@@ -25,6 +25,7 @@ let tests =
                 (Ok {
                     Directory = Path.Combine(workingDirectory, "data")
                     Retention = TimeSpan.FromDays 30.0
+                    NumberKey = None
                 })
                 "defaults"
         }

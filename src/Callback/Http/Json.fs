@@ -118,6 +118,31 @@ module CallbackJson =
             ]
         )
 
+    /// The answer to a request whose number already has a call: that call's id and status URL, the five
+    /// booleans its own request got, and `duplicate: true`.
+    let duplicate (callId: string) (stages: StageResults) : JsonValue =
+        Encode.object (
+            stageFields stages
+            @ [
+                "callId", Encode.string callId
+                "statusUrl", Encode.string (statusUrl callId)
+                "duplicate", Encode.bool true
+            ]
+        )
+
+    /// The answer to a request accepted for later: five false booleans (nothing was sent yet), `queued`,
+    /// `scheduledFor`, the call's id and status URL.
+    let scheduled (callId: string) (scheduledFor: JsonValue) : JsonValue =
+        Encode.object (
+            stageFields StageResults.None
+            @ [
+                "queued", Encode.bool true
+                "scheduledFor", scheduledFor
+                "callId", Encode.string callId
+                "statusUrl", Encode.string (statusUrl callId)
+            ]
+        )
+
     /// The answer to a request refused before any AMI traffic: five false booleans and every error.
     let refused (errors: FieldError list) : JsonValue =
         Encode.object (
