@@ -134,6 +134,14 @@ type Dispatcher
             if at < sleepingUntil then
                 wake.Cancel())
 
+    /// Until when the dispatcher sleeps now, if it does (the tests wait for it to be asleep).
+    member _.SleepingUntil =
+        lock gate (fun () ->
+            if sleepingUntil = DateTimeOffset.MaxValue then
+                None
+            else
+                Some sleepingUntil)
+
     /// One claim-and-place round now (the tests drive it; the service loops on it).
     member _.RunDue() = round ()
 
