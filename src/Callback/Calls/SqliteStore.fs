@@ -8,6 +8,19 @@ open System.Threading.Tasks
 open Microsoft.Data.Sqlite
 open Callback.Domain
 
+/// Rows of another feature written in the transaction of each Create and Save that moves a call (the
+/// webhook outbox), so they commit, or roll back, with the move they report.
+type ISqliteWriteHook =
+    /// SQL run at every open after the store's own migration, `CREATE … IF NOT EXISTS` only: it needs no
+    /// schema version of its own.
+    abstract Schema: string
+
+    /// Runs inside the transaction, after the store's writes: the call as now stored, and the transitions
+    /// this write added, oldest first. An exception rolls the whole write back.
+    abstract Written:
+        connection: SqliteConnection * call: StoredCall * added: SavedTransition list * cancel: CancellationToken ->
+            Task
+
 /// The embedded store: one SQLite file in the data directory, one row per call plus its transitions.
 /// WAL with `synchronous=FULL`: a move the store answered `Saved` survives a power cut, not only a crash of
 /// the process (WAL's default, NORMAL, may lose the last commits then), while readers never wait for a writer.
@@ -131,13 +144,9 @@ module SqliteStore =
             return byCall
         }
 
-    /// The calls `where` selects (on `calls c`), each with its history. Both reads are made in one read
-    /// transaction, so they see one snapshot of the database: between two autocommit reads a save could
-    /// land, and a call would come back with the new state but only the old history.
-    let internal select connection where parameters cancel =
+    /// `select` inside the transaction already open on `connection`.
+    let private selectWithin connection where parameters cancel =
         task {
-            // Deferred: a read snapshot, without taking the write lock the writer needs.
-            use _ = (connection: SqliteConnection).BeginTransaction(deferred = true)
             let! history = histories connection where parameters cancel
 
             use command =
@@ -151,6 +160,16 @@ module SqliteStore =
                 calls.Add(readCall reader (if found then List.ofSeq saved else []))
 
             return List.ofSeq calls
+        }
+
+    /// The calls `where` selects (on `calls c`), each with its history. Both reads are made in one read
+    /// transaction, so they see one snapshot of the database: between two autocommit reads a save could
+    /// land, and a call would come back with the new state but only the old history.
+    let internal select connection where parameters cancel =
+        task {
+            // Deferred: a read snapshot, without taking the write lock the writer needs.
+            use _ = (connection: SqliteConnection).BeginTransaction(deferred = true)
+            return! selectWithin connection where parameters cancel
         }
 
     let private appendTransitions connection (callId: string) attempt (transitions: Transition list) cancel =
@@ -171,7 +190,21 @@ module SqliteStore =
                 ()
         }
 
-    let internal create connection (call: NewCall) cancel =
+    /// Hands `hook`, inside the write's transaction, the call as now stored and the `added` transitions
+    /// this write appended (its last ones).
+    let private written (hook: ISqliteWriteHook option) connection (id: string) (added: int) cancel =
+        task {
+            match hook with
+            | None -> ()
+            | Some hook ->
+                let! calls = selectWithin connection "c.call_id = $id" [ "$id", box id ] cancel
+
+                for call in calls do
+                    let added = List.skip (max 0 (call.History.Length - added)) call.History
+                    do! hook.Written(connection, call, added, cancel)
+        }
+
+    let internal create hook connection (call: NewCall) cancel =
         task {
             use transaction = (connection: SqliteConnection).BeginTransaction()
             let id = CallId.value call.CallId
@@ -203,6 +236,8 @@ module SqliteStore =
                         ]
                         cancel
 
+                do! written hook connection id 1 cancel
+
             do! transaction.CommitAsync cancel
             return inserted = 1
         }
@@ -210,7 +245,7 @@ module SqliteStore =
     /// The compare-and-set: the UPDATE moves the row only while it still has the expected attempt and
     /// state, inside an IMMEDIATE transaction, so of two writers holding the same expectation one moves it
     /// and the other finds nothing to update.
-    let internal save connection callId (expected: Expected) (change: Change) cancel =
+    let internal save hook connection callId (expected: Expected) (change: Change) cancel =
         task {
             use transaction = (connection: SqliteConnection).BeginTransaction()
             let id = CallId.value callId
@@ -238,6 +273,7 @@ module SqliteStore =
 
             if moved = 1 then
                 do! appendTransitions connection id change.Attempt change.Transitions cancel
+                do! written hook connection id change.Transitions.Length cancel
                 do! transaction.CommitAsync cancel
                 return Saved
             else
