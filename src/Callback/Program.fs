@@ -84,10 +84,40 @@ let private callbackServices
     }
 
 /// The call store in `data.Directory`, opened (and migrated) before the app starts: a sidecar that
-/// cannot keep its calls does not take callbacks.
-let private openStore (data: DataSettings) =
-    Calls.SqliteCallStore.Open(data.Directory, Threading.CancellationToken.None).Result
-    |> Result.mapError List.singleton
+/// cannot keep its calls does not take callbacks. With webhooks, the outbox rides on its transactions.
+let private openStore (data: DataSettings) (outbox: Calls.ISqliteWriteHook option) =
+    let cancel = Threading.CancellationToken.None
+
+    let opening =
+        match outbox with
+        | Some hook -> Calls.SqliteCallStore.Open(data.Directory, cancel, hook)
+        | None -> Calls.SqliteCallStore.Open(data.Directory, cancel)
+
+    opening.Result |> Result.mapError List.singleton
+
+/// With `Webhooks__Url`: the delivery loop, started and stopped with the app, reporting in the app's
+/// metrics registry.
+let private webhookDelivery
+    (builder: WebApplicationBuilder)
+    (webhooks: Webhooks.WebhookSettings)
+    (signal: Webhooks.OutboxSignal)
+    (store: Calls.SqliteCallStore)
+    (services: CallbackServices)
+    =
+    let metrics = Webhooks.WebhookMetrics services.Metrics.Registry
+
+    builder.Services.AddHostedService(fun provider ->
+        new Webhooks.WebhookDelivery(
+            webhooks,
+            (fun cancel -> store.Connect cancel),
+            Webhooks.WebhookDelivery.CreateClient(),
+            TimeProvider.System,
+            signal,
+            metrics,
+            Random.Shared.NextDouble,
+            provider.GetRequiredService<ILoggerFactory>().CreateLogger "Callback.Webhooks.Delivery"
+        ))
+    |> ignore
 
 /// Every call recorded in the store before its Originate; with `Monitor__Username`, the call monitor
 /// too, started with the application and stopped once it has stopped, so after the drain (the callbacks in
@@ -132,18 +162,30 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         validation {
             let! settings = Settings.read builder.Configuration
             and! data = DataSettings.read builder.Configuration Environment.CurrentDirectory
-            return settings, data
+            and! webhooks = Webhooks.WebhookSettings.read builder.Configuration
+            return settings, data, webhooks
         }
+
+    let signal = Webhooks.OutboxSignal()
+
+    let outboxFor (settings: Settings) (webhooks: Webhooks.WebhookSettings) =
+        let endpoints = webhooks.Endpoints |> List.map Webhooks.WebhookEndpoint.key
+        Webhooks.Outbox.hook endpoints settings.Monitor.IsSome TimeProvider.System signal
 
     match
         configured
-        |> Result.bind (fun (settings, data) -> openStore data |> Result.map (fun s -> settings, data, s))
+        |> Result.bind (fun (settings, data, webhooks) ->
+            openStore data (webhooks |> Option.map (outboxFor settings))
+            |> Result.map (fun s -> settings, data, webhooks, s))
     with
     | Error errors -> Error errors
-    | Ok(settings, data, store) ->
+    | Ok(settings, data, webhooks, store) ->
         builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
         ErrorAnswers.addServices builder.Services
         let services = callbackServices builder settings data store
+
+        webhooks
+        |> Option.iter (fun w -> webhookDelivery builder w signal store services)
 
         builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders settings.Proxy)
         |> ignore
@@ -155,6 +197,15 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
 
         if settings.Ami.Endpoint.Transport = PlainTcp then
             app.Logger.LogWarning "Ami__UseTls is false: the AMI secret crosses the network in clear text."
+
+        match webhooks with
+        | Some w ->
+            app.Logger.LogInformation(
+                "Webhooks go to {Endpoints}, signed with {Secrets} secret(s)",
+                String.Join(", ", w.Endpoints |> List.map Webhooks.WebhookEndpoint.label),
+                w.Secrets.Length
+            )
+        | None -> ()
 
         if List.isEmpty settings.Protection.AllowedOrigins then
             app.Logger.LogWarning

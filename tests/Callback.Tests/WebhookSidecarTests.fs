@@ -1,0 +1,73 @@
+/// Webhooks through the whole app: settings read at start-up, the outbox on the app's store, the
+/// delivery as one of its hosted services, its series on `/metrics`.
+module Callback.Tests.WebhookSidecarTests
+
+open System
+open System.Text.Json
+open System.Threading.Tasks
+open Expecto
+open Callback.Webhooks
+open Callback.Tests.FakeAmi
+open Callback.Tests.TestSidecar
+open Callback.Tests.WebhookReceiver
+
+let private secret = WebhookSecret.generate ()
+
+let private webhooks (url: string) = [ "Webhooks:Url", url; "Webhooks:Secret", secret ]
+
+[<Tests>]
+let tests =
+    testList "Webhooks in the sidecar" [
+        // Catches webhooks not wired in Program (no hook on the store, or no delivery service), or a
+        // payload that is not the call the POST answered.
+        test "a spooled callback's call.queued reaches the receiver, signed, and is counted on /metrics" {
+            use receiver = new Receiver(secret)
+            use server = new Server(script asterisk, Some pki.Value.Server)
+            use sidecar = new Sidecar(fakeAmiConfig (webhooks receiver.Url) server.Port)
+
+            let _, body =
+                sidecar.Post(form [ "phoneNumber", TestNumbers.Allowed; "language", "en" ])
+
+            let callId = JsonDocument.Parse(body).RootElement.GetProperty("callId").GetString()
+            let deadline = DateTime.UtcNow.AddSeconds 10.0
+
+            while receiver.Accepted.IsEmpty && DateTime.UtcNow < deadline do
+                // Waits for the app's delivery over loopback (the real clock: the row is due at once).
+                Task.Delay(20).Wait()
+
+            let payload = receiver.Accepted |> Seq.exactlyOne |> _.Value
+            let root = JsonDocument.Parse(payload).RootElement
+            Expect.equal (root.GetProperty("type").GetString()) "call.queued" "type"
+            Expect.equal (root.GetProperty("data").GetProperty("callId").GetString()) callId "the call posted"
+            Expect.equal (receiver.Received |> List.map _.Verified) [ Some true ] "verified by the package"
+
+            let metrics = sidecar.Client.GetStringAsync("/metrics").Result
+
+            Expect.stringContains metrics "callback_webhook_deliveries_total{result=\"delivered\"} 1" "counted"
+
+            Expect.isFalse
+                (sidecar.Log
+                 |> List.exists (fun line -> line.Contains(secret.Substring 6) || line.Contains "/hooks"))
+                "neither the secret nor the URL's path in the log"
+        }
+
+        // Catches a bad webhook setting that lets the sidecar start unsigned, or prints the secret.
+        test "a bad Webhooks__Secret stops start-up, with a message that never prints it" {
+            let bad = "whsec_tooShortToBeAKey"
+
+            let result =
+                Callback.Program.createApp [||] (fun builder ->
+                    Microsoft.Extensions.Configuration.MemoryConfigurationBuilderExtensions.AddInMemoryCollection(
+                        builder.Configuration,
+                        fakeAmiConfig [ "Webhooks:Url", "https://crm.example.com/hooks"; "Webhooks:Secret", bad ] 1
+                        |> List.map Collections.Generic.KeyValuePair
+                    )
+                    |> ignore)
+
+            match result with
+            | Ok _ -> failtest "started with a bad secret"
+            | Error errors ->
+                Expect.exists errors (fun e -> e.StartsWith "Webhooks__Secret must") "names the setting"
+                Expect.all errors (fun e -> not (e.Contains "tooShort")) "never the secret"
+        }
+    ]
