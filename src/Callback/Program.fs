@@ -111,7 +111,10 @@ let private webhookDelivery
             webhooks,
             (fun cancel -> store.Connect cancel),
             Webhooks.WebhookDelivery.CreateClient(),
-            TimeProvider.System,
+            // A test's clock when it registered one, else the system's.
+            (provider.GetService<TimeProvider>()
+             |> Option.ofObj
+             |> Option.defaultValue TimeProvider.System),
             signal,
             metrics,
             Random.Shared.NextDouble,
