@@ -69,7 +69,7 @@ type WebhookDelivery
                 if isNull header then
                     None
                 else
-                    Retries.retryAfter
+                    DeliverySchedule.retryAfter
                         (time.GetUtcNow())
                         (Option.ofNullable header.Delta)
                         (Option.ofNullable header.Date)
@@ -100,7 +100,7 @@ type WebhookDelivery
         }
 
     let describe (answer: Answer) =
-        match Retries.status answer with
+        match DeliverySchedule.status answer with
         | Some status -> $"HTTP {status}"
         | None -> $"no answer within {settings.Timeout.TotalSeconds} s"
 
@@ -109,9 +109,9 @@ type WebhookDelivery
     let record connection (row: OutboxRow) (answer: Answer) cancel =
         task {
             let id = MessageId.value row.Id
-            let status = Retries.status answer
+            let status = DeliverySchedule.status answer
 
-            match Retries.decide settings.MaxAttempts row.Attempt (jitter ()) answer with
+            match DeliverySchedule.decide settings.MaxAttempts row.Attempt (jitter ()) answer with
             | Done ->
                 let! _ =
                     Outbox.mark connection row (Delivered(Option.defaultValue 200 status)) cancel

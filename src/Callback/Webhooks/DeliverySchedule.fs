@@ -24,7 +24,7 @@ type Decision =
 /// 20 h, 24 h: about three days in all), spread by jitter so receivers that failed together are not all
 /// retried in the same second. Pure: the jitter is an input.
 [<RequireQualifiedAccess>]
-module Retries =
+module DeliverySchedule =
 
     /// The wait before each attempt, the first one's included (none).
     let schedule = [

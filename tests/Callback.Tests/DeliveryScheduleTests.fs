@@ -1,4 +1,4 @@
-module Callback.Tests.RetriesTests
+module Callback.Tests.DeliveryScheduleTests
 
 open System
 open Expecto
@@ -10,11 +10,11 @@ let private now = DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero)
 
 [<Tests>]
 let tests =
-    testList "Webhook retries" [
+    testList "Webhook delivery schedule" [
         // Catches a schedule that is not the specification's example, or one shifted by an attempt.
         test "with no jitter the waits are the specification's: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h" {
             Expect.equal
-                ([ 2..10 ] |> List.map (fun attempt -> Retries.delayBefore attempt 0.5))
+                ([ 2..10 ] |> List.map (fun attempt -> DeliverySchedule.delayBefore attempt 0.5))
                 [
                     TimeSpan.FromSeconds 5.0
                     TimeSpan.FromMinutes 5.0
@@ -34,13 +34,13 @@ let tests =
             "jitter keeps each wait within 10% of the schedule's"
             (fun (attempt: PositiveInt) (j: NormalFloat) ->
                 let jitter = abs (j.Get % 1.0)
-                let wait = Retries.delayBefore (attempt.Get + 1) jitter
-                let planned = Retries.delayBefore (attempt.Get + 1) 0.5
+                let wait = DeliverySchedule.delayBefore (attempt.Get + 1) jitter
+                let planned = DeliverySchedule.delayBefore (attempt.Get + 1) 0.5
                 wait >= planned * 0.9 && wait <= planned * 1.1)
 
         // Catches 2xx taken as a failure, 3xx or 4xx taken as success, or a give-up one attempt late.
         test "2xx is done, 410 disables, anything else retries until the last attempt" {
-            let decide = Retries.decide 3
+            let decide = DeliverySchedule.decide 3
             Expect.equal (decide 1 0.5 (Accepted 204)) Done "2xx"
             Expect.equal (decide 1 0.5 Gone) DisableEndpoint "410"
             Expect.equal (decide 1 0.5 (Refused(302, None))) (RetryIn(TimeSpan.FromSeconds 5.0)) "3xx"
@@ -53,27 +53,30 @@ let tests =
         // Catches Retry-After ignored, a past date giving a negative wait, or a receiver parking a row for a year.
         test "Retry-After is the wait, from seconds or a date, between none and 24 h" {
             Expect.equal
-                (Retries.decide 10 1 0.5 (Refused(429, Some(TimeSpan.FromSeconds 7.0))))
+                (DeliverySchedule.decide 10 1 0.5 (Refused(429, Some(TimeSpan.FromSeconds 7.0))))
                 (RetryIn(TimeSpan.FromSeconds 7.0))
                 "429"
 
             Expect.equal
-                (Retries.retryAfter now (Some(TimeSpan.FromSeconds 30.0)) None)
+                (DeliverySchedule.retryAfter now (Some(TimeSpan.FromSeconds 30.0)) None)
                 (Some(TimeSpan.FromSeconds 30.0))
                 "seconds"
 
             Expect.equal
-                (Retries.retryAfter now None (Some(now.AddMinutes 3.0)))
+                (DeliverySchedule.retryAfter now None (Some(now.AddMinutes 3.0)))
                 (Some(TimeSpan.FromMinutes 3.0))
                 "date"
 
-            Expect.equal (Retries.retryAfter now None (Some(now.AddMinutes -3.0))) (Some TimeSpan.Zero) "a past date"
+            Expect.equal
+                (DeliverySchedule.retryAfter now None (Some(now.AddMinutes -3.0)))
+                (Some TimeSpan.Zero)
+                "a past date"
 
             Expect.equal
-                (Retries.retryAfter now (Some(TimeSpan.FromDays 365.0)) None)
+                (DeliverySchedule.retryAfter now (Some(TimeSpan.FromDays 365.0)) None)
                 (Some(TimeSpan.FromHours 24.0))
                 "capped"
 
-            Expect.equal (Retries.retryAfter now None None) None "none"
+            Expect.equal (DeliverySchedule.retryAfter now None None) None "none"
         }
     ]
