@@ -131,8 +131,9 @@ module SqliteStore =
             return byCall
         }
 
-    /// `select` inside the transaction already open on `connection`.
-    let private selectWithin connection where parameters cancel =
+    /// The calls `where` selects (on `calls c`), each with its history, inside a transaction the caller
+    /// holds (a write transaction that reads a call, or `select`'s read snapshot).
+    let internal selectInTransaction connection where parameters cancel =
         task {
             let! history = histories connection where parameters cancel
 
@@ -156,7 +157,7 @@ module SqliteStore =
         task {
             // Deferred: a read snapshot, without taking the write lock the writer needs.
             use _ = (connection: SqliteConnection).BeginTransaction(deferred = true)
-            return! selectWithin connection where parameters cancel
+            return! selectInTransaction connection where parameters cancel
         }
 
     let private appendTransitions connection (callId: string) attempt (transitions: Transition list) cancel =
@@ -178,13 +179,13 @@ module SqliteStore =
         }
 
     /// Hands `hook`, inside the write's transaction, the call as now stored and the `added` transitions
-    /// this write appended (its last ones).
-    let private written (hook: ISqliteWriteHook option) connection (id: string) (added: int) cancel =
+    /// this write appended (its last ones). Every write that appends transitions calls it before its commit.
+    let internal written (hook: ISqliteWriteHook option) connection (id: string) (added: int) cancel =
         task {
             match hook with
             | None -> ()
             | Some hook ->
-                let! calls = selectWithin connection "c.call_id = $id" [ "$id", box id ] cancel
+                let! calls = selectInTransaction connection "c.call_id = $id" [ "$id", box id ] cancel
 
                 for call in calls do
                     let added = List.skip (max 0 (call.History.Length - added)) call.History
