@@ -205,4 +205,28 @@ let tests =
                 [ endpoints[0], "pending"; endpoints[1], "disabled" ]
                 "only the gone endpoint"
         }
+
+        // Catches a prune that deletes rows still waiting for a configured endpoint, or keeps for ever the
+        // finished ones and those of an endpoint removed from the settings.
+        testTask "pruning deletes old finished rows and old rows of removed endpoints, never a waiting one" {
+            let clock = FakeTimeProvider start
+            use outbox = new OutboxStore(endpoints, clock)
+            outbox.Store.Create(newCall start, cancel).Result |> ignore
+            use! connection = outbox.Sqlite.Connect cancel
+
+            let! (rows: OutboxRow list) =
+                Outbox.claim connection [ endpoints[0] ] start (start.AddMinutes 1.0) 10 cancel
+
+            let! _ = Outbox.mark connection (List.head rows) (Delivered 200) cancel
+            clock.Advance(TimeSpan.FromDays 8.0)
+            outbox.Store.Create(newCall (start.AddDays 8.0), cancel).Result |> ignore
+            let! pruned = Outbox.prune connection [ endpoints[0] ] (start.AddDays 7.0) cancel
+
+            Expect.equal pruned 2 "the delivered row, and the old row of the removed endpoint"
+
+            Expect.equal
+                (outbox.Rows() |> List.map (fun r -> r.Endpoint, r.State))
+                [ endpoints[0], "pending"; endpoints[1], "pending" ]
+                "the new call's rows are kept"
+        }
     ]

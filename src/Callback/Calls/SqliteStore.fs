@@ -185,7 +185,8 @@ module SqliteStore =
             match hook with
             | None -> ()
             | Some hook ->
-                let! calls = selectInTransaction connection "c.call_id = $id" [ "$id", box id ] cancel
+                let! calls =
+                    selectInTransaction connection "c.call_id = $id" [ "$id", box id ] cancel
 
                 for call in calls do
                     let added = List.skip (max 0 (call.History.Length - added)) call.History

@@ -34,7 +34,8 @@ type WebhookDelivery
     /// The longest wait between two looks at the outbox when nothing is due sooner and nobody signals.
     static let poll = TimeSpan.FromMinutes 1.0
 
-    /// Finished rows (delivered, failed, disabled) are kept this long, for a look at the database.
+    /// Finished rows (delivered, failed, disabled), and rows of an endpoint removed from the settings, are
+    /// kept this long, for a look at the database.
     static let keep = TimeSpan.FromDays 7.0
 
     let labels =
@@ -184,7 +185,8 @@ type WebhookDelivery
             let now = time.GetUtcNow()
 
             if now >= nextPrune then
-                let! _ = Outbox.prune connection (now - keep) cancel
+                let configured = settings.Endpoints |> List.map WebhookEndpoint.key
+                let! _ = Outbox.prune connection configured (now - keep) cancel
                 nextPrune <- now + TimeSpan.FromHours 1.0
 
             match active () with

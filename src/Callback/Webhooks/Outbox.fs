@@ -237,10 +237,13 @@ module Outbox =
             return reader.GetInt64 0, next
         }
 
-    /// Deletes the rows that are over (delivered, failed, disabled) and were written before `cutoff`.
-    let prune connection (cutoff: DateTimeOffset) cancel =
+    /// Deletes the rows written before `cutoff` that are over (delivered, failed, disabled), or that wait for
+    /// an endpoint no longer configured; answers how many.
+    let prune connection (endpoints: string list) (cutoff: DateTimeOffset) cancel =
+        let filter, parameters = among endpoints
+
         execute
             connection
-            "DELETE FROM webhook_outbox WHERE state <> 'pending' AND created_at < $cutoff"
-            [ "$cutoff", ms cutoff ]
+            $"DELETE FROM webhook_outbox WHERE created_at < $cutoff AND (state <> 'pending' OR NOT ({filter}))"
+            (("$cutoff", ms cutoff) :: parameters)
             cancel
