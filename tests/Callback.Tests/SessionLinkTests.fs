@@ -46,9 +46,10 @@ let private linkTests = [
     test "an event storm drops a slow subscriber's oldest events, counted and logged once, and the answer arrives" {
         use server = new Server(script (storm 5000))
         let log = WarningLog()
-        use session = openWith server (options 3000 0) log
+        // Time enough for 5 000 events on a loaded machine: the test is about what is dropped, not how fast.
+        use session = openWith server (options 15000 0) log
         use slow = session.Subscribe 100
-        let answer = session.Send(action "Storm" [], CancellationToken.None) |> within 5.0
+        let answer = session.Send(action "Storm" [], CancellationToken.None) |> within 20.0
         Expect.equal (messageOf answer) "after the storm" "the response still arrived"
         Expect.equal slow.Dropped 4900L "every event past the capacity is counted"
         Expect.equal session.Events.Received 5000L "every event was received"

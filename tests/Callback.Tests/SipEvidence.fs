@@ -30,9 +30,10 @@ let awaitCallEnd (monitor: Monitor) =
         && created = pjsip "Hangup")
 
 /// How long Asterisk may go on sending an INVITE that nothing answers: pjsip retransmits it until Timer B
-/// (64 × T1 = 32 s, pjsip's default, which the dev Asterisk keeps) ends its transaction, even after the
-/// Originate timeout (30 s) hung the channel up, since a CANCEL must wait for a provisional response that
-/// never comes. The last retransmission leaves at 31.5 s; 2 s more cover the Originate's own delay.
+/// (64 × T1 = 32 s, pjsip's default, which the dev Asterisk keeps) ends its transaction, long after the
+/// Originate's timeout (5 s in the test settings) hung the channel up, since a CANCEL must wait for a
+/// provisional response that never comes. The last retransmission leaves at 31.5 s; 2 s more cover the
+/// Originate's own delay.
 let unansweredInviteLifetime = TimeSpan.FromSeconds 34.0
 
 /// Held by a test that leaves the visitor's port silent, from just before its POST: when the test ends,
