@@ -216,6 +216,28 @@ let callbacks =
             Expect.isFalse (line.Contains TestNumbers.AllowedDigits) "never the whole number"
         }
 
+        // Catches calls for later missing from /metrics, or a failed one counted as kept.
+        test "/metrics counts the calls kept for later and those that could not be kept" {
+            let scrape (sidecar: Sidecar) (series: string) =
+                sidecar.Client.GetStringAsync("/metrics").Result.Split('\n')
+                |> Array.tryFind _.StartsWith(series + " ")
+                |> Option.map (fun line -> line.Substring(series.Length + 1))
+
+            for answer, kept, unkept in [ Ok(), "1", "0"; Error "full", "0", "1" ] do
+                use server = new Server(script asterisk, Some pki.Value.Server)
+
+                use sidecar =
+                    sidecarAt officeHours server (schedulerAt "2026-12-07T20:00:00+01:00" 0 answer)
+
+                sidecar.Post(form valid) |> ignore
+                Expect.equal (scrape sidecar "callback_scheduled_total") (Some kept) $"kept ({answer})"
+
+                Expect.equal
+                    (scrape sidecar "callback_refusals_total{reason=\"unschedulable\"}")
+                    (Some unkept)
+                    $"unschedulable ({answer})"
+        }
+
         // Catches a composition root that schedules nowhere but answers 202 (a call promised, then lost).
         test "until the store keeps calls for later, a request while closed answers 503 and says why in the log" {
             use server = new Server(script asterisk, Some pki.Value.Server)

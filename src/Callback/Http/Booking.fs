@@ -37,6 +37,8 @@ module Booking =
                 // Like a call placed now, a call being kept is not abandoned when the browser gives up.
                 match! scheduling.Schedule request at CancellationToken.None with
                 | Ok call ->
+                    Verdict.kept ctx
+
                     logger.LogInformation(
                         "Callback {CallId} to {Number} ({Language}) scheduled for {ScheduledFor}",
                         CallId.short call.CallId,
@@ -55,6 +57,7 @@ module Booking =
                         why
                     )
 
+                    Verdict.refused Unschedulable ctx
                     return! refuse 503 unschedulable next ctx
             }
 
