@@ -11,9 +11,11 @@ open Callback.Domain
 [<NoComparison; NoEquality>]
 type Scheduling = {
     Clock: TimeProvider
-    /// Keeps the request, to be placed at this instant: its id, or why it could not be kept.
+    /// Keeps the request, to be placed at this instant: its id and when it will be placed (a duplicate's
+    /// own), or why it could not be kept.
     Schedule: CallbackRequest -> Instant -> CancellationToken -> Task<Result<ScheduledCall, string>>
-    /// How many calls are already scheduled from this opening: the next one is spread behind them.
+    /// How many calls are already due from this opening on, within its window: the next one is spread
+    /// behind them (`Placement.spread`).
     WaitingAt: Instant -> CancellationToken -> Task<int>
 }
 
