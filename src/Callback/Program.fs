@@ -25,6 +25,41 @@ let private forwardedHeaders (proxy: ProxySettings) (options: ForwardedHeadersOp
         proxy.KnownProxies |> List.iter options.KnownProxies.Add
         proxy.KnownNetworks |> List.iter options.KnownIPNetworks.Add
 
+/// Calls for later through the durable requests: `Schedule` accepts the request due at its instant (a
+/// duplicate answers with its own call), `WaitingAt` counts the attempts already due within a day of the
+/// opening. `submitting` is the request path once the tracking is made (`startTracking`).
+let private durableScheduling
+    (store: Calls.SqliteCallStore)
+    (submitting: (Domain.CallbackRequest -> DateTimeOffset option -> Threading.Tasks.Task<RequestOutcome>) ref)
+    : Scheduling = {
+    Clock = TimeProvider.System
+    Schedule =
+        fun request at _ ->
+            task {
+                match! submitting.Value request (Some(at.ToDateTimeOffset())) with
+                | Scheduled(callId, due) ->
+                    return
+                        Ok {
+                            Domain.ScheduledCall.CallId = callId
+                            Domain.ScheduledCall.ScheduledFor = NodaTime.Instant.FromDateTimeOffset due
+                        }
+                | DuplicateOf(call, _) ->
+                    let due = call.ScheduledFor |> Option.defaultValue call.UpdatedAt
+
+                    return
+                        Ok {
+                            Domain.ScheduledCall.CallId = call.CallId
+                            Domain.ScheduledCall.ScheduledFor = NodaTime.Instant.FromDateTimeOffset due
+                        }
+                | NotAccepted -> return Error "the store could not record it"
+                | PlacedNow _ -> return Error "it was placed now"
+            }
+    WaitingAt =
+        fun opening cancel ->
+            let from = opening.ToDateTimeOffset()
+            (store :> Calls.IRequestStore).CountDue(from, from.AddDays 1.0, cancel)
+}
+
 /// The process-wide services of the callback routes, and their part in start-up and shutdown: the
 /// readiness check, the drain that lets callbacks in flight finish, a shutdown timeout long enough for it.
 let private callbackServices
@@ -32,6 +67,7 @@ let private callbackServices
     (settings: Settings)
     (data: DataSettings)
     (store: Calls.SqliteCallStore)
+    submitting
     =
     let gate = new SessionGate(settings.Ami.MaxSessions, settings.Ami.MaxQueued)
     let limits = new CallbackLimits(settings.Protection)
@@ -62,6 +98,8 @@ let private callbackServices
     builder.Services.AddSingleton<Calls.CallFeed> feed |> ignore
     // Unless a test chose a shorter heartbeat before the build.
     builder.Services.TryAddSingleton<CallStreamOptions> CallStreamOptions.defaults
+    // Calls for later are kept in the store as due attempts; unless a test gave its own clock and scheduler.
+    builder.Services.TryAddSingleton<Scheduling>(durableScheduling store submitting)
 
     builder.Services.AddHostedService(fun services ->
         new Calls.CallRetention(
@@ -87,21 +125,54 @@ let private callbackServices
     }
 
 /// The call store in `data.Directory`, opened (and migrated) before the app starts, with the numbers'
-/// key: a sidecar that cannot keep its calls does not take callbacks. The attempts a previous process had
-/// claimed but not sent are due again (it died before sending anything).
-let private openStore (data: DataSettings) =
-    result {
-        let! store =
-            Calls.SqliteCallStore.Open(data.Directory, Threading.CancellationToken.None).Result
+/// key: a sidecar that cannot keep its calls does not take callbacks. With webhooks, the outbox rides on
+/// its transactions. The attempts a previous process had claimed but not sent are due again (it died
+/// before sending anything).
+let private openStore (data: DataSettings) (outbox: Calls.ISqliteWriteHook option) =
+    let cancel = Threading.CancellationToken.None
 
+    let opening =
+        match outbox with
+        | Some hook -> Calls.SqliteCallStore.Open(data.Directory, cancel, hook)
+        | None -> Calls.SqliteCallStore.Open(data.Directory, cancel)
+
+    result {
+        let! store = opening.Result
         let! key = Calls.NumberKey.load data.NumberKey data.Directory
 
-        (store :> Calls.IRequestStore).ReleaseClaimed(DateTimeOffset.UtcNow, Threading.CancellationToken.None).Result
+        (store :> Calls.IRequestStore).ReleaseClaimed(DateTimeOffset.UtcNow, cancel).Result
         |> ignore
 
         return store, key
     }
     |> Result.mapError List.singleton
+
+/// With `Webhooks__Url`: the delivery loop, started and stopped with the app, reporting in the app's
+/// metrics registry.
+let private webhookDelivery
+    (builder: WebApplicationBuilder)
+    (webhooks: Webhooks.WebhookSettings)
+    (signal: Webhooks.OutboxSignal)
+    (store: Calls.SqliteCallStore)
+    (services: CallbackServices)
+    =
+    let metrics = Webhooks.WebhookMetrics services.Metrics.Registry
+
+    builder.Services.AddHostedService(fun provider ->
+        new Webhooks.WebhookDelivery(
+            webhooks,
+            (fun cancel -> store.Connect cancel),
+            Webhooks.WebhookDelivery.CreateClient(),
+            // A test's clock when it registered one, else the system's.
+            (provider.GetService<TimeProvider>()
+             |> Option.ofObj
+             |> Option.defaultValue TimeProvider.System),
+            signal,
+            metrics,
+            Random.Shared.NextDouble,
+            provider.GetRequiredService<ILoggerFactory>().CreateLogger "Callback.Webhooks.Delivery"
+        ))
+    |> ignore
 
 /// Every call recorded in the store before its Originate; with `Monitor__Username`, the call monitor
 /// too, started with the application and stopped once it has stopped, so after the drain (the callbacks in
@@ -216,37 +287,60 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         validation {
             let! settings = Settings.read builder.Configuration
             and! data = DataSettings.read builder.Configuration Environment.CurrentDirectory
+            and! hours = HoursSettings.read builder.Configuration
+            and! webhooks = Webhooks.WebhookSettings.read builder.Configuration
             and! durable = RequestSettings.read builder.Configuration
-            return settings, data, durable
+            return settings, data, hours, webhooks, durable
         }
+
+    let signal = Webhooks.OutboxSignal()
+
+    let outboxFor (settings: Settings) (webhooks: Webhooks.WebhookSettings) =
+        let endpoints = webhooks.Endpoints |> List.map Webhooks.WebhookEndpoint.key
+        Webhooks.Outbox.hook endpoints settings.Monitor.IsSome TimeProvider.System signal
 
     match
         configured
-        |> Result.bind (fun (settings, data, durable) ->
-            openStore data |> Result.map (fun s -> settings, data, durable, s))
+        |> Result.bind (fun (settings, data, hours, webhooks, durable) ->
+            openStore data (webhooks |> Option.map (outboxFor settings))
+            |> Result.map (fun s -> settings, data, hours, webhooks, durable, s))
     with
     | Error errors -> Error errors
-    | Ok(settings, data, durable, (store, key)) ->
+    | Ok(settings, data, hours, webhooks, durable, (store, key)) ->
         builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
         ErrorAnswers.addServices builder.Services
-        let services = callbackServices builder settings data store
+        let submitting = ref (fun _ _ -> Threading.Tasks.Task.FromResult NotAccepted)
+        let services = callbackServices builder settings data store submitting
+
+        webhooks
+        |> Option.iter (fun w -> webhookDelivery builder w signal store services)
 
         builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders settings.Proxy)
         |> ignore
 
         let app = builder.Build()
         let services = startTracking app settings durable key store services
+        submitting.Value <- services.Submit
         ErrorAnswers.usePipeline app
         app.UseForwardedHeaders() |> ignore
 
         if settings.Ami.Endpoint.Transport = PlainTcp then
             app.Logger.LogWarning "Ami__UseTls is false: the AMI secret crosses the network in clear text."
 
+        match webhooks with
+        | Some w ->
+            app.Logger.LogInformation(
+                "Webhooks go to {Endpoints}, signed with {Secrets} secret(s)",
+                String.Join(", ", w.Endpoints |> List.map Webhooks.WebhookEndpoint.label),
+                w.Secrets.Length
+            )
+        | None -> ()
+
         if List.isEmpty settings.Protection.AllowedOrigins then
             app.Logger.LogWarning
                 "Callback__AllowedOrigins is not set: a page on any web site can make its visitors' browsers request callbacks."
 
-        Endpoints.map app settings services
+        Endpoints.map app settings hours services
         Ok app
 
 /// Where this process listens, from `ASPNETCORE_URLS` (first URL; a wildcard host means loopback), else

@@ -69,6 +69,8 @@ type IRequestStore =
 
     /// Claims up to `limit` attempts due at `now` (`due` → `claimed`), the earliest first.
     abstract ClaimDue: now: DateTimeOffset * limit: int * cancel: CancellationToken -> Task<ClaimedAttempt list>
+    /// How many attempts are due from `from` until before `until` (the calls already waiting for an opening).
+    abstract CountDue: from: DateTimeOffset * until: DateTimeOffset * cancel: CancellationToken -> Task<int>
     /// When the next `due` attempt is due, if any.
     abstract NextDue: cancel: CancellationToken -> Task<DateTimeOffset option>
 

@@ -10,7 +10,7 @@ open Callback.Domain
 /// The SQLite store behind `ICallStore`. Each operation takes a pooled connection of its own, so the store
 /// is safe to share between the monitor and every request; SQLite serialises the writers (a busy database
 /// is retried up to the command timeout) and WAL lets readers go on meanwhile.
-type SqliteCallStore private (connectionString: string) =
+type SqliteCallStore private (connectionString: string, hook: ISqliteWriteHook option) =
 
     let connect (cancel: CancellationToken) =
         task {
@@ -32,8 +32,11 @@ type SqliteCallStore private (connectionString: string) =
         }
 
     /// Opens (creating it if needed) the database in `directory`, switched to WAL and migrated; a clear
-    /// message naming `Data__Path` when the directory is a file, cannot be made, or is not writable.
-    static member Open(directory: string, cancel: CancellationToken) : Task<Result<SqliteCallStore, string>> =
+    /// message naming `Data__Path` when the directory is a file, cannot be made, or is not writable. With
+    /// `hook`, its schema is made too and it writes inside every Create and Save that moves a call.
+    static member Open
+        (directory: string, cancel: CancellationToken, ?hook: ISqliteWriteHook)
+        : Task<Result<SqliteCallStore, string>> =
         task {
             match SqliteCallStore.CheckDirectory directory with
             | Result.Error message -> return Result.Error message
@@ -48,7 +51,7 @@ type SqliteCallStore private (connectionString: string) =
                     )
                         .ToString()
 
-                let store = new SqliteCallStore(connectionString)
+                let store = new SqliteCallStore(connectionString, hook)
 
                 try
                     use! connection = store.Connect cancel
@@ -59,7 +62,15 @@ type SqliteCallStore private (connectionString: string) =
                         return Result.Error $"Data__Path '{directory}': SQLite refused WAL mode (got '{mode}')."
                     else
                         match! SqliteSchema.migrate connection cancel with
-                        | Ok() -> return Ok store
+                        | Ok() ->
+                            match hook with
+                            | Some hook ->
+                                use schema = SqliteStore.command connection hook.Schema []
+                                let! _ = schema.ExecuteNonQueryAsync cancel
+                                ()
+                            | None -> ()
+
+                            return Ok store
                         | Result.Error message -> return Result.Error $"Data__Path '{directory}': {message}"
                 with :? SqliteException as e ->
                     return Result.Error $"Data__Path '{directory}': the database cannot be opened ({e.Message})."
@@ -87,13 +98,13 @@ type SqliteCallStore private (connectionString: string) =
         member _.Create(call, cancel) =
             task {
                 use! connection = connect cancel
-                return! SqliteStore.create connection call cancel
+                return! SqliteStore.create hook connection call cancel
             }
 
         member _.Save(callId, expected, change, cancel) =
             task {
                 use! connection = connect cancel
-                return! SqliteStore.save connection callId expected change cancel
+                return! SqliteStore.save hook connection callId expected change cancel
             }
 
         member _.Find(callId, cancel) =
@@ -123,7 +134,7 @@ type SqliteCallStore private (connectionString: string) =
             run (fun c -> SqliteRequests.findDuplicate c numberKey since tracked cancel) cancel
 
         member _.Accept(request, cancel) =
-            run (fun c -> SqliteRequests.accept c request cancel) cancel
+            run (fun c -> SqliteRequests.accept hook c request cancel) cancel
 
         member _.MarkSent(callId, attempt, at, cancel) =
             run (fun c -> SqliteRequests.markSent c callId attempt at cancel) cancel
@@ -132,7 +143,7 @@ type SqliteCallStore private (connectionString: string) =
             run (fun c -> SqliteRequests.recordStages c callId stages original cancel) cancel :> Task
 
         member _.Abandon(callId, attempt, at, cancel) =
-            run (fun c -> SqliteRequests.abandon c callId attempt at cancel) cancel
+            run (fun c -> SqliteRequests.abandon hook c callId attempt at cancel) cancel
 
         member _.Postpone(callId, attempt, dueAt, cancel) =
             run (fun c -> SqliteRequests.postpone c callId attempt dueAt cancel) cancel
@@ -158,18 +169,21 @@ type SqliteCallStore private (connectionString: string) =
                             | None ->
                                 // Not one of ours any more (a number this version no longer takes):
                                 // nothing can dial it, so it fails rather than stay due for ever.
-                                let! _ = SqliteRequests.abandon c callId attempt now cancel
+                                let! _ = SqliteRequests.abandon hook c callId attempt now cancel
                                 ()
 
                         return List.ofSeq placeable
                     })
                 cancel
 
+        member _.CountDue(from, until, cancel) =
+            run (fun c -> SqliteRequests.countDue c from until cancel) cancel
+
         member _.NextDue cancel =
             run (fun c -> SqliteRequests.nextDue c cancel) cancel
 
         member _.Retry(callId, expected, ended, dueAt, cancel) =
-            run (fun c -> SqliteRequests.retry c callId expected ended dueAt cancel) cancel
+            run (fun c -> SqliteRequests.retry hook c callId expected ended dueAt cancel) cancel
 
         member _.ReleaseClaimed(now, cancel) =
             run (fun c -> SqliteRequests.releaseClaimed c now cancel) cancel

@@ -51,7 +51,7 @@ module internal SqliteRequests =
                 return None
         }
 
-    let private insert connection (request: Request) cancel =
+    let private insert hook connection (request: Request) cancel =
         task {
             let id = CallId.value request.CallId
 
@@ -88,6 +88,8 @@ module internal SqliteRequests =
                         }
                     ]
                     cancel
+
+            do! SqliteStore.written hook connection id 1 cancel
         }
 
     /// The duplicate and its five booleans, read inside the transaction the caller holds.
@@ -110,14 +112,14 @@ module internal SqliteRequests =
 
     /// The duplicate check and the insert in one write transaction, so two requests for one number at
     /// once cannot both be accepted.
-    let accept connection (request: Request) cancel =
+    let accept hook connection (request: Request) cancel =
         task {
             use transaction = (connection: SqliteConnection).BeginTransaction()
 
             match! duplicate connection request.NumberKey request.DuplicateSince request.Tracked cancel with
             | Some(call, stages) -> return Duplicate(call, stages)
             | None ->
-                do! insert connection request cancel
+                do! insert hook connection request cancel
                 do! transaction.CommitAsync cancel
                 return Accepted
         }
@@ -173,7 +175,7 @@ module internal SqliteRequests =
             ()
         }
 
-    let abandon connection callId attempt (at: DateTimeOffset) cancel =
+    let abandon hook connection callId attempt (at: DateTimeOffset) cancel =
         let status = Failed(FailedOutcome.Error, None)
         let id = CallId.value callId
 
@@ -194,6 +196,7 @@ module internal SqliteRequests =
                             cancel
 
                     do! SqliteStore.endAttempt connection id attempt status at cancel
+                    do! SqliteStore.written hook connection id 1 cancel
                 })
             cancel
 
@@ -246,6 +249,18 @@ module internal SqliteRequests =
                 |> List.ofSeq
         }
 
+    let countDue connection (from: DateTimeOffset) (until: DateTimeOffset) cancel =
+        task {
+            use command =
+                SqliteStore.command
+                    connection
+                    "SELECT COUNT(*) FROM calls WHERE phase = 'due' AND due_at >= $from AND due_at < $until"
+                    [ "$from", box (SqliteRows.time from); "$until", box (SqliteRows.time until) ]
+
+            let! found = command.ExecuteScalarAsync(cancel: CancellationToken)
+            return Convert.ToInt32 found
+        }
+
     let nextDue connection cancel =
         task {
             use command =
@@ -262,7 +277,7 @@ module internal SqliteRequests =
     /// Attempt n ends as `ended` says and attempt n+1 is queued, due at `dueAt`, in one transaction: the
     /// row goes from attempt n's live state straight back to `queued`; the history gets attempt n's live
     /// transitions (not its final one) and attempt n+1's `queued`; `attempts` gets n's outcome.
-    let retry connection callId (expected: Expected) (ended: Change) (dueAt: DateTimeOffset) cancel =
+    let retry hook connection callId (expected: Expected) (ended: Change) (dueAt: DateTimeOffset) cancel =
         task {
             use transaction = (connection: SqliteConnection).BeginTransaction()
             let id = CallId.value callId
@@ -290,6 +305,7 @@ module internal SqliteRequests =
                 do! SqliteStore.appendTransitions connection id expected.Attempt live cancel
                 do! SqliteStore.appendTransitions connection id next [ { State = State.Queued; At = ended.At } ] cancel
                 do! SqliteStore.endAttempt connection id expected.Attempt ended.Status ended.At cancel
+                do! SqliteStore.written hook connection id (live.Length + 1) cancel
                 do! transaction.CommitAsync cancel
                 return Saved
             else

@@ -235,7 +235,22 @@ module SqliteStore =
         | Ended _
         | Failed _ -> true
 
-    let internal create connection (call: NewCall) cancel =
+    /// Hands `hook`, inside the write's transaction, the call as now stored and the `added` transitions
+    /// this write appended (its last ones). Every write that appends transitions calls it before its commit.
+    let internal written (hook: ISqliteWriteHook option) connection (id: string) (added: int) cancel =
+        task {
+            match hook with
+            | None -> ()
+            | Some hook ->
+                let! calls =
+                    selectInTransaction connection "c.call_id = $id" [ "$id", box id ] cancel
+
+                for call in calls do
+                    let added = List.skip (max 0 (call.History.Length - added)) call.History
+                    do! hook.Written(connection, call, added, cancel)
+        }
+
+    let internal create hook connection (call: NewCall) cancel =
         task {
             use transaction = (connection: SqliteConnection).BeginTransaction()
             let id = CallId.value call.CallId
@@ -268,6 +283,7 @@ module SqliteStore =
                         cancel
 
                 do! startAttempt connection id call.Attempt call.CreatedAt cancel
+                do! written hook connection id 1 cancel
 
             do! transaction.CommitAsync cancel
             return inserted = 1
@@ -276,7 +292,7 @@ module SqliteStore =
     /// The compare-and-set: the UPDATE moves the row only while it still has the expected attempt and
     /// state, inside an IMMEDIATE transaction, so of two writers holding the same expectation one moves it
     /// and the other finds nothing to update.
-    let internal save connection callId (expected: Expected) (change: Change) cancel =
+    let internal save hook connection callId (expected: Expected) (change: Change) cancel =
         task {
             use transaction = (connection: SqliteConnection).BeginTransaction()
             let id = CallId.value callId
@@ -310,6 +326,7 @@ module SqliteStore =
                 if isFinal change.Status then
                     do! endAttempt connection id change.Attempt change.Status change.At cancel
 
+                do! written hook connection id change.Transitions.Length cancel
                 do! transaction.CommitAsync cancel
                 return Saved
             else
