@@ -10,6 +10,7 @@
 ///                                                                with --live, routed through a working set of N other calls
 ///   status --sidecar PATH [--rates R,R] [--calls N] [--warmup N] [--work DIR] [--out FILE]
 ///                                                                event → SSE frame / GET latency → status.md
+///   durable [--requests N] [--warmup N] [--out FILE]             POST /callback with and without the durable write → durable.md
 module Callback.Bench.Program
 
 open System
@@ -37,6 +38,8 @@ let private usage () =
 
     eprintfn
         "       Callback.Bench status --sidecar PATH [--rates R,R] [--calls N] [--warmup N] [--work DIR] [--out FILE]"
+
+    eprintfn "       Callback.Bench durable [--requests N] [--warmup N] [--out FILE]"
 
     2
 
@@ -236,6 +239,20 @@ let private status (args: string list) =
 
         emit args (Report.status (command.TrimEnd()) options phases logins)
 
+/// `POST /callback` with the durable write as shipped, with synchronous=NORMAL and without it, interleaved.
+let private durable (args: string list) =
+    let count name fallback =
+        fst (take name args) |> Option.map Int32.Parse |> Option.defaultValue fallback
+
+    let requests, warmup = count "--requests" 500, count "--warmup" 50
+    let samples, fsyncs = DurableBench.run requests warmup
+
+    let command =
+        "dotnet bench/Callback.Bench/bin/Release/net10.0/Callback.Bench.dll durable "
+        + String.concat " " (snd (take "--out" args))
+
+    emit args (Report.durable (command.TrimEnd()) samples fsyncs warmup)
+
 [<EntryPoint>]
 let main argv =
     match List.ofArray argv with
@@ -276,6 +293,7 @@ let main argv =
     | "stream" :: rest -> stream rest
     | "fold" :: rest -> fold rest
     | "status" :: rest -> status rest
+    | "durable" :: rest -> durable rest
     | "report" :: rest ->
         match fst (take "--work" rest), fst (take "--out" rest) with
         | Some work, Some out ->

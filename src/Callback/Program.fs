@@ -128,13 +128,11 @@ let private callbackServices
 /// key: a sidecar that cannot keep its calls does not take callbacks. With webhooks, the outbox rides on
 /// its transactions. The attempts a previous process had claimed but not sent are due again (it died
 /// before sending anything).
-let private openStore (data: DataSettings) (outbox: Calls.ISqliteWriteHook option) =
+let private openStore (synchronous: Calls.SqliteSynchronous) (data: DataSettings) outbox =
     let cancel = Threading.CancellationToken.None
 
     let opening =
-        match outbox with
-        | Some hook -> Calls.SqliteCallStore.Open(data.Directory, cancel, hook)
-        | None -> Calls.SqliteCallStore.Open(data.Directory, cancel)
+        Calls.SqliteCallStore.Open(data.Directory, cancel, ?hook = outbox, synchronous = synchronous)
 
     result {
         let! store = opening.Result
@@ -274,9 +272,28 @@ let private startTracking
             Duplicate = callbacks.Duplicate
     }
 
-/// Builds the web application from configuration; every invalid setting is reported, none is guessed.
-/// `configure` lets tests (and the demo) add configuration sources or a test server before the build.
-let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Result<WebApplication, string list> =
+/// What the durable-write benchmark may change in how requests reach the store, to compare the product
+/// with itself: `StoreSeam.shipped` is the product as it runs.
+type StoreSeam = {
+    /// SQLite's `synchronous` on every connection of the store (FULL as shipped).
+    Synchronous: Calls.SqliteSynchronous
+    /// Wraps the request store the callback path writes through (the store itself as shipped).
+    Requests: Calls.IRequestStore -> Calls.IRequestStore
+}
+
+module StoreSeam =
+    /// The store as the product ships it.
+    let shipped = {
+        Synchronous = Calls.SqliteSynchronous.Full
+        Requests = id
+    }
+
+/// `createApp` with the request store changed as `seam` says: for the durable-write benchmark only.
+let createAppWith
+    (seam: StoreSeam)
+    (args: string[])
+    (configure: WebApplicationBuilder -> unit)
+    : Result<WebApplication, string list> =
     // appsettings.json sits beside the program, wherever it is started from.
     let builder =
         WebApplication.CreateBuilder(WebApplicationOptions(Args = args, ContentRootPath = AppContext.BaseDirectory))
@@ -302,7 +319,7 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
     match
         configured
         |> Result.bind (fun (settings, data, hours, webhooks, durable) ->
-            openStore data (webhooks |> Option.map (outboxFor settings))
+            openStore seam.Synchronous data (webhooks |> Option.map (outboxFor settings))
             |> Result.map (fun s -> settings, data, hours, webhooks, durable, s))
     with
     | Error errors -> Error errors
@@ -319,7 +336,7 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         |> ignore
 
         let app = builder.Build()
-        let services = startTracking app settings durable key store services
+        let services = startTracking app settings durable key (seam.Requests store) services
         submitting.Value <- services.Submit
         ErrorAnswers.usePipeline app
         app.UseForwardedHeaders() |> ignore
@@ -342,6 +359,11 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
 
         Endpoints.map app settings hours services
         Ok app
+
+/// Builds the web application from configuration; every invalid setting is reported, none is guessed.
+/// `configure` lets tests (and the demo) add configuration sources or a test server before the build.
+let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) =
+    createAppWith StoreSeam.shipped args configure
 
 /// Where this process listens, from `ASPNETCORE_URLS` (first URL; a wildcard host means loopback), else
 /// `ASPNETCORE_HTTP_PORTS`, else 8080 as in the official images.

@@ -440,6 +440,31 @@ let tests =
                     })
         }
 
+        // Catches a benchmark seam that does not reach the connections (the durable bench would compare FULL
+        // with FULL) or that changes what the product ships when it is not asked for.
+        testTask "synchronous NORMAL only when asked for: the durable-write benchmark's comparison" {
+            let directory = tempDirectory ()
+
+            let pragma () =
+                task {
+                    match! SqliteCallStore.Open(directory, cancel, synchronous = SqliteSynchronous.Normal) with
+                    | Result.Error message -> return failwith message
+                    | Ok store ->
+                        use store = store
+                        use! connection = store.Connect cancel
+                        use command = connection.CreateCommand()
+                        command.CommandText <- "PRAGMA synchronous"
+                        return string (command.ExecuteScalar())
+                }
+
+            try
+                let! level = pragma ()
+                Expect.equal level "1" "NORMAL"
+            finally
+                if Directory.Exists directory then
+                    Directory.Delete(directory, true)
+        }
+
         // Catches a migration that ignores the version it finds (it would misread a newer file).
         testTask "a database written by a newer schema stops start-up with a message saying so" {
             let directory = tempDirectory ()

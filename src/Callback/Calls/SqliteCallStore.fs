@@ -7,17 +7,30 @@ open System.Threading.Tasks
 open Microsoft.Data.Sqlite
 open Callback.Domain
 
+/// SQLite's `synchronous` for the store's connections. `Full` is what the product ships: in WAL mode each
+/// commit is fsynced, so an accepted request survives a power cut. `Normal` (fsync at checkpoints only) is
+/// here for the durable-write benchmark to measure what that fsync costs.
+[<RequireQualifiedAccess>]
+type SqliteSynchronous =
+    | Full
+    | Normal
+
 /// The SQLite store behind `ICallStore`. Each operation takes a pooled connection of its own, so the store
 /// is safe to share between the monitor and every request; SQLite serialises the writers (a busy database
 /// is retried up to the command timeout) and WAL lets readers go on meanwhile.
-type SqliteCallStore private (connectionString: string, hook: ISqliteWriteHook option) =
+type SqliteCallStore private (connectionString: string, hook: ISqliteWriteHook option, synchronous: SqliteSynchronous) =
+
+    let pragma =
+        match synchronous with
+        | SqliteSynchronous.Full -> "PRAGMA synchronous = FULL"
+        | SqliteSynchronous.Normal -> "PRAGMA synchronous = NORMAL"
 
     let connect (cancel: CancellationToken) =
         task {
             let connection = new SqliteConnection(connectionString)
             do! connection.OpenAsync cancel
             // Per connection: synchronous is not stored in the file (journal_mode is).
-            use pragma = SqliteStore.command connection "PRAGMA synchronous = FULL" []
+            use pragma = SqliteStore.command connection pragma []
             let! _ = pragma.ExecuteNonQueryAsync cancel
             return connection
         }
@@ -34,8 +47,9 @@ type SqliteCallStore private (connectionString: string, hook: ISqliteWriteHook o
     /// Opens (creating it if needed) the database in `directory`, switched to WAL and migrated; a clear
     /// message naming `Data__Path` when the directory is a file, cannot be made, or is not writable. With
     /// `hook`, its schema is made too and it writes inside every Create and Save that moves a call.
+    /// `synchronous` is `Full` unless a benchmark asks otherwise.
     static member Open
-        (directory: string, cancel: CancellationToken, ?hook: ISqliteWriteHook)
+        (directory: string, cancel: CancellationToken, ?hook: ISqliteWriteHook, ?synchronous: SqliteSynchronous)
         : Task<Result<SqliteCallStore, string>> =
         task {
             match SqliteCallStore.CheckDirectory directory with
@@ -51,7 +65,8 @@ type SqliteCallStore private (connectionString: string, hook: ISqliteWriteHook o
                     )
                         .ToString()
 
-                let store = new SqliteCallStore(connectionString, hook)
+                let store =
+                    new SqliteCallStore(connectionString, hook, defaultArg synchronous SqliteSynchronous.Full)
 
                 try
                     use! connection = store.Connect cancel
