@@ -52,6 +52,7 @@ let private durableScheduling
                             Domain.ScheduledCall.ScheduledFor = NodaTime.Instant.FromDateTimeOffset due
                         }
                 | NotAccepted -> return Error "the store could not record it"
+                | NumberLimited _ -> return Error "the number's calls in the store use up its limit"
                 | PlacedNow _ -> return Error "it was placed now"
             }
     WaitingAt =
@@ -249,6 +250,10 @@ let private startTracking
             requests,
             key,
             durable,
+            {
+                Interval = settings.Protection.PerNumberInterval
+                PerDay = settings.Protection.PerNumberPerDay
+            },
             monitor.IsSome,
             place,
             TimeProvider.System,

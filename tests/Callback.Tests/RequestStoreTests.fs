@@ -36,6 +36,7 @@ let request (digits: string) (at: DateTimeOffset) (dueAt: DateTimeOffset option)
     DueAt = dueAt
     DuplicateSince = at - TimeSpan.FromMinutes 10.0
     Tracked = true
+    PerNumber = None
 }
 
 let private spooled = {
@@ -140,6 +141,68 @@ let tests =
                     })
         }
 
+        // Catches a per-number limit kept outside the store (the reopened store would accept the second
+        // call), one checking the interval only (the third call of the day would pass), and a wrong
+        // Retry-After (the interval's rest, then the oldest call of the day's 24 hours).
+        testTask "the number's limit is read from the store: it holds across a reopen, interval and day alike" {
+            do!
+                withDirectory (fun _ openStore ->
+                    task {
+                        let limit = {
+                            Interval = TimeSpan.FromMinutes 2.0
+                            PerDay = 2
+                        }
+
+                        // No duplicate window and no monitor: only the limit can refuse a call that reached Asterisk.
+                        let limited digits at = {
+                            request digits at None with
+                                PerNumber = Some limit
+                                DuplicateSince = at
+                                Tracked = false
+                        }
+
+                        let acceptReached store r =
+                            task {
+                                Expect.equal (accept store r) Accepted "accepted"
+                                let! _ = (requests store).MarkSent(r.CallId, Attempt.first, r.AcceptedAt, cancel)
+                                do! (requests store).RecordStages(r.CallId, spooled, true, cancel)
+                            }
+
+                        // One that failed before reaching Asterisk rang nobody: it does not count.
+                        let unsent = limited "15145550234" (t0.AddSeconds -10.0)
+                        let store = openStore ()
+                        Expect.equal (accept store unsent) Accepted "unsent"
+                        let! _ = (requests store).Abandon(unsent.CallId, Attempt.first, t0, cancel)
+
+                        do! acceptReached store (limited "15145550234" t0)
+                        (store :> IDisposable).Dispose()
+                        let again = openStore ()
+
+                        Expect.equal
+                            (accept again (limited "15145550234" (t0.AddSeconds 30.0)))
+                            (NumberLimited(TimeSpan.FromSeconds 90.0))
+                            "the interval holds after a reopen"
+
+                        Expect.equal
+                            (accept again (limited "15145550235" (t0.AddSeconds 30.0))
+                             |> fun a -> a = Accepted)
+                            true
+                            "another number is not limited"
+
+                        do! acceptReached again (limited "15145550234" (t0.AddMinutes 2.0))
+
+                        Expect.equal
+                            (accept again (limited "15145550234" (t0.AddMinutes 5.0)))
+                            (NumberLimited(TimeSpan.FromDays 1.0 - TimeSpan.FromMinutes 5.0))
+                            "two a day: until the first is a day old"
+
+                        Expect.equal
+                            (scalar again "SELECT COUNT(*) FROM calls" |> string)
+                            "4"
+                            "a limited request records nothing"
+                    })
+        }
+
         // Catches a schema built by a path other than the migrations (an empty file must end where v1 did).
         testTask "an empty file gets every migration: version 2, the attempts table, an accepted call round-trips" {
             do!
@@ -172,7 +235,8 @@ let tests =
                         | Duplicate(call, stages) ->
                             Expect.equal call.CallId first.CallId "the first call"
                             Expect.equal stages spooled "its booleans"
-                        | Accepted -> failtest "a second call was accepted"
+                        | Accepted
+                        | NumberLimited _ -> failtest "a second call was accepted or limited"
 
                         Expect.equal (accept again (request "15145550235" t0 None)) Accepted "another number is not"
                         Expect.equal (scalar again "SELECT COUNT(*) FROM calls" |> string) "2" "two calls only"
@@ -222,7 +286,8 @@ let tests =
 
                         match accept store (request "15145550234" (t0.AddMinutes 9.0) None) with
                         | Duplicate(call, _) -> Expect.equal call.CallId reached.CallId "within the window"
-                        | Accepted -> failtest "a call that reached Asterisk 9 minutes ago did not block"
+                        | Accepted
+                        | NumberLimited _ -> failtest "a call that reached Asterisk 9 minutes ago did not block"
 
                         Expect.equal
                             (accept store (request "15145550234" (t0.AddMinutes 11.0) None))

@@ -16,6 +16,8 @@ type RequestOutcome =
     | Scheduled of CallId * DateTimeOffset
     /// The number already has a call (live, pending, or that reached Asterisk within the window).
     | DuplicateOf of StoredCall * StageResults
+    /// The number's calls in the store use up its limit (they survive restarts): ask again after this long.
+    | NumberLimited of retryAfter: TimeSpan
     /// The store could not record it: nothing was sent.
     | NotAccepted
 
@@ -30,6 +32,7 @@ type CallbackRequests
         requests: IRequestStore,
         key: NumberKey,
         settings: RequestSettings,
+        perNumber: NumberLimit,
         tracked: bool,
         place: PlaceAttempt,
         time: TimeProvider,
@@ -122,6 +125,7 @@ type CallbackRequests
                 DueAt = dueAt
                 DuplicateSince = now - settings.DuplicateWindow
                 Tracked = tracked
+                PerNumber = Some perNumber
             }
 
             let! acceptance =
@@ -142,6 +146,7 @@ type CallbackRequests
             match acceptance, dueAt with
             | None, _ -> return NotAccepted
             | Some(Duplicate(call, stages)), _ -> return DuplicateOf(call, stages)
+            | Some(Acceptance.NumberLimited after), _ -> return RequestOutcome.NumberLimited after
             | Some Accepted, Some at ->
                 wake at
                 return Scheduled(accepted.CallId, at)

@@ -5,6 +5,10 @@ open System.Threading
 open System.Threading.Tasks
 open Callback.Domain
 
+/// A number's rate limit as the store keeps it (`Callback__PerNumber*`): one call per `Interval`, `PerDay`
+/// calls in any 24 hours, counted from the calls the store holds, so a restart does not reset it.
+type NumberLimit = { Interval: TimeSpan; PerDay: int }
+
 /// A valid callback request as the store accepts it, before any AMI traffic.
 type Request = {
     CallId: CallId
@@ -22,6 +26,8 @@ type Request = {
     /// Whether a monitor follows calls, so that a live call of the number is a duplicate whatever its age.
     /// Without one nothing ever ends a call: then only pending calls and the window count.
     Tracked: bool
+    /// Checked after the duplicate, in the same transaction; None: not checked (the limit is elsewhere).
+    PerNumber: NumberLimit option
 }
 
 /// What the store made of a request.
@@ -31,6 +37,9 @@ type Acceptance =
     /// The number already has a call that is live, pending, or reached Asterisk within the window: that
     /// call, with the five booleans its own request was answered with. Nothing was recorded.
     | Duplicate of StoredCall * StageResults
+    /// The number's calls in the store use up its limit (`PerNumber`): ask again after this long.
+    /// Nothing was recorded.
+    | NumberLimited of retryAfter: TimeSpan
 
 /// An attempt a dispatcher took from the store (`claimed`): what it needs to place it.
 type ClaimedAttempt = {
@@ -52,7 +61,8 @@ type IRequestStore =
         numberKey: string * since: DateTimeOffset * tracked: bool * cancel: CancellationToken ->
             Task<(StoredCall * StageResults) option>
 
-    /// In one write transaction: the duplicate check, then the new call (state `queued`) if none.
+    /// In one write transaction: the duplicate check, then the number's limit, then the new call (state
+    /// `queued`) if neither refuses it.
     abstract Accept: request: Request * cancel: CancellationToken -> Task<Acceptance>
     /// `claimed` → `sent` for this attempt, its start recorded; false when it is not claimed (any more).
     abstract MarkSent: callId: CallId * attempt: Attempt * at: DateTimeOffset * cancel: CancellationToken -> Task<bool>

@@ -2,6 +2,7 @@ namespace Callback.Calls
 
 open System
 open System.Threading
+open System.Threading.Tasks
 open Microsoft.Data.Sqlite
 open Callback.Domain
 
@@ -104,6 +105,35 @@ module internal SqliteRequests =
             | None -> return None
         }
 
+    /// How long until the number's calls created so far leave room for one more under `limit` at `now`;
+    /// None when there is room. A call counts if it may have rung the number: any but one that failed
+    /// before reaching Asterisk (no socket, no Login, a refused Originate), which blocks nothing either.
+    let private numberLimited connection (numberKey: string) (limit: NumberLimit) (now: DateTimeOffset) cancel =
+        task {
+            let day = TimeSpan.FromDays 1.0
+
+            use command =
+                SqliteStore.command
+                    connection
+                    "SELECT created_at FROM calls WHERE number_key = $key AND created_at > $since AND NOT (state = 'failed' AND reached = 0) ORDER BY created_at DESC"
+                    [ "$key", box numberKey; "$since", box (SqliteRows.time (now - day)) ]
+
+            use! reader = command.ExecuteReaderAsync(cancel: CancellationToken)
+            let created = ResizeArray<DateTimeOffset>()
+
+            while! reader.ReadAsync cancel do
+                created.Add(SqliteRows.readTime (reader.GetInt64 0))
+
+            let waits = [
+                if created.Count > 0 && created[0] > now - limit.Interval then
+                    created[0] + limit.Interval - now
+                if created.Count >= limit.PerDay then
+                    created[limit.PerDay - 1] + day - now
+            ]
+
+            return if List.isEmpty waits then None else Some(List.max waits)
+        }
+
     let findDuplicate connection numberKey since tracked cancel =
         task {
             use _ = (connection: SqliteConnection).BeginTransaction(deferred = true)
@@ -119,9 +149,17 @@ module internal SqliteRequests =
             match! duplicate connection request.NumberKey request.DuplicateSince request.Tracked cancel with
             | Some(call, stages) -> return Duplicate(call, stages)
             | None ->
-                do! insert hook connection request cancel
-                do! transaction.CommitAsync cancel
-                return Accepted
+                let! limited =
+                    match request.PerNumber with
+                    | Some limit -> numberLimited connection request.NumberKey limit request.AcceptedAt cancel
+                    | None -> Task.FromResult None
+
+                match limited with
+                | Some after -> return NumberLimited after
+                | None ->
+                    do! insert hook connection request cancel
+                    do! transaction.CommitAsync cancel
+                    return Accepted
         }
 
     /// One UPDATE guarded by the call's id and attempt (and whatever `guard` adds), in its own write

@@ -280,6 +280,22 @@ module Handlers =
                 match! submit request with
                 | PlacedNow outcome -> return! placed report request outcome next ctx
                 | DuplicateOf(call, stages) -> return! duplicateOf call stages next ctx
+                | NumberLimited after ->
+                    ctx.Response.Headers.RetryAfter <- string (max 1 (int (ceil after.TotalSeconds)))
+
+                    Verdict.refused RateLimited ctx
+
+                    return!
+                        refuse
+                            429
+                            [
+                                {
+                                    Field = CallbackRequest.PhoneNumberField
+                                    Message = "This number was called recently; try again later."
+                                }
+                            ]
+                            next
+                            ctx
                 // A request for now is never kept for later (`Booking` keeps those, and answers 202).
                 | Scheduled _
                 | NotAccepted ->
