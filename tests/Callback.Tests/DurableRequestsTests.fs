@@ -108,6 +108,28 @@ let tests =
             Expect.equal after.Sessions 0 "nothing placed after the restart"
         }
 
+        // Catches a per-number limit kept in memory only: the restarted process would place the call again.
+        test "the number's limit holds across a restart: 429 with Retry-After, nothing placed" {
+            let directory = dataDirectory ()
+            // No duplicate window: only the limit can refuse the second call.
+            let settings = [ "Data:Path", directory; "Callback:DuplicateWindow", "00:00:00" ]
+            use before = new Server(script asterisk, Some pki.Value.Server)
+
+            using (new Sidecar(fakeAmiConfig settings before.Port)) (fun sidecar ->
+                let status, body = sidecar.Post(form visitor)
+                Expect.equal (int status) 200 body)
+
+            use after = new Server(script asterisk, Some pki.Value.Server)
+            use restarted = new Sidecar(fakeAmiConfig settings after.Port)
+            use answer = restarted.Client.PostAsync("/callback", form visitor).Result
+            let body = answer.Content.ReadAsStringAsync().Result
+            Expect.equal (int answer.StatusCode) 429 body
+            Expect.stringContains body "\"field\":\"phoneNumber\"" "on the number"
+            let retryAfter = int answer.Headers.RetryAfter.Delta.Value.TotalSeconds
+            Expect.isTrue (retryAfter > 100 && retryAfter <= 120) $"the interval's rest ({retryAfter} s)"
+            Expect.equal after.Sessions 0 "nothing placed after the restart"
+        }
+
         // Catches a window that counts calls the visitor was told failed, or a failed call dialled later.
         test "a call whose socket failed ends failed/error, blocks no new request, and is never dialled after" {
             let directory = dataDirectory ()
