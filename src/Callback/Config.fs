@@ -352,10 +352,31 @@ module Settings =
             }
         }
 
+/// The PostgreSQL store's connection string (Npgsql's keywords). It prints as `***`: it holds the
+/// database password, so a log line, an exception or a debugger view cannot leak it.
+[<Sealed; AllowNullLiteral>]
+type ConnectionString(value: string) =
+    /// The clear text, for the one place that needs it: opening the store.
+    member _.Reveal() = value
+    override _.ToString() = "***"
+
+    override _.Equals other =
+        match other with
+        | :? ConnectionString as other -> other.Reveal() = value
+        | _ -> false
+
+    override _.GetHashCode() = value.GetHashCode()
+
+/// Which database holds the calls.
+type StoreProvider =
+    /// The embedded store (the default): one SQLite file in this directory (the image's volume, `/data`).
+    | Sqlite of directory: string
+    /// A PostgreSQL database, which several replicas can share.
+    | Postgres of ConnectionString
+
 /// Where the call store keeps its database, and how long it keeps the calls that are over.
 type DataSettings = {
-    /// The data directory (the image's volume, `/data` there); the database file is inside it.
-    Directory: string
+    Store: StoreProvider
     /// Final calls last moved longer ago than this are deleted; live calls are kept whatever their age.
     Retention: TimeSpan
 }
@@ -384,16 +405,46 @@ module DataSettings =
             | true, days when days >= 1 && days <= MaxRetentionDays -> Ok(TimeSpan.FromDays(float days))
             | _ -> Error $"Data__RetentionDays must be a whole number from 1 to {MaxRetentionDays} (got '{v}')."
 
-    /// Reads the store's settings, all problems at once. Without `Data__Path` the directory is `data` under
-    /// `workingDirectory`; a relative one is taken from there too. Whether the directory is usable is
-    /// checked when the store opens it.
+    /// A connection string Npgsql can read, naming a host; the value is never repeated in the message.
+    let private connectionString (value: string) =
+        let valid =
+            try
+                not (String.IsNullOrWhiteSpace(Npgsql.NpgsqlConnectionStringBuilder(value).Host))
+            with _ ->
+                // A bad keyword or value: its message may quote the value, so it is not passed on.
+                false
+
+        if valid then
+            Ok(ConnectionString value)
+        else
+            Error
+                "Data__ConnectionString is not a PostgreSQL connection string with a Host (Host=…;Port=…;Username=…;Password=…;Database=…)."
+
+    let private store (config: IConfiguration) (workingDirectory: string) =
+        let connection =
+            match config["Data:ConnectionString"] with
+            | null
+            | "" -> None
+            | v -> Some v
+
+        match config["Data:Provider"], connection with
+        | (null | ""), None -> directory config workingDirectory |> Result.map Sqlite
+        | provider, Some _ when isNull provider || provider = "" || provider.ToLowerInvariant() = "sqlite" ->
+            Error
+                "Data__ConnectionString is set but Data__Provider is not postgres: set Data__Provider=postgres, or remove it."
+        | provider, connection ->
+            match provider.ToLowerInvariant(), connection with
+            | "sqlite", _ -> directory config workingDirectory |> Result.map Sqlite
+            | "postgres", Some value -> connectionString value |> Result.map Postgres
+            | "postgres", None -> Error "Data__ConnectionString is required with Data__Provider=postgres."
+            | _ -> Error $"Data__Provider must be sqlite or postgres (got '{provider}')."
+
+    /// Reads the store's settings, all problems at once. SQLite unless `Data__Provider=postgres`; without
+    /// `Data__Path` its directory is `data` under `workingDirectory`, a relative one is taken from there too
+    /// (whether it is usable is checked when the store opens it). `Data__Path` is not read for PostgreSQL.
     let read (config: IConfiguration) (workingDirectory: string) : Result<DataSettings, string list> =
         validation {
-            let! directory = directory config workingDirectory
+            let! store = store config workingDirectory
             and! retention = retention config
-
-            return {
-                Directory = directory
-                Retention = retention
-            }
+            return { Store = store; Retention = retention }
         }

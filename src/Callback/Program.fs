@@ -31,7 +31,7 @@ let private callbackServices
     (builder: WebApplicationBuilder)
     (settings: Settings)
     (data: DataSettings)
-    (store: Calls.SqliteCallStore)
+    (store: Calls.ICallStore, closeStore: IDisposable)
     =
     let gate = new SessionGate(settings.Ami.MaxSessions, settings.Ami.MaxQueued)
     let limits = new CallbackLimits(settings.Protection)
@@ -48,7 +48,7 @@ let private callbackServices
         new ShutdownDrain(
             inFlight,
             longest,
-            [ gate; limits; readiness; store ],
+            [ gate; limits; readiness; closeStore ],
             services.GetRequiredService<IHostApplicationLifetime>()
         ))
     |> ignore
@@ -78,15 +78,24 @@ let private callbackServices
         InFlight = inFlight
         Metrics = CallbackMetrics gate
         Tracking = Calls.CallTracking.none
-        Store = store :> Calls.ICallStore
+        Store = store
         Feed = feed
         Monitored = settings.Monitor.IsSome
     }
 
-/// The call store in `data.Directory`, opened (and migrated) before the app starts: a sidecar that
-/// cannot keep its calls does not take callbacks.
-let private openStore (data: DataSettings) =
-    Calls.SqliteCallStore.Open(data.Directory, Threading.CancellationToken.None).Result
+/// The call store `data` names, opened (and migrated) before the app starts: a sidecar that cannot keep
+/// its calls does not take callbacks. Answers the store and what closes it at shutdown.
+let private openStore (data: DataSettings) : Result<Calls.ICallStore * IDisposable, string list> =
+    let opened (store: 'S when 'S :> Calls.ICallStore and 'S :> IDisposable) =
+        (store :> Calls.ICallStore), (store :> IDisposable)
+
+    match data.Store with
+    | Sqlite directory ->
+        Calls.SqliteCallStore.Open(directory, Threading.CancellationToken.None).Result
+        |> Result.map opened
+    | Postgres connectionString ->
+        Calls.PostgresCallStore.Open(connectionString.Reveal(), Threading.CancellationToken.None).Result
+        |> Result.map opened
     |> Result.mapError List.singleton
 
 /// Every call recorded in the store before its Originate; with `Monitor__Username`, the call monitor

@@ -23,7 +23,7 @@ let tests =
             Expect.equal
                 (read [])
                 (Ok {
-                    Directory = Path.Combine(workingDirectory, "data")
+                    Store = Sqlite(Path.Combine(workingDirectory, "data"))
                     Retention = TimeSpan.FromDays 30.0
                 })
                 "defaults"
@@ -31,11 +31,11 @@ let tests =
 
         test "an absolute Data__Path is kept and a relative one is taken from the working directory" {
             let absolute = Path.Combine(Path.GetTempPath(), "volume")
-            Expect.equal (read [ "Data:Path", absolute ] |> Result.map _.Directory) (Ok absolute) "absolute"
+            Expect.equal (read [ "Data:Path", absolute ] |> Result.map _.Store) (Ok(Sqlite absolute)) "absolute"
 
             Expect.equal
-                (read [ "Data:Path", "state" ] |> Result.map _.Directory)
-                (Ok(Path.Combine(workingDirectory, "state")))
+                (read [ "Data:Path", "state" ] |> Result.map _.Store)
+                (Ok(Sqlite(Path.Combine(workingDirectory, "state"))))
                 "relative"
         }
 
@@ -62,5 +62,67 @@ let tests =
             match read [ "Data:Path", "a\000b"; "Data:RetentionDays", "0" ] with
             | Ok _ -> failtest "accepted"
             | Error messages -> Expect.equal messages.Length 2 "both problems"
+        }
+
+        test "Data__Provider=postgres with a connection string chooses PostgreSQL, in any case, and ignores Data__Path" {
+            let connection =
+                "Host=db.internal;Port=5432;Username=callback;Password=s3cret;Database=callback"
+
+            for provider in [ "postgres"; "Postgres"; "POSTGRES" ] do
+                Expect.equal
+                    (read [
+                        "Data:Provider", provider
+                        "Data:ConnectionString", connection
+                        "Data:Path", "/data"
+                     ]
+                     |> Result.map _.Store)
+                    (Ok(Postgres(ConnectionString connection)))
+                    provider
+        }
+
+        test "Data__Provider=sqlite is the default, said out loud" {
+            Expect.equal
+                (read [ "Data:Provider", "sqlite" ] |> Result.map _.Store)
+                (Ok(Sqlite(Path.Combine(workingDirectory, "data"))))
+                "sqlite"
+        }
+
+        // Catches a misspelt provider silently taken for SQLite (a second replica would then keep its own
+        // calls) and a forgotten Data__Provider beside a connection string (the same, quietly).
+        test
+            "an unknown provider, postgres without a connection string and a connection string without postgres are refused" {
+            let cases = [
+                [ "Data:Provider", "postgresql" ], "Data__Provider must be sqlite or postgres (got 'postgresql')."
+                [ "Data:Provider", "postgres" ], "Data__ConnectionString is required with Data__Provider=postgres."
+                [ "Data:ConnectionString", "Host=db" ],
+                "Data__ConnectionString is set but Data__Provider is not postgres: set Data__Provider=postgres, or remove it."
+                [ "Data:Provider", "sqlite"; "Data:ConnectionString", "Host=db" ],
+                "Data__ConnectionString is set but Data__Provider is not postgres: set Data__Provider=postgres, or remove it."
+            ]
+
+            for settings, expected in cases do
+                Expect.equal (read settings) (Error [ expected ]) expected
+        }
+
+        // Catches a connection string echoed in the error: it holds the database password.
+        test "a connection string Npgsql cannot read, or without a host, is refused without repeating it" {
+            for bad in
+                [
+                    "Password=s3cret;Port=notaport;Host=db"
+                    "Password=s3cret;Bogus=1"
+                    "Password=s3cret"
+                ] do
+                match read [ "Data:Provider", "postgres"; "Data:ConnectionString", bad ] with
+                | Ok _ -> failtest "accepted"
+                | Error messages ->
+                    Expect.equal messages.Length 1 "one problem"
+                    Expect.stringContains messages.Head "Data__ConnectionString" "names the setting"
+                    Expect.isFalse (messages.Head.Contains "s3cret") "the password is not repeated"
+        }
+
+        test "the connection string prints as *** wherever it is formatted" {
+            let connection = ConnectionString "Host=db;Password=s3cret"
+            Expect.equal (string connection) "***" "ToString"
+            Expect.equal $"{connection}" "***" "interpolated"
         }
     ]

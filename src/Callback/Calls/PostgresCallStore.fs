@@ -1,0 +1,106 @@
+namespace Callback.Calls
+
+open System
+open System.Net.Sockets
+open System.Threading
+open System.Threading.Tasks
+open Npgsql
+open Callback.Domain
+
+/// The PostgreSQL store behind `ICallStore`, for several replicas on one database. Each operation takes a
+/// pooled connection of its own from one data source, so the store is safe to share between the monitor
+/// and every request; the compare-and-set makes it safe to share between processes too.
+type PostgresCallStore private (dataSource: NpgsqlDataSource) =
+
+    let live = "c.state NOT IN ('ended', 'failed')"
+
+    let run (operation: NpgsqlConnection -> Task<'T>) (cancel: CancellationToken) =
+        task {
+            use! connection = dataSource.OpenConnectionAsync cancel
+            return! operation connection
+        }
+
+    /// Why the database cannot be used, in words that name the setting but never show its value (the
+    /// connection string holds a password): PostgreSQL's own error code and text, or the socket's.
+    static member private Describe(e: exn) =
+        match e with
+        | :? PostgresException as e -> $"PostgreSQL refused: {e.SqlState} {e.MessageText}"
+        | :? NpgsqlException as e when (e.InnerException :? SocketException) ->
+            $"the server cannot be reached ({e.InnerException.Message})"
+        | :? TimeoutException
+        | :? NpgsqlException when (e.InnerException :? TimeoutException) -> "the server did not answer in time"
+        | e -> e.GetType().Name
+
+    /// Connects to the database and migrates it; a message naming `Data__ConnectionString` (never its
+    /// value) when the server cannot be reached, refuses the login, or holds a newer schema.
+    static member Open(connectionString: string, cancel: CancellationToken) : Task<Result<PostgresCallStore, string>> =
+        task {
+            let built =
+                try
+                    let builder = NpgsqlSlimDataSourceBuilder connectionString
+                    // TLS to the server (`SSL Mode=VerifyFull`), which the slim builder leaves out by default.
+                    builder.EnableTransportSecurity() |> ignore
+                    Ok(builder.Build())
+                with _ ->
+                    // Not its message: it may quote the value, which holds the password.
+                    Result.Error "Data__ConnectionString is not a valid PostgreSQL connection string."
+
+            match built with
+            | Result.Error message -> return Result.Error message
+            | Ok dataSource ->
+                let store = new PostgresCallStore(dataSource)
+
+                try
+                    use! connection = dataSource.OpenConnectionAsync cancel
+
+                    match! PostgresSchema.migrate connection cancel with
+                    | Ok _ -> return Ok store
+                    | Result.Error message ->
+                        (store :> IDisposable).Dispose()
+                        return Result.Error $"Data__ConnectionString: {message}"
+                with
+                | :? OperationCanceledException -> return raise (OperationCanceledException cancel)
+                | e ->
+                    (store :> IDisposable).Dispose()
+
+                    return
+                        Result.Error
+                            $"Data__ConnectionString: the database cannot be opened ({PostgresCallStore.Describe e})."
+        }
+
+    /// A connection as every operation gets it (the tests read the schema with it).
+    member internal _.Connect(cancel: CancellationToken) = dataSource.OpenConnectionAsync cancel
+
+    interface ICallStore with
+        member _.Create(call, cancel) =
+            run (fun c -> PostgresStore.create c call cancel) cancel
+
+        member _.Save(callId, expected, change, cancel) =
+            run (fun c -> PostgresStore.save c callId expected change cancel) cancel
+
+        member _.Find(callId, cancel) =
+            run
+                (fun c ->
+                    task {
+                        let! calls =
+                            PostgresStore.select
+                                c
+                                "c.call_id = @id"
+                                [
+                                    NpgsqlParameter("id", NpgsqlTypes.NpgsqlDbType.Text, Value = CallId.value callId)
+                                ]
+                                cancel
+
+                        return List.tryHead calls
+                    })
+                cancel
+
+        member _.ListLive cancel =
+            run (fun c -> PostgresStore.select c live [] cancel) cancel
+
+        member _.Prune(cutoff, cancel) =
+            run (fun c -> PostgresStore.prune c cutoff cancel) cancel
+
+    /// Closes the pooled connections.
+    interface IDisposable with
+        member _.Dispose() = dataSource.Dispose()

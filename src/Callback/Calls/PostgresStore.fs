@@ -1,0 +1,226 @@
+namespace Callback.Calls
+
+open System
+open System.Threading
+open System.Threading.Tasks
+open Npgsql
+open NpgsqlTypes
+open Callback.Domain
+
+/// The store's statements on PostgreSQL: the same rows and the same compare-and-set as SQLite's, so any
+/// number of replicas can share one database. Each write is one transaction; each read is one statement,
+/// hence one snapshot, even under READ COMMITTED.
+[<RequireQualifiedAccess>]
+module internal PostgresStore =
+
+    /// Whole milliseconds in UTC, as SQLite keeps them: the same call reads back the same from both stores
+    /// (and Npgsql writes only offset-zero values to `timestamptz`).
+    let time (at: DateTimeOffset) =
+        DateTimeOffset.FromUnixTimeMilliseconds(at.ToUnixTimeMilliseconds())
+
+    let private parameter (name: string) (kind: NpgsqlDbType) (value: obj) =
+        NpgsqlParameter(name, kind, Value = (if isNull value then box DBNull.Value else value))
+
+    let private optional (value: 'T option) : obj =
+        match value with
+        | Some v -> box v
+        | None -> null
+
+    let internal command (connection: NpgsqlConnection) (sql: string) (parameters: NpgsqlParameter list) =
+        let command = new NpgsqlCommand(sql, connection)
+
+        for p in parameters do
+            command.Parameters.Add p |> ignore
+
+        command
+
+    let private execute connection sql parameters (cancel: CancellationToken) =
+        task {
+            use command = command connection sql parameters
+            return! command.ExecuteNonQueryAsync cancel
+        }
+
+    let private idParameter (callId: string) = parameter "id" NpgsqlDbType.Text callId
+
+    let private readOptional (reader: NpgsqlDataReader) i (read: int -> 'T) =
+        if reader.IsDBNull i then None else Some(read i)
+
+    /// The call's columns (0-11) and one transition's (12-15) per row.
+    let private selectSql where =
+        $"""SELECT c.call_id, c.attempt, c.language, c.masked_number, c.created_at, c.updated_at, c.state,
+                   c.outcome, c.talk_ms, c.cause_code, c.cause_text, c.sip_code, t.seq, t.attempt, t.state, t.at
+            FROM calls c LEFT JOIN transitions t ON t.call_id = c.call_id
+            WHERE {where}
+            ORDER BY c.created_at, c.call_id, t.seq"""
+
+    let private readCall (r: NpgsqlDataReader) history =
+        let cause =
+            readOptional r 9 r.GetInt32
+            |> Option.map (fun code -> {
+                Code = code
+                Text = readOptional r 10 r.GetString |> Option.defaultValue ""
+                SipCode = readOptional r 11 r.GetInt32
+            })
+
+        {
+            CallId = SqliteRows.readCallId (r.GetString 0)
+            Attempt = SqliteRows.readAttempt (int64 (r.GetInt32 1))
+            Language = SqliteRows.readLanguage (r.GetString 2)
+            MaskedNumber = r.GetString 3
+            CreatedAt = r.GetFieldValue<DateTimeOffset> 4
+            UpdatedAt = r.GetFieldValue<DateTimeOffset> 5
+            Status =
+                SqliteRows.readStatus
+                    (SqliteRows.readState (r.GetString 6))
+                    (readOptional r 7 r.GetString)
+                    (readOptional r 8 r.GetInt64)
+                    cause
+            History = history
+        }
+
+    let private readTransition (r: NpgsqlDataReader) =
+        if r.IsDBNull 12 then
+            None
+        else
+            Some {
+                Sequence = r.GetInt64 12
+                Attempt = SqliteRows.readAttempt (int64 (r.GetInt32 13))
+                Transition = {
+                    State = SqliteRows.readState (r.GetString 14)
+                    At = r.GetFieldValue<DateTimeOffset> 15
+                }
+            }
+
+    /// The calls `where` selects (on `calls c`), each with its history, oldest call first: one statement,
+    /// so a save cannot land between reading a call's row and reading its transitions.
+    let select connection where parameters (cancel: CancellationToken) : Task<StoredCall list> =
+        task {
+            use command = command connection (selectSql where) parameters
+            use! reader = command.ExecuteReaderAsync cancel
+            let calls = ResizeArray<StoredCall>()
+            let history = ResizeArray<SavedTransition>()
+            let mutable current: string = null
+
+            let flush () =
+                if not (isNull current) then
+                    let call = calls[calls.Count - 1]
+
+                    calls[calls.Count - 1] <- {
+                        call with
+                            History = List.ofSeq history
+                    }
+
+                    history.Clear()
+
+            while! reader.ReadAsync cancel do
+                let id = reader.GetString 0
+
+                if id <> current then
+                    flush ()
+                    current <- id
+                    calls.Add(readCall reader [])
+
+                readTransition reader |> Option.iter history.Add
+
+            flush ()
+            return List.ofSeq calls
+        }
+
+    let private appendTransitions connection (callId: string) attempt (transitions: Transition list) cancel =
+        task {
+            for transition in transitions do
+                let! _ =
+                    execute
+                        connection
+                        "INSERT INTO transitions (call_id, seq, attempt, state, at) VALUES (@id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM transitions WHERE call_id = @id), @attempt, @state, @at)"
+                        [
+                            idParameter callId
+                            parameter "attempt" NpgsqlDbType.Integer (Attempt.number attempt)
+                            parameter "state" NpgsqlDbType.Text (Names.state transition.State)
+                            parameter "at" NpgsqlDbType.TimestampTz (time transition.At)
+                        ]
+                        cancel
+
+                ()
+        }
+
+    /// Records the call and its `queued` transition in one transaction; false when the id is taken (the
+    /// insert waits for a concurrent one of the same id, then does nothing).
+    let create (connection: NpgsqlConnection) (call: NewCall) (cancel: CancellationToken) =
+        task {
+            use! transaction = connection.BeginTransactionAsync cancel
+            let id = CallId.value call.CallId
+
+            let! inserted =
+                execute
+                    connection
+                    "INSERT INTO calls (call_id, attempt, language, masked_number, created_at, updated_at, state) VALUES (@id, @attempt, @language, @number, @at, @at, 'queued') ON CONFLICT (call_id) DO NOTHING"
+                    [
+                        idParameter id
+                        parameter "attempt" NpgsqlDbType.Integer (Attempt.number call.Attempt)
+                        parameter "language" NpgsqlDbType.Text (SqliteRows.languageName call.Language)
+                        parameter "number" NpgsqlDbType.Text call.MaskedNumber
+                        parameter "at" NpgsqlDbType.TimestampTz (time call.CreatedAt)
+                    ]
+                    cancel
+
+            if inserted = 1 then
+                let queued = {
+                    State = State.Queued
+                    At = call.CreatedAt
+                }
+
+                do! appendTransitions connection id call.Attempt [ queued ] cancel
+
+            do! transaction.CommitAsync cancel
+            return inserted = 1
+        }
+
+    /// The compare-and-set. A concurrent UPDATE of the same row waits for the first to commit, then
+    /// re-checks its WHERE on the row as committed (READ COMMITTED), so of two writers holding the same
+    /// expectation, on one replica or two, one moves the call and the other updates nothing.
+    let save (connection: NpgsqlConnection) callId (expected: Expected) (change: Change) (cancel: CancellationToken) =
+        task {
+            use! transaction = connection.BeginTransactionAsync cancel
+            let id = CallId.value callId
+            let outcome, talk = SqliteRows.outcome change.Status
+            let cause = SqliteRows.cause change.Status
+
+            let! moved =
+                execute
+                    connection
+                    "UPDATE calls SET attempt = @attempt, state = @state, outcome = @outcome, talk_ms = @talk, cause_code = @code, cause_text = @text, sip_code = @sip, updated_at = @at WHERE call_id = @id AND attempt = @expectedAttempt AND state = @expectedState"
+                    [
+                        idParameter id
+                        parameter "attempt" NpgsqlDbType.Integer (Attempt.number change.Attempt)
+                        parameter "state" NpgsqlDbType.Text (Names.state (Store.stateOf change.Status))
+                        parameter "outcome" NpgsqlDbType.Text (optional outcome)
+                        parameter "talk" NpgsqlDbType.Bigint (optional talk)
+                        parameter "code" NpgsqlDbType.Integer (optional (cause |> Option.map _.Code))
+                        parameter "text" NpgsqlDbType.Text (optional (cause |> Option.map _.Text))
+                        parameter "sip" NpgsqlDbType.Integer (optional (cause |> Option.bind _.SipCode))
+                        parameter "at" NpgsqlDbType.TimestampTz (time change.At)
+                        parameter "expectedAttempt" NpgsqlDbType.Integer (Attempt.number expected.Attempt)
+                        parameter "expectedState" NpgsqlDbType.Text (Names.state expected.State)
+                    ]
+                    cancel
+
+            if moved = 1 then
+                do! appendTransitions connection id change.Attempt change.Transitions cancel
+                do! transaction.CommitAsync cancel
+                return Saved
+            else
+                use exists =
+                    command connection "SELECT 1 FROM calls WHERE call_id = @id" [ idParameter id ]
+
+                let! found = exists.ExecuteScalarAsync cancel
+                return if isNull found then UnknownCall else Stale
+        }
+
+    /// Deletes the final calls last moved before `cutoff`; their transitions go with them (ON DELETE CASCADE).
+    let prune (connection: NpgsqlConnection) (cutoff: DateTimeOffset) (cancel: CancellationToken) =
+        execute
+            connection
+            "DELETE FROM calls WHERE state IN ('ended', 'failed') AND updated_at < @cutoff"
+            [ parameter "cutoff" NpgsqlDbType.TimestampTz (time cutoff) ]
+            cancel
