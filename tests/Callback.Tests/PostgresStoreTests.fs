@@ -7,8 +7,10 @@ open Expecto
 open Npgsql
 open Callback.Calls
 open Callback.Domain
+open Microsoft.Extensions.DependencyInjection
 open Callback.Tests.OnThisMachine
 open Callback.Tests.StoreSpecification
+open Callback.Tests.TestSidecar
 
 let private cancel = CancellationToken.None
 
@@ -210,4 +212,35 @@ let tests =
                 let password = NpgsqlConnectionStringBuilder(server).Password
                 do! expectRefused connection [ "Data__ConnectionString"; "cannot be reached" ] password
             })
+
+        // Catches a Program that opens SQLite whatever Data__Provider says (each replica would keep its own
+        // calls, and one would answer 404 for the other's).
+        onFreshDatabase
+            "two sidecars with Data__Provider=postgres on one database: a call one records, the other serves"
+            (fun connection ->
+                task {
+                    let settings =
+                        TestSidecar.fakeAmiConfig
+                            [ "Data:Provider", "postgres"; "Data:ConnectionString", connection ]
+                            (Loopback.freePort ())
+
+                    use one = new Sidecar(settings)
+                    use other = new Sidecar(settings)
+                    let store = one.App.Services.GetRequiredService<ICallStore>()
+                    Expect.isTrue (store :? PostgresCallStore) "the PostgreSQL store"
+
+                    let call: NewCall = {
+                        CallId = CallId.create ()
+                        Attempt = Attempt.first
+                        Language = French
+                        MaskedNumber = "1514*****34"
+                        CreatedAt = DateTimeOffset.UtcNow
+                    }
+
+                    let! _ = store.Create(call, cancel)
+                    let! response = other.Client.GetAsync($"/calls/{CallId.value call.CallId}")
+                    let! body = response.Content.ReadAsStringAsync()
+                    Expect.equal (int response.StatusCode) 200 body
+                    Expect.stringContains body "\"state\":\"queued\"" "the call as the first sidecar recorded it"
+                })
     ]
