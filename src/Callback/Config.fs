@@ -420,24 +420,62 @@ module DataSettings =
             Error
                 "Data__ConnectionString is not a PostgreSQL connection string with a Host (Host=…;Port=…;Username=…;Password=…;Database=…)."
 
-    let private store (config: IConfiguration) (workingDirectory: string) =
-        let connection =
-            match config["Data:ConnectionString"] with
+    /// The connection string from `Data__ConnectionString` or from the file `Data__ConnectionStringFile`
+    /// names (a Docker secret, say), at most one of the two; a file's trailing line end is not part of it.
+    let private connectionText (config: IConfiguration) =
+        let given key =
+            match config[key] with
             | null
             | "" -> None
             | v -> Some v
 
-        match config["Data:Provider"], connection with
-        | (null | ""), None -> directory config workingDirectory |> Result.map Sqlite
-        | provider, Some _ when isNull provider || provider = "" || provider.ToLowerInvariant() = "sqlite" ->
+        match given "Data:ConnectionString", given "Data:ConnectionStringFile" with
+        | Some _, Some _ -> Error "Set Data__ConnectionString or Data__ConnectionStringFile, not both."
+        | Some value, None -> Ok(Some value)
+        | None, Some path ->
+            try
+                Ok(Some(File.ReadAllText(path).TrimEnd('\r', '\n')))
+            with e ->
+                Error $"Data__ConnectionStringFile: cannot read '{path}' ({e.GetType().Name})."
+        | None, None -> Ok None
+
+    let private provider (config: IConfiguration) =
+        match config["Data:Provider"] with
+        | null
+        | "" -> Ok "sqlite"
+        | given ->
+            match given.ToLowerInvariant() with
+            | "sqlite"
+            | "postgres" as known -> Ok known
+            | _ -> Error $"Data__Provider must be sqlite or postgres (got '{given}')."
+
+    let private store (config: IConfiguration) (workingDirectory: string) =
+        let connectionGiven =
+            [ "Data:ConnectionString"; "Data:ConnectionStringFile" ]
+            |> List.exists (fun key -> not (String.IsNullOrEmpty config[key]))
+
+        match provider config with
+        | Error e -> Error e
+        | Ok "sqlite" when connectionGiven ->
             Error
-                "Data__ConnectionString is set but Data__Provider is not postgres: set Data__Provider=postgres, or remove it."
-        | provider, connection ->
-            match provider.ToLowerInvariant(), connection with
-            | "sqlite", _ -> directory config workingDirectory |> Result.map Sqlite
-            | "postgres", Some value -> connectionString value |> Result.map Postgres
-            | "postgres", None -> Error "Data__ConnectionString is required with Data__Provider=postgres."
-            | _ -> Error $"Data__Provider must be sqlite or postgres (got '{provider}')."
+                "Data__ConnectionString (or Data__ConnectionStringFile) is set but Data__Provider is not postgres: set Data__Provider=postgres, or remove it."
+        | Ok "sqlite" -> directory config workingDirectory |> Result.map Sqlite
+        | Ok _ ->
+            match connectionText config with
+            | Error e -> Error e
+            | Ok None ->
+                Error "Data__ConnectionString (or Data__ConnectionStringFile) is required with Data__Provider=postgres."
+            | Ok(Some value) -> connectionString value |> Result.map Postgres
+
+    /// The store as start-up logs it: the SQLite directory, or PostgreSQL's host, port and database, never
+    /// the rest of the connection string (its password).
+    let describe (store: StoreProvider) =
+        match store with
+        | Sqlite directory -> $"SQLite in {directory}"
+        | Postgres connection ->
+            let parts = Npgsql.NpgsqlConnectionStringBuilder(connection.Reveal())
+            let database = parts.Database |> Option.ofObj |> Option.defaultValue "(the user's)"
+            $"PostgreSQL, database {database} on {parts.Host}:{parts.Port}"
 
     /// Reads the store's settings, all problems at once. SQLite unless `Data__Provider=postgres`; without
     /// `Data__Path` its directory is `data` under `workingDirectory`, a relative one is taken from there too

@@ -162,6 +162,8 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         ErrorAnswers.usePipeline app
         app.UseForwardedHeaders() |> ignore
 
+        app.Logger.LogInformation("Call store: {Store}", DataSettings.describe data.Store)
+
         if settings.Ami.Endpoint.Transport = PlainTcp then
             app.Logger.LogWarning "Ami__UseTls is false: the AMI secret crosses the network in clear text."
 

@@ -91,13 +91,22 @@ let tests =
         // calls) and a forgotten Data__Provider beside a connection string (the same, quietly).
         test
             "an unknown provider, postgres without a connection string and a connection string without postgres are refused" {
+            let notPostgres =
+                "Data__ConnectionString (or Data__ConnectionStringFile) is set but Data__Provider is not postgres: set Data__Provider=postgres, or remove it."
+
             let cases = [
                 [ "Data:Provider", "postgresql" ], "Data__Provider must be sqlite or postgres (got 'postgresql')."
-                [ "Data:Provider", "postgres" ], "Data__ConnectionString is required with Data__Provider=postgres."
-                [ "Data:ConnectionString", "Host=db" ],
-                "Data__ConnectionString is set but Data__Provider is not postgres: set Data__Provider=postgres, or remove it."
-                [ "Data:Provider", "sqlite"; "Data:ConnectionString", "Host=db" ],
-                "Data__ConnectionString is set but Data__Provider is not postgres: set Data__Provider=postgres, or remove it."
+                [ "Data:Provider", "postgres" ],
+                "Data__ConnectionString (or Data__ConnectionStringFile) is required with Data__Provider=postgres."
+                [ "Data:ConnectionString", "Host=db" ], notPostgres
+                [ "Data:Provider", "sqlite"; "Data:ConnectionString", "Host=db" ], notPostgres
+                [ "Data:ConnectionStringFile", "/run/secrets/db" ], notPostgres
+                [
+                    "Data:Provider", "postgres"
+                    "Data:ConnectionString", "Host=db"
+                    "Data:ConnectionStringFile", "/run/secrets/db"
+                ],
+                "Set Data__ConnectionString or Data__ConnectionStringFile, not both."
             ]
 
             for settings, expected in cases do
@@ -124,5 +133,34 @@ let tests =
             let connection = ConnectionString "Host=db;Password=s3cret"
             Expect.equal (string connection) "***" "ToString"
             Expect.equal $"{connection}" "***" "interpolated"
+        }
+
+        test
+            "Data__ConnectionStringFile is read, without its trailing line end, and a file that cannot be read is named" {
+            let file = Path.GetTempFileName()
+
+            try
+                File.WriteAllText(file, "Host=db;Password=s3cret\n")
+
+                Expect.equal
+                    (read [ "Data:Provider", "postgres"; "Data:ConnectionStringFile", file ]
+                     |> Result.map _.Store)
+                    (Ok(Postgres(ConnectionString "Host=db;Password=s3cret")))
+                    "read from the file"
+            finally
+                File.Delete file
+
+            match read [ "Data:Provider", "postgres"; "Data:ConnectionStringFile", file ] with
+            | Ok _ -> failtest "a missing file was accepted"
+            | Error messages -> Expect.stringContains messages.Head "Data__ConnectionStringFile: cannot read" "named"
+        }
+
+        // Catches a start-up line that logs the connection string as given (its password with it).
+        test "the store as start-up logs it names the host, port and database, not the password" {
+            let store =
+                Postgres(ConnectionString "Host=db.internal;Port=6432;Database=calls;Password=s3cret")
+
+            Expect.equal (DataSettings.describe store) "PostgreSQL, database calls on db.internal:6432" "described"
+            Expect.equal (DataSettings.describe (Sqlite "/data")) "SQLite in /data" "SQLite"
         }
     ]

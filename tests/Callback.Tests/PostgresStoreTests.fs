@@ -242,5 +242,8 @@ let tests =
                     let! body = response.Content.ReadAsStringAsync()
                     Expect.equal (int response.StatusCode) 200 body
                     Expect.stringContains body "\"state\":\"queued\"" "the call as the first sidecar recorded it"
+                    let password = NpgsqlConnectionStringBuilder(connection).Password
+                    Expect.exists one.Log (fun line -> line.Contains "Call store: PostgreSQL, database test_") "logged"
+                    Expect.all one.Log (fun line -> not (line.Contains password)) "the password is in no log line"
                 })
     ]
