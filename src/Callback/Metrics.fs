@@ -29,6 +29,12 @@ type CallbackMetrics(gate: SessionGate) =
             labelled [ "reason" ]
         )
 
+    let scheduled =
+        factory.CreateCounter(
+            "callback_scheduled_total",
+            "Callbacks kept for later (202): outside opening hours, or for the callAt the visitor booked."
+        )
+
     let sessionSeconds =
         factory.CreateHistogram(
             "callback_ami_session_duration_seconds",
@@ -91,7 +97,7 @@ type CallbackMetrics(gate: SessionGate) =
 
     do
         // Every reason's series exists from the start at 0, so a rate() or an alert sees its first refusal.
-        for reason in [ Invalid; RateLimited; Origin; Policy; Busy; ShuttingDown ] do
+        for reason in [ Invalid; RateLimited; Origin; Policy; Busy; ShuttingDown; Unschedulable ] do
             refusals.WithLabels(RefusalReason.label reason) |> ignore
 
         gate.SessionEnded.Add(fun duration -> sessionSeconds.Observe duration.TotalSeconds)
@@ -131,6 +137,7 @@ type CallbackMetrics(gate: SessionGate) =
         | Some(Placed outcome) ->
             callbacks.WithLabels(string ctx.Response.StatusCode, failedStage outcome.Failure).Inc()
         | Some(Refused reason) -> refused reason
+        | Some Kept -> scheduled.Inc()
         | None when ctx.Response.StatusCode = 403 -> refused Origin
         | None when ctx.Response.StatusCode = 429 -> refused RateLimited
         | None when ctx.Response.StatusCode >= 400 && ctx.Response.StatusCode < 500 -> refused Invalid

@@ -62,6 +62,9 @@ let private callbackServices
     builder.Services.AddSingleton<Calls.CallFeed> feed |> ignore
     // Unless a test chose a shorter heartbeat before the build.
     builder.Services.TryAddSingleton<CallStreamOptions> CallStreamOptions.defaults
+    // Until the store keeps calls for later, a request outside hours or with a callAt answers 503; unless
+    // a test gave its own clock and scheduler.
+    builder.Services.TryAddSingleton<Scheduling>(Scheduling.unavailable TimeProvider.System)
 
     builder.Services.AddHostedService(fun services ->
         new Calls.CallRetention(
@@ -141,15 +144,16 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
         validation {
             let! settings = Settings.read builder.Configuration
             and! data = DataSettings.read builder.Configuration Environment.CurrentDirectory
-            return settings, data
+            and! hours = HoursSettings.read builder.Configuration
+            return settings, data, hours
         }
 
     match
         configured
-        |> Result.bind (fun (settings, data) -> openStore data |> Result.map (fun s -> settings, data, s))
+        |> Result.bind (fun (settings, data, hours) -> openStore data |> Result.map (fun s -> settings, data, hours, s))
     with
     | Error errors -> Error errors
-    | Ok(settings, data, store) ->
+    | Ok(settings, data, hours, store) ->
         builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
         ErrorAnswers.addServices builder.Services
         let services = callbackServices builder settings data store
@@ -171,7 +175,7 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
             app.Logger.LogWarning
                 "Callback__AllowedOrigins is not set: a page on any web site can make its visitors' browsers request callbacks."
 
-        Endpoints.map app settings services
+        Endpoints.map app settings hours services
         Ok app
 
 /// Where this process listens, from `ASPNETCORE_URLS` (first URL; a wildcard host means loopback), else

@@ -1,4 +1,4 @@
-/// Reading the callback's two fields from a body, without HTTP: which format a content type names, and what
+/// Reading the callback's fields from a body, without HTTP: which format a content type names, and what
 /// each body gives.
 module Callback.Tests.BodyTests
 
@@ -15,9 +15,14 @@ let private statusOf (result: Result<_, BodyRefusal>) =
     | Ok _ -> None
     | Error refusal -> Some refusal.Status
 
-let private fields (result: Result<BoundField * BoundField, BodyRefusal>) =
+let private fields (result: Result<BoundForm, BodyRefusal>) =
     match result with
-    | Ok pair -> pair
+    | Ok form -> form.PhoneNumber, form.Language
+    | Error refusal -> failtestf "refused with %d" refusal.Status
+
+let private callAtOf (result: Result<BoundForm, BodyRefusal>) =
+    match result with
+    | Ok form -> form.CallAt
     | Error refusal -> failtestf "refused with %d" refusal.Status
 
 let private once name : BoundField =
@@ -75,6 +80,23 @@ let tests =
             let phone, language = fields (Body.read Json (utf8 """{"phoneNumber":null}"""))
             Expect.equal phone (Ok None) "null"
             Expect.equal language (Ok None) "absent"
+        }
+
+        // Catches callAt left unbound in one format, or bound without the checks the other fields get.
+        test "callAt is read from JSON and forms like the other fields: absent, a string, given once" {
+            let text = "2026-12-03T09:30:00+01:00"
+
+            Expect.equal (callAtOf (Body.read Json (utf8 $"""{{"callAt":"{text}"}}"""))) (Ok(Some text)) "JSON"
+            Expect.equal (callAtOf (Body.read Json (utf8 $"""{{"CALLAT":"{text}"}}"""))) (Ok(Some text)) "any case"
+
+            Expect.equal
+                (callAtOf (Body.read Form (utf8 "callAt=2026-12-03T09%3A30%3A00%2B01%3A00")))
+                (Ok(Some text))
+                "form"
+
+            Expect.equal (callAtOf (Body.read Json (utf8 """{"phoneNumber":"1"}"""))) (Ok None) "absent"
+            Expect.isError (callAtOf (Body.read Json (utf8 """{"callAt":1764750600}"""))) "a number is not a string"
+            Expect.equal (callAtOf (Body.read Form (utf8 "callAt=a&callAt=b"))) (once "callAt") "twice"
         }
 
         test "every string of a document is Unicode text, or the document is not" {

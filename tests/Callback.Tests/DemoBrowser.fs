@@ -84,6 +84,10 @@ type PageSeen = {
     /// With `twice`: the second POST's status, its `Retry-After`, and the message the page then showed.
     Again: (int * string * string) option
     PageErrors: string list
+    /// With `at=YYYY-MM-DD`: the slots the picker offered (their values).
+    Slots: string list
+    /// What a 202 said the call is scheduled for, as the page kept it.
+    ScheduledFor: string option
 }
 
 let text (e: JsonElement) (name: string) =
@@ -143,6 +147,10 @@ let visitIn (mode: string) (url: string) (number: string) (language: string) (sc
         Again =
             optional root "again" (fun a -> a.GetProperty("status").GetInt32(), text a "retryAfter", text a "message")
         PageErrors = [ for e in root.GetProperty("pageErrors").EnumerateArray() -> e.GetString() ]
+        Slots =
+            optional root "slots" (fun s -> [ for v in s.EnumerateArray() -> v.GetString() ])
+            |> Option.defaultValue []
+        ScheduledFor = Option.ofObj (text root "scheduledFor")
     }
 
 let visit = visitIn "post"

@@ -156,4 +156,29 @@ let tests =
 
             for (_, a), (_, b) in List.pairwise placed do
                 Expect.isGreaterThanOrEqual (b - a) (OpeningRate.spacing rate) "spaced")
+
+        // Catches a request rung while closed, or held back while open.
+        testPropertyWithConfig config "without callAt a call is placed now exactly when open, else at the next opening"
+        <| Prop.forAll hoursAndInstant (fun (hours, now) ->
+            match Placement.decide hours now None with
+            | Ok Now -> Expect.isTrue (Hours.isOpen hours now) "open now"
+            | Ok(AtOpening opening) ->
+                Expect.isFalse (Hours.isOpen hours now) "closed now"
+                Expect.equal opening (Hours.nextOpening hours now) "the next opening"
+            | other -> failtest $"{other}")
+
+        // Catches a waiting call placed closed, before its opening, or in the slot of one waiting before it.
+        testPropertyWithConfig config "the call behind n waiting ones is open, after the opening and after the n-th"
+        <| Prop.forAll hoursAndInstant (fun (hours, now) ->
+            let rate = OpeningRate.tryCreate 7 |> Option.get
+            let opening = Hours.nextOpening hours now
+            let spread = Placement.spread hours rate opening
+            let placed = [ for n in 0..12 -> spread n ]
+
+            for at in placed do
+                Expect.isTrue (Hours.isOpen hours at) "open"
+                Expect.isGreaterThanOrEqual at opening "not before the opening"
+
+            for a, b in List.pairwise placed do
+                Expect.isGreaterThanOrEqual (b - a) (OpeningRate.spacing rate) "behind the one before")
     ]

@@ -398,6 +398,20 @@ let tests =
                 let lastData = lines |> List.map snd |> List.findBack _.StartsWith("data: ")
                 Expect.stringContains lastData "\"state\":\"ended\"" $"the last frame is the call's end:\n{shown}")
 
+        // Catches the slots left out of the example (a widget behind nginx would get its 404).
+        nginxTest "through nginx GET /slots reaches the sidecar; another method stays in nginx" (fun () ->
+            let stack = stack.Value
+            use client = clientFrom "127.0.0.9"
+            let tomorrow = DateTime.UtcNow.AddDays(1.0).ToString("yyyy-MM-dd")
+
+            use response =
+                client.GetAsync($"http://127.0.0.1:{stack.NginxPort}/slots?date={tomorrow}").Result
+
+            let body = response.Content.ReadAsStringAsync().Result
+            Expect.equal (int response.StatusCode) 200 $"200: {body}"
+            Expect.stringContains body $"\"date\":\"{tomorrow}\"" "the sidecar's slots"
+            Expect.equal (rawStatus "127.0.0.9" stack.NginxPort "DELETE /slots HTTP/1.1") 405 "GET only")
+
         nginxTest
             "through nginx a call's status answers; a path under /calls/ that is no call id stays in nginx"
             (fun () ->

@@ -60,6 +60,20 @@ let private configured (extra: (string * string) list) (send: HttpClient -> Http
     use sidecar = new Sidecar(fakeAmiConfig extra server.Port)
     answerOf (send sidecar.Client)
 
+/// The sidecar with opening hours, closed at the time of its clock, and a scheduler answering `kept`.
+let private booked (kept: Result<unit, string>) (send: HttpClient -> HttpResponseMessage) =
+    use server = new Server(script asterisk, Some pki.Value.Server)
+
+    let scheduler =
+        BookingTests.FakeScheduler(
+            BookingTests.BookingClock(DateTimeOffset(2026, 12, 7, 19, 0, 0, TimeSpan.Zero)),
+            0,
+            kept
+        )
+
+    use sidecar = BookingTests.sidecarAt BookingTests.officeHours server scheduler
+    answerOf (send sidecar.Client)
+
 /// One real request per status `POST /callback` can answer.
 let realAnswers: (string * (unit -> Answer)) list = [
     "another site's page",
@@ -76,6 +90,8 @@ let realAnswers: (string * (unit -> Answer)) list = [
             (post (form [ "phoneNumber", "911"; "language", "en" ]) client).Dispose()
             post (form valid) client))
     "a spooled callback", (fun () -> against asterisk (post (form valid)))
+    "a callback while closed", (fun () -> booked (Ok()) (post (form valid)))
+    "a callback that cannot be kept for later", (fun () -> booked (Result.Error "full") (post (form valid)))
     "broken JSON", (fun () -> against asterisk (post (jsonBody "{")))
     "another path", (fun () -> against asterisk (fun c -> c.PostAsync("/nowhere", form valid).Result))
     "GET /callback", (fun () -> against asterisk (fun c -> c.GetAsync("/callback").Result))
@@ -139,6 +155,7 @@ let private holding (sidecar: Sidecar) (path: string) (send: unit -> HttpRespons
 
 let private status = "/calls/{callId}", "get"
 let private events = "/calls/{callId}/events", "get"
+let private slots = "/slots", "get"
 
 /// One real request per status the status routes answer.
 let callAnswers: ((string * string) * string * (unit -> Answer)) list = [
@@ -179,6 +196,9 @@ let callAnswers: ((string * string) * string * (unit -> Answer)) list = [
     events,
     "a second stream on one call",
     (fun () -> withCalls (fun s path _ -> holding s path (fun () -> s.Client.GetAsync(path + "/events").Result)))
+    slots, "a day's slots", (fun () -> booked (Ok()) (fun c -> c.GetAsync("/slots?date=2026-12-08").Result))
+    slots, "a malformed date", (fun () -> booked (Ok()) (fun c -> c.GetAsync("/slots?date=8/12/2026").Result))
+    slots, "POST on the slots", (fun () -> booked (Ok()) (fun c -> c.PostAsync("/slots", form valid).Result))
     events,
     "a stream past the open streams' bound",
     (fun () -> withCalls (fun s path other -> holding s path (fun () -> s.Client.GetAsync(other + "/events").Result)))
@@ -281,7 +301,7 @@ let openApi =
 
                 Expect.equal
                     documented
-                    (set [ 200; 400; 403; 404; 405; 408; 413; 415; 422; 429; 500; 502; 503 ])
+                    (set [ 200; 202; 400; 403; 404; 405; 408; 413; 415; 422; 429; 500; 502; 503 ])
                     "documented statuses"
             }
 
@@ -306,12 +326,13 @@ let openApi =
             }
 
         yield
-            test "documents every status GET /calls/{callId} and its events answer, and no other" {
+            test "documents every status GET /calls/{callId}, its events and GET /slots answer, and no other" {
                 let documented route =
                     responsesOf route |> Seq.map (fun r -> int r.Key) |> Set.ofSeq
 
                 Expect.equal (documented status) (set [ 200; 404; 405 ]) "GET /calls/{callId}"
                 Expect.equal (documented events) (set [ 200; 404; 405; 429; 503 ]) "its events"
+                Expect.equal (documented slots) (set [ 200; 400; 405 ]) "GET /slots"
             }
 
         let callAnswered =
@@ -319,7 +340,7 @@ let openApi =
 
         yield
             test "every documented status of the status routes has a real answer among the cases" {
-                for route in [ status; events ] do
+                for route in [ status; events; slots ] do
                     let answered =
                         set [
                             for r, _, a in callAnswered.Value do

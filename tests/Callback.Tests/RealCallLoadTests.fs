@@ -109,9 +109,19 @@ let private concurrentCallbacks (env, monitorEnv) =
         statusUrls
         |> List.map (fun (_, url) -> stateFrames sidecar.Client (TimeSpan.FromSeconds 90.0) url)
 
-    let ends =
-        statusUrls
-        |> List.map (fun (number, url) -> number, awaitFinal sidecar.Client 90.0 url)
+    // A call left live says what Asterisk and both SIPp saw of it: under load, a phone may give up a call.
+    let final (number, url: string) =
+        try
+            number, awaitFinal sidecar.Client 90.0 url
+        with e ->
+            failtestf
+                "%s\nAsterisk said of it: %A\nthe visitors' SIPp: %s\nthe owners' SIPp: %s"
+                e.Message
+                (asteriskSaid recorder (url.Replace("/calls/", "")))
+                (tail 15 visitors.Output)
+                (tail 15 owners.Output)
+
+    let ends = statusUrls |> List.map final
 
     let allFinal = clock.Elapsed
 

@@ -1,6 +1,6 @@
 // A visitor on the demo page, in Debian's headless Chromium driven by playwright-core:
 //
-//   node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png> [follow|retry|twice]
+//   node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png> [follow|retry|twice|at=YYYY-MM-DD]
 //
 // types the number, picks the language, clicks "Call me back", waits for the status message, saves a
 // screenshot and prints one JSON line: { status, message, messageClass, stages: { socket: "✔", … }, pageErrors }.
@@ -9,7 +9,9 @@
 // is offered, and the event streams the page opened. With `retry` it also clicks the retry button once the
 // call has ended and adds `retried`: the second POST's status and its call followed the same way. With
 // `twice` it clicks "Call me back" again at once and adds `again`: that POST's status, its Retry-After and
-// the message shown.
+// the message shown. With `at=YYYY-MM-DD` it picks "call me at", that day and its first slot before clicking,
+// and adds `slots` (the times the picker offered, as their values) and `scheduledFor` (what the page was
+// told on a 202).
 // Exits non-zero on any error; the browser is closed in every case, and nothing waits without a deadline.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,8 +26,9 @@ const LANGUAGES = { en: "English", fr: "Français" };
 const MODES = ["post", "follow", "retry", "twice"];
 
 const [url, phoneNumber, language, screenshot, mode = "post"] = process.argv.slice(2);
-if (!url || phoneNumber === undefined || !LANGUAGES[language] || !screenshot || !MODES.includes(mode)) {
-  console.error("usage: node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png> [follow|retry|twice]");
+const atDay = /^at=(\d{4}-\d{2}-\d{2})$/.exec(mode)?.[1];
+if (!url || phoneNumber === undefined || !LANGUAGES[language] || !screenshot || !(MODES.includes(mode) || atDay)) {
+  console.error("usage: node demo-page.mjs <page URL> <phone number> <en|fr> <screenshot.png> [follow|retry|twice|at=YYYY-MM-DD]");
   process.exit(64);
 }
 
@@ -92,6 +95,15 @@ async function visit(context) {
   const seen = await watchStatusLine(page);
   await page.getByLabel("Phone number").fill(phoneNumber);
   await page.getByRole("radio", { name: LANGUAGES[language] }).check();
+  let slots = null;
+  if (atDay) {
+    // By value: the option's label is in the visitor's language.
+    await page.locator('input[name="when"][value="at"]').check();
+    await page.locator("#slot-date").fill(atDay);
+    await page.locator(`#slot[data-loaded="${atDay}"]`).waitFor({ state: "attached" });
+    slots = await page.locator("#slot option").evaluateAll((options) => options.map((o) => o.value));
+    if (slots[0]) await page.locator("#slot").selectOption(slots[0]);
+  }
 
   const isCallback = (r) => new URL(r.url()).pathname.endsWith("/callback");
   const answer = page.waitForResponse(isCallback);
@@ -112,6 +124,8 @@ async function visit(context) {
     message: (await message.innerText()).trim(),
     messageClass: await message.getAttribute("class"),
     stages,
+    slots,
+    scheduledFor: await message.getAttribute("data-scheduled-for"),
   };
 
   let live = null;

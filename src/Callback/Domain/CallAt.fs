@@ -13,6 +13,10 @@ type CallAtError =
 [<RequireQualifiedAccess>]
 module CallAt =
 
+    /// The form field a visitor books a time with.
+    [<Literal>]
+    let Field = "callAt"
+
     /// How far ahead a call may be booked, as 14 × 24 hours.
     [<Literal>]
     let MaxDaysAhead = 14
@@ -30,7 +34,9 @@ module CallAt =
             if isNull text then
                 None
             else
-                let result = OffsetDateTimePattern.Rfc3339.Parse(text.Trim())
+                // A `+` sent unescaped in a URL-encoded form (`curl -d callAt=…+01:00`) arrives as a space;
+                // RFC 3339 has no space, so reading it back as `+` can only mend that.
+                let result = OffsetDateTimePattern.Rfc3339.Parse(text.Trim().Replace(' ', '+'))
 
                 if result.Success then
                     Some(result.Value.ToInstant())

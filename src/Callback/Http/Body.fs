@@ -15,7 +15,7 @@ type BodyFormat =
     | Json
     | Form
 
-/// Reading the callback's two fields from a body, pure: bytes and content type in, fields or a refusal
+/// Reading the callback's fields from a body, pure: bytes and content type in, fields or a refusal
 /// out. Only UTF-8 is read, whatever the content type says (RFC 8259 allows nothing else for JSON).
 [<RequireQualifiedAccess>]
 module Body =
@@ -43,7 +43,7 @@ module Body =
             |> Array.tryFind (fun kv -> kv.Length = 2 && kv[0].Trim().ToLowerInvariant() = "charset")
             |> Option.map (fun kv -> kv[1].Trim().Trim('"').ToLowerInvariant())
 
-    let private fromJson (body: byte[]) : Result<BoundField * BoundField, BodyRefusal> =
+    let private fromJson (body: byte[]) : Result<BoundForm, BodyRefusal> =
         let parsed =
             try
                 Some(JsonDocument.Parse(ReadOnlyMemory body))
@@ -61,7 +61,7 @@ module Body =
                 CallbackJson.decode document.RootElement
                 |> Result.mapError (fun errors -> { Status = 422; Errors = errors })
 
-    let private fromForm (body: byte[]) : Result<BoundField * BoundField, BodyRefusal> =
+    let private fromForm (body: byte[]) : Result<BoundForm, BodyRefusal> =
         let fields =
             try
                 use reader = new FormReader(Encoding.UTF8.GetString body)
@@ -81,7 +81,12 @@ module Body =
 
         match fields with
         | None -> refusal 400 "The body is not a valid URL-encoded form."
-        | Some _ -> Ok(field CallbackRequest.PhoneNumberField, field CallbackRequest.LanguageField)
+        | Some _ ->
+            Ok {
+                PhoneNumber = field CallbackRequest.PhoneNumberField
+                Language = field CallbackRequest.LanguageField
+                CallAt = field CallAt.Field
+            }
 
     /// Which body format the content type names: 415 for another type, or another charset than UTF-8.
     let format (contentType: string) : Result<BodyFormat, BodyRefusal> =
@@ -99,9 +104,9 @@ module Body =
         | "application/x-www-form-urlencoded" -> refusal 415 "Send the body as UTF-8 (charset=utf-8, or no charset)."
         | _ -> refusal 415 "Send application/json or application/x-www-form-urlencoded."
 
-    /// The two fields of a body: 400 when its bytes are not UTF-8 or do not parse, 422 when a JSON body is
+    /// The fields of a body: 400 when its bytes are not UTF-8 or do not parse, 422 when a JSON body is
     /// not an object.
-    let read (format: BodyFormat) (body: byte[]) : Result<BoundField * BoundField, BodyRefusal> =
+    let read (format: BodyFormat) (body: byte[]) : Result<BoundForm, BodyRefusal> =
         if not (Utf8.IsValid(ReadOnlySpan body)) then
             refusal 400 "The body is not UTF-8 text."
         else

@@ -104,8 +104,15 @@ module Endpoints =
             }
 
     /// `POST /callback`: the abuse checks that need no body (origin, shutdown, the client's limit), then
-    /// bind → validate → destination policy → the number's and the global limits → place → answer.
-    let private callback (settings: Settings) (services: CallbackServices) (logger: ILogger) : HttpHandler =
+    /// bind → validate (`callAt` and the hours too) → destination policy → the number's and the global
+    /// limits → place now, or keep for later (202) → answer.
+    let private callback
+        (settings: Settings)
+        (hours: HoursSettings)
+        (scheduling: Scheduling)
+        (services: CallbackServices)
+        (logger: ILogger)
+        : HttpHandler =
         let place =
             Handlers.placeCallback
                 (Pipeline.runTracked services.Tracking settings services.Gate)
@@ -117,9 +124,13 @@ module Endpoints =
         >=> Protection.whileAccepting services.InFlight
         >=> Protection.limitClient services.Limits
         >=> Handlers.bindCallback (
-            Handlers.validateCallback (
-                Handlers.checkDestination settings.Destination (Protection.limitCall services.Limits place)
-            )
+            Handlers.validateCallback hours.Hours scheduling (fun (request, placement) ->
+                Handlers.checkDestination
+                    settings.Destination
+                    (Protection.limitCall
+                        services.Limits
+                        (Booking.placeOrSchedule hours scheduling logger place placement))
+                    request)
         )
         |> counted services.Metrics
 
@@ -154,11 +165,13 @@ module Endpoints =
         )
         |> ignore
 
-    /// `POST /callback`; `GET /calls/{callId}` and its `/events`; `GET /healthz` (liveness only: it never touches AMI); `GET /readyz` (the checks
+    /// `POST /callback`; `GET /calls/{callId}` and its `/events`; `GET /slots`; `GET /healthz` (liveness only: it never touches AMI); `GET /readyz` (the checks
     /// tagged `ready`: Asterisk answers); `GET /metrics` (Prometheus); `GET /openapi.json`; in demo mode,
     /// `GET /`.
-    let map (app: WebApplication) (settings: Settings) (services: CallbackServices) =
-        app.MapPost("/callback", toDelegate (callback settings services app.Logger))
+    let map (app: WebApplication) (settings: Settings) (hours: HoursSettings) (services: CallbackServices) =
+        let scheduling = app.Services.GetRequiredService<Scheduling>()
+
+        app.MapPost("/callback", toDelegate (callback settings hours scheduling services app.Logger))
         |> ignore
 
         // GET (and HEAD) only, like every other read: another method answers 405 in the contract.
@@ -176,6 +189,8 @@ module Endpoints =
         |> ignore
 
         app.MapGet("/openapi.json", toDelegate openApi) |> ignore
+        // Not limited like callbacks: it reads no store and sends nothing to Asterisk.
+        app.MapGet("/slots", toDelegate (Booking.slots hours scheduling)) |> ignore
         mapCalls app services
 
         if settings.DemoEnabled then

@@ -8,6 +8,7 @@ open System.Threading
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Http
 open Microsoft.Extensions.DependencyInjection
+open FsToolkit.ErrorHandling
 open Callback
 open Callback.Domain
 
@@ -114,9 +115,9 @@ module Handlers =
     [<Literal>]
     let MaxBodyBytes = 8192
 
-    /// Reads the form, as JSON or URL-encoded, into its two fields, each read or refused on its own:
+    /// Reads the form, as JSON or URL-encoded, into its fields, each read or refused on its own:
     /// 415 for another content type (before reading), 413 over `MaxBodyBytes`, 400 when it does not parse.
-    let bindCallback (next: BoundField * BoundField -> HttpHandler) : HttpHandler =
+    let bindCallback (next: BoundForm -> HttpHandler) : HttpHandler =
         fun after ctx ->
             match Body.format ctx.Request.ContentType with
             | Error refusal -> refuse refusal.Status refusal.Errors after ctx
@@ -130,13 +131,13 @@ module Handlers =
 
     /// Every error of the form at once: a field that could not be read (wrong JSON type, given twice)
     /// is reported as such, and the other field is still validated beside it.
-    let private validate (phoneNumber: BoundField, language: BoundField) =
+    let private validateRequest (form: BoundForm) =
         let given: UnvalidatedCallback = {
-            PhoneNumber = Result.defaultValue None phoneNumber
-            Language = Result.defaultValue None language
+            PhoneNumber = Result.defaultValue None form.PhoneNumber
+            Language = Result.defaultValue None form.Language
         }
 
-        match phoneNumber, language, CallbackRequest.validate given with
+        match form.PhoneNumber, form.Language, CallbackRequest.validate given with
         | Ok _, Ok _, Ok request -> Ok request
         | _, _, validated ->
             let invalid =
@@ -150,15 +151,46 @@ module Handlers =
                 | Ok _ -> invalid |> List.filter (fun e -> e.Field = field)
 
             Error(
-                errorsOf CallbackRequest.PhoneNumberField phoneNumber
-                @ errorsOf CallbackRequest.LanguageField language
+                errorsOf CallbackRequest.PhoneNumberField form.PhoneNumber
+                @ errorsOf CallbackRequest.LanguageField form.Language
             )
 
-    /// Checks the fields; 422 with every error at once, before any AMI traffic.
-    let validateCallback (next: CallbackRequest -> HttpHandler) (fields: BoundField * BoundField) : HttpHandler =
-        match validate fields with
-        | Ok request -> next request
-        | Error errors -> refuse 422 errors
+    /// When to place the call: `callAt` read and checked against the clock and the hours, or, without
+    /// one, now or the next opening. A refusal is one error on `callAt`.
+    let private placementOf (hours: OpeningHours) (now: NodaTime.Instant) (callAt: BoundField) =
+        let onField message = [
+            {
+                Field = CallAt.Field
+                Message = message
+            }
+        ]
+
+        match callAt with
+        | Error unreadable -> Error [ unreadable ]
+        | Ok given ->
+            given
+            |> Option.map (CallAt.tryParse >> Result.mapError onField)
+            |> Option.sequenceResult
+            |> Result.bind (Placement.decide hours now >> Result.mapError (CallAt.message hours >> onField))
+
+    /// Checks the fields, `callAt` against the clock and the hours; 422 with every error at once, before
+    /// any AMI traffic.
+    let validateCallback
+        (hours: OpeningHours)
+        (clock: Scheduling)
+        (next: CallbackRequest * Placement -> HttpHandler)
+        (form: BoundForm)
+        : HttpHandler =
+        fun after ctx ->
+            match validateRequest form, placementOf hours (Scheduling.now clock) form.CallAt with
+            | Ok request, Ok placement -> next (request, placement) after ctx
+            | request, placement ->
+                let errorsOf =
+                    function
+                    | Ok _ -> []
+                    | Error errors -> errors
+
+                refuse 422 (errorsOf request @ errorsOf placement) after ctx
 
     /// Refuses a valid number the owner does not pay to ring (toll fraud, fiction, directory
     /// assistance): 422 on `phoneNumber`, before any AMI traffic. A handler of its own, so that a policy

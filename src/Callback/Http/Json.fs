@@ -12,6 +12,14 @@ type JsonValue = Utf8JsonWriter -> unit
 /// One field of the form as a body gave it: its value (`None` when absent), or why it could not be read.
 type BoundField = Result<string option, FieldError>
 
+/// The form's fields as a body gave them, each read or refused on its own.
+type BoundForm = {
+    PhoneNumber: BoundField
+    Language: BoundField
+    /// Optional: when the visitor wants to be called (ISO 8601 with its offset).
+    CallAt: BoundField
+}
+
 [<RequireQualifiedAccess>]
 module Encode =
     let bool (b: bool) : JsonValue = fun w -> w.WriteBooleanValue b
@@ -125,9 +133,24 @@ module CallbackJson =
             @ [ "errors", Encode.list (List.map fieldError errors) ]
         )
 
-    /// The form's two fields from a JSON body, each read or refused on its own; `Error` when the body is
+    /// The answer to a callback held for later (202): the five booleans false (nothing reached Asterisk
+    /// yet), `queued`, when it will be placed in the hours' zone, and where to follow it.
+    let scheduled (hours: OpeningHours) (call: ScheduledCall) : JsonValue =
+        let id = CallId.value call.CallId
+
+        Encode.object (
+            stageFields StageResults.None
+            @ [
+                "queued", Encode.bool true
+                "scheduledFor", Encode.string (CallAt.format hours call.ScheduledFor)
+                "callId", Encode.string id
+                "statusUrl", Encode.string (statusUrl id)
+            ]
+        )
+
+    /// The form's fields from a JSON body, each read or refused on its own; `Error` when the body is
     /// not an object at all.
-    let decode (root: JsonElement) : Result<BoundField * BoundField, FieldError list> =
+    let decode (root: JsonElement) : Result<BoundForm, FieldError list> =
         if root.ValueKind <> JsonValueKind.Object then
             Error [
                 {
@@ -136,7 +159,21 @@ module CallbackJson =
                 }
             ]
         else
-            Ok(
-                Decode.optionalString CallbackRequest.PhoneNumberField root,
-                Decode.optionalString CallbackRequest.LanguageField root
-            )
+            Ok {
+                PhoneNumber = Decode.optionalString CallbackRequest.PhoneNumberField root
+                Language = Decode.optionalString CallbackRequest.LanguageField root
+                CallAt = Decode.optionalString CallAt.Field root
+            }
+
+/// `GET /slots`: the bookable times of one day.
+[<RequireQualifiedAccess>]
+module SlotsJson =
+
+    /// `{date, timeZone, slots}`: the local date asked for, the hours' IANA zone, and each slot's start in
+    /// ISO 8601 with that zone's offset on that day (so a day across a DST change shows both offsets).
+    let slots (hours: OpeningHours) (date: NodaTime.LocalDate) (starts: NodaTime.Instant list) : JsonValue =
+        Encode.object [
+            "date", Encode.string (NodaTime.Text.LocalDatePattern.Iso.Format date)
+            "timeZone", Encode.string hours.Zone.Id
+            "slots", Encode.list (starts |> List.map (CallAt.format hours >> Encode.string))
+        ]

@@ -12,6 +12,8 @@ type RefusalReason =
     | Policy
     | Busy
     | ShuttingDown
+    /// A call for later that could not be kept (503).
+    | Unschedulable
 
 [<RequireQualifiedAccess>]
 module RefusalReason =
@@ -24,12 +26,15 @@ module RefusalReason =
         | Policy -> "policy"
         | Busy -> "busy"
         | ShuttingDown -> "shutting-down"
+        | Unschedulable -> "unschedulable"
 
 /// What became of one request to `POST /callback`: refused (and why), or placed (and its outcome). A
 /// handler notes it in `HttpContext.Items`; the metrics read it once, when the request ends.
 type Verdict =
     | Refused of RefusalReason
     | Placed of CallbackOutcome
+    /// Kept for later (202): nothing reached Asterisk yet.
+    | Kept
 
 [<RequireQualifiedAccess>]
 module Verdict =
@@ -40,6 +45,9 @@ module Verdict =
 
     /// Notes that this request ran the AMI pipeline, with this outcome.
     let placed (outcome: CallbackOutcome) (ctx: HttpContext) = ctx.Items[key] <- Placed outcome
+
+    /// Notes that this request was kept for later.
+    let kept (ctx: HttpContext) = ctx.Items[key] <- Kept
 
     /// What a handler noted, if anything.
     let ofContext (ctx: HttpContext) : Verdict option =
