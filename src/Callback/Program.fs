@@ -58,6 +58,20 @@ let private callbackServices
     |> ignore
 
     let feed = Calls.CallFeed()
+
+    // Several replicas on one PostgreSQL: a stream here follows the moves any of them saves.
+    match store with
+    | :? Calls.PostgresCallStore as postgres ->
+        builder.Services.AddHostedService(fun services ->
+            new Calls.ReplicaMoves(
+                postgres,
+                feed,
+                TimeProvider.System,
+                services.GetRequiredService<ILoggerFactory>().CreateLogger "Callback.Calls.ReplicaMoves"
+            ))
+        |> ignore
+    | _ -> ()
+
     builder.Services.AddSingleton<Calls.ICallStore> store |> ignore
     builder.Services.AddSingleton<Calls.CallFeed> feed |> ignore
     // Unless a test chose a shorter heartbeat before the build.

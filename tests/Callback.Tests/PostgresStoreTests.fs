@@ -102,6 +102,29 @@ let private expectRefused (connectionString: string) (expected: string list) (se
             Expect.isFalse (message.Contains secret) "the password is never in the message"
     }
 
+/// The `data:` of each frame of an event stream, in order, until the stream ends or 20 s have passed.
+let private frames (response: Net.Http.HttpResponseMessage) =
+    task {
+        use deadline = new CancellationTokenSource(TimeSpan.FromSeconds 20.0)
+        use! body = response.Content.ReadAsStreamAsync()
+        use reader = new IO.StreamReader(body)
+        let data = ResizeArray<string>()
+        let mutable ended = false
+
+        while not ended do
+            let! line = reader.ReadLineAsync deadline.Token
+
+            match line with
+            | null -> ended <- true
+            | line when line.StartsWith "data: " -> data.Add(line.Substring 6)
+            | _ -> ()
+
+        return List.ofSeq data
+    }
+
+let private stateOf (frame: string) =
+    Text.Json.JsonDocument.Parse(frame).RootElement.GetProperty("state").GetString()
+
 [<Tests>]
 let tests =
     testSequencedGroup "the local PostgreSQL"
@@ -245,5 +268,81 @@ let tests =
                     let password = NpgsqlConnectionStringBuilder(connection).Password
                     Expect.exists one.Log (fun line -> line.Contains "Call store: PostgreSQL, database test_") "logged"
                     Expect.all one.Log (fun line -> not (line.Contains password)) "the password is in no log line"
+                })
+
+        // Catches streams fed only by their own replica's feed: the stream on the replica that did not move
+        // the call would send its history and then nothing.
+        onFreshDatabase
+            "a call's event stream on one replica follows the moves another replica saves"
+            (fun connection ->
+                task {
+                    let settings =
+                        TestSidecar.fakeAmiConfig
+                            [
+                                "Data:Provider", "postgres"
+                                "Data:ConnectionString", connection
+                                "Monitor:Username", "callback-monitor"
+                                "Monitor:Secret", "monitor-s3cret"
+                            ]
+                            (Loopback.freePort ())
+
+                    use mover = new Sidecar(settings)
+                    use watcher = new Sidecar(settings)
+                    let store = mover.App.Services.GetRequiredService<ICallStore>()
+
+                    let at =
+                        DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())
+
+                    let call: NewCall = {
+                        CallId = CallId.create ()
+                        Attempt = Attempt.first
+                        Language = English
+                        MaskedNumber = "1514*****34"
+                        CreatedAt = at
+                    }
+
+                    let! _ = store.Create(call, cancel)
+
+                    let! response =
+                        watcher.Client.GetAsync(
+                            $"/calls/{CallId.value call.CallId}/events",
+                            Net.Http.HttpCompletionOption.ResponseHeadersRead
+                        )
+
+                    let received = frames response
+
+                    let move from status (seconds: float) =
+                        let change: Change = {
+                            Attempt = Attempt.first
+                            Status = status
+                            Transitions = [
+                                {
+                                    State = Store.stateOf status
+                                    At = at.AddSeconds seconds
+                                }
+                            ]
+                            At = at.AddSeconds seconds
+                        }
+
+                        store.Save(
+                            call.CallId,
+                            {
+                                Attempt = Attempt.first
+                                State = from
+                            },
+                            change,
+                            cancel
+                        )
+
+                    // Saved in the mover's store only: nothing is published on either sidecar's own feed.
+                    let! ringing = move State.Queued (Live Ringing) 1.0
+                    let! failed = move State.Ringing (Failed(FailedOutcome.Busy, None)) 2.0
+                    Expect.equal [ ringing; failed ] [ Saved; Saved ] "both moves saved"
+                    let! sent = received
+
+                    Expect.equal
+                        (sent |> List.map stateOf)
+                        [ "queued"; "ringing"; "failed" ]
+                        "every move, once, then the end"
                 })
     ]

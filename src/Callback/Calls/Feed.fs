@@ -70,5 +70,14 @@ type CallFeed() =
                 channel.Writer.TryWrite call |> ignore
         | _ -> ()
 
+    /// Whether a stream watches the call now.
+    member _.IsWatched(callId: CallId) =
+        watchers.ContainsKey(CallId.value callId)
+
+    /// The calls watched now: what a feed fed from elsewhere (another replica's moves) must read again after
+    /// it may have missed some.
+    member _.Watched: CallId list =
+        watchers.Keys |> Seq.choose CallId.tryParse |> List.ofSeq
+
     /// How many watches are open, over all calls.
     member _.Watching = watchers.Values |> Seq.sumBy (fun current -> current.Length)

@@ -68,6 +68,28 @@ type PostgresCallStore private (dataSource: NpgsqlDataSource) =
                             $"Data__ConnectionString: the database cannot be opened ({PostgresCallStore.Describe e})."
         }
 
+    /// Listens for the moves every replica commits: `moved` gets each call id, on the connection's own
+    /// reader (it must not block); runs until `cancel` or until the connection fails (then it throws),
+    /// having called `listening` once the LISTEN is in place.
+    member _.ListenForMoves(listening: unit -> unit, moved: CallId -> unit, cancel: CancellationToken) : Task =
+        task {
+            use! connection = dataSource.OpenConnectionAsync cancel
+
+            connection.Notification.Add(fun e ->
+                match CallId.tryParse e.Payload with
+                | Some callId -> moved callId
+                | None -> ())
+
+            use listen =
+                PostgresStore.command connection $"LISTEN {PostgresStore.MovesChannel}" []
+
+            let! _ = listen.ExecuteNonQueryAsync cancel
+            listening ()
+
+            while not cancel.IsCancellationRequested do
+                do! connection.WaitAsync cancel
+        }
+
     /// A connection as every operation gets it (the tests read the schema with it).
     member internal _.Connect(cancel: CancellationToken) = dataSource.OpenConnectionAsync cancel
 

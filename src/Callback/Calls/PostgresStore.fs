@@ -18,6 +18,11 @@ module internal PostgresStore =
     let time (at: DateTimeOffset) =
         DateTimeOffset.FromUnixTimeMilliseconds(at.ToUnixTimeMilliseconds())
 
+    /// The channel a committed move is announced on (its payload the call id), so the other replicas can
+    /// hand it to their streams' watchers.
+    [<Literal>]
+    let MovesChannel = "callback_call_moved"
+
     let private parameter (name: string) (kind: NpgsqlDbType) (value: obj) =
         NpgsqlParameter(name, kind, Value = (if isNull value then box DBNull.Value else value))
 
@@ -207,6 +212,10 @@ module internal PostgresStore =
 
             if moved = 1 then
                 do! appendTransitions connection id change.Attempt change.Transitions cancel
+                // Inside the transaction: PostgreSQL delivers it on commit, never for a move rolled back.
+                let! _ =
+                    execute connection $"SELECT pg_notify('{MovesChannel}', @id)" [ idParameter id ] cancel
+
                 do! transaction.CommitAsync cancel
                 return Saved
             else
