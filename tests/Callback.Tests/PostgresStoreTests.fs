@@ -33,6 +33,10 @@ let private scalar (connectionString: string) (sql: string) (parameters: (string
         return! command.ExecuteScalarAsync cancel
     }
 
+/// Every version of the migrations, as `versions` lists them.
+let private allVersions =
+    PostgresSchema.migrations |> List.map (fst >> string) |> String.concat ","
+
 let private versions connectionString =
     task {
         let! found =
@@ -171,7 +175,7 @@ let tests =
                 let! appliedNow = PostgresSchema.migrate raw cancel
                 Expect.equal appliedNow (Ok []) "nothing left to apply"
                 let! applied = versions connection
-                Expect.equal applied (string PostgresSchema.version) "each version once"
+                Expect.equal applied allVersions "each version once"
                 let! found = (again :> ICallStore).Find(call.CallId, cancel)
                 Expect.isSome found "the call is kept"
             })
@@ -196,7 +200,7 @@ let tests =
                         | Result.Error message -> failtest $"a replica did not start: {message}"
 
                     let! applied = versions connection
-                    Expect.equal applied (string PostgresSchema.version) "each version once"
+                    Expect.equal applied allVersions "each version once"
                 })
 
         // Catches a migration that ignores the versions it finds (it would misread a newer database).
