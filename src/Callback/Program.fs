@@ -101,19 +101,56 @@ let private callbackServices
     }
 
 /// The call store `data` names, opened (and migrated) before the app starts: a sidecar that cannot keep
-/// its calls does not take callbacks. Answers the store and what closes it at shutdown.
-let private openStore (data: DataSettings) : Result<Calls.ICallStore * IDisposable, string list> =
-    let opened (store: 'S when 'S :> Calls.ICallStore and 'S :> IDisposable) =
-        (store :> Calls.ICallStore), (store :> IDisposable)
+/// its calls does not take callbacks. With webhooks, the outbox rides on its transactions (SQLite only,
+/// so far). Answers the store, what closes it at shutdown, and the SQLite store the delivery reads.
+let private openStore (data: DataSettings) (outbox: Calls.ISqliteWriteHook option) =
+    let cancel = Threading.CancellationToken.None
 
-    match data.Store with
-    | Sqlite directory ->
-        Calls.SqliteCallStore.Open(directory, Threading.CancellationToken.None).Result
-        |> Result.map opened
-    | Postgres connectionString ->
-        Calls.PostgresCallStore.Open(connectionString.Reveal(), Threading.CancellationToken.None).Result
-        |> Result.map opened
-    |> Result.mapError List.singleton
+    match data.Store, outbox with
+    | Sqlite directory, _ ->
+        let opening =
+            match outbox with
+            | Some hook -> Calls.SqliteCallStore.Open(directory, cancel, hook)
+            | None -> Calls.SqliteCallStore.Open(directory, cancel)
+
+        opening.Result
+        |> Result.map (fun store -> (store :> Calls.ICallStore), (store :> IDisposable), Some store)
+        |> Result.mapError List.singleton
+    | Postgres _, Some _ ->
+        Error [
+            "Webhooks__Url needs Data__Provider=sqlite for now: the webhook outbox is not in the PostgreSQL store yet."
+        ]
+    | Postgres connectionString, None ->
+        Calls.PostgresCallStore.Open(connectionString.Reveal(), cancel).Result
+        |> Result.map (fun store -> (store :> Calls.ICallStore), (store :> IDisposable), None)
+        |> Result.mapError List.singleton
+
+/// With `Webhooks__Url`: the delivery loop, started and stopped with the app, reporting in the app's
+/// metrics registry.
+let private webhookDelivery
+    (builder: WebApplicationBuilder)
+    (webhooks: Webhooks.WebhookSettings)
+    (signal: Webhooks.OutboxSignal)
+    (store: Calls.SqliteCallStore)
+    (services: CallbackServices)
+    =
+    let metrics = Webhooks.WebhookMetrics services.Metrics.Registry
+
+    builder.Services.AddHostedService(fun provider ->
+        new Webhooks.WebhookDelivery(
+            webhooks,
+            (fun cancel -> store.Connect cancel),
+            Webhooks.WebhookDelivery.CreateClient(),
+            // A test's clock when it registered one, else the system's.
+            (provider.GetService<TimeProvider>()
+             |> Option.ofObj
+             |> Option.defaultValue TimeProvider.System),
+            signal,
+            metrics,
+            Random.Shared.NextDouble,
+            provider.GetRequiredService<ILoggerFactory>().CreateLogger "Callback.Webhooks.Delivery"
+        ))
+    |> ignore
 
 /// Every call recorded in the store before its Originate; with `Monitor__Username`, the call monitor
 /// too, started with the application and stopped once it has stopped, so after the drain (the callbacks in
@@ -159,18 +196,31 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
             let! settings = Settings.read builder.Configuration
             and! data = DataSettings.read builder.Configuration Environment.CurrentDirectory
             and! hours = HoursSettings.read builder.Configuration
-            return settings, data, hours
+            and! webhooks = Webhooks.WebhookSettings.read builder.Configuration
+            return settings, data, hours, webhooks
         }
+
+    let signal = Webhooks.OutboxSignal()
+
+    let outboxFor (settings: Settings) (webhooks: Webhooks.WebhookSettings) =
+        let endpoints = webhooks.Endpoints |> List.map Webhooks.WebhookEndpoint.key
+        Webhooks.Outbox.hook endpoints settings.Monitor.IsSome TimeProvider.System signal
 
     match
         configured
-        |> Result.bind (fun (settings, data, hours) -> openStore data |> Result.map (fun s -> settings, data, hours, s))
+        |> Result.bind (fun (settings, data, hours, webhooks) ->
+            openStore data (webhooks |> Option.map (outboxFor settings))
+            |> Result.map (fun s -> settings, data, hours, webhooks, s))
     with
     | Error errors -> Error errors
-    | Ok(settings, data, hours, store) ->
+    | Ok(settings, data, hours, webhooks, (store, closeStore, sqlite)) ->
         builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
         ErrorAnswers.addServices builder.Services
-        let services = callbackServices builder settings data store
+        let services = callbackServices builder settings data (store, closeStore)
+
+        match webhooks, sqlite with
+        | Some w, Some sqlite -> webhookDelivery builder w signal sqlite services
+        | _ -> ()
 
         builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders settings.Proxy)
         |> ignore
@@ -184,6 +234,15 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
 
         if settings.Ami.Endpoint.Transport = PlainTcp then
             app.Logger.LogWarning "Ami__UseTls is false: the AMI secret crosses the network in clear text."
+
+        match webhooks with
+        | Some w ->
+            app.Logger.LogInformation(
+                "Webhooks go to {Endpoints}, signed with {Secrets} secret(s)",
+                String.Join(", ", w.Endpoints |> List.map Webhooks.WebhookEndpoint.label),
+                w.Secrets.Length
+            )
+        | None -> ()
 
         if List.isEmpty settings.Protection.AllowedOrigins then
             app.Logger.LogWarning

@@ -10,7 +10,7 @@ open Callback.Domain
 /// The SQLite store behind `ICallStore`. Each operation takes a pooled connection of its own, so the store
 /// is safe to share between the monitor and every request; SQLite serialises the writers (a busy database
 /// is retried up to the command timeout) and WAL lets readers go on meanwhile.
-type SqliteCallStore private (connectionString: string) =
+type SqliteCallStore private (connectionString: string, hook: ISqliteWriteHook option) =
 
     let connect (cancel: CancellationToken) =
         task {
@@ -25,8 +25,11 @@ type SqliteCallStore private (connectionString: string) =
     let live = "c.state NOT IN ('ended', 'failed')"
 
     /// Opens (creating it if needed) the database in `directory`, switched to WAL and migrated; a clear
-    /// message naming `Data__Path` when the directory is a file, cannot be made, or is not writable.
-    static member Open(directory: string, cancel: CancellationToken) : Task<Result<SqliteCallStore, string>> =
+    /// message naming `Data__Path` when the directory is a file, cannot be made, or is not writable. With
+    /// `hook`, its schema is made too and it writes inside every Create and Save that moves a call.
+    static member Open
+        (directory: string, cancel: CancellationToken, ?hook: ISqliteWriteHook)
+        : Task<Result<SqliteCallStore, string>> =
         task {
             match SqliteCallStore.CheckDirectory directory with
             | Result.Error message -> return Result.Error message
@@ -41,7 +44,7 @@ type SqliteCallStore private (connectionString: string) =
                     )
                         .ToString()
 
-                let store = new SqliteCallStore(connectionString)
+                let store = new SqliteCallStore(connectionString, hook)
 
                 try
                     use! connection = store.Connect cancel
@@ -52,7 +55,15 @@ type SqliteCallStore private (connectionString: string) =
                         return Result.Error $"Data__Path '{directory}': SQLite refused WAL mode (got '{mode}')."
                     else
                         match! SqliteStore.migrate connection cancel with
-                        | Ok() -> return Ok store
+                        | Ok() ->
+                            match hook with
+                            | Some hook ->
+                                use schema = SqliteStore.command connection hook.Schema []
+                                let! _ = schema.ExecuteNonQueryAsync cancel
+                                ()
+                            | None -> ()
+
+                            return Ok store
                         | Result.Error message -> return Result.Error $"Data__Path '{directory}': {message}"
                 with :? SqliteException as e ->
                     return Result.Error $"Data__Path '{directory}': the database cannot be opened ({e.Message})."
@@ -80,13 +91,13 @@ type SqliteCallStore private (connectionString: string) =
         member _.Create(call, cancel) =
             task {
                 use! connection = connect cancel
-                return! SqliteStore.create connection call cancel
+                return! SqliteStore.create hook connection call cancel
             }
 
         member _.Save(callId, expected, change, cancel) =
             task {
                 use! connection = connect cancel
-                return! SqliteStore.save connection callId expected change cancel
+                return! SqliteStore.save hook connection callId expected change cancel
             }
 
         member _.Find(callId, cancel) =

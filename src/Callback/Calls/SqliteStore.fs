@@ -131,13 +131,10 @@ module SqliteStore =
             return byCall
         }
 
-    /// The calls `where` selects (on `calls c`), each with its history. Both reads are made in one read
-    /// transaction, so they see one snapshot of the database: between two autocommit reads a save could
-    /// land, and a call would come back with the new state but only the old history.
-    let internal select connection where parameters cancel =
+    /// The calls `where` selects (on `calls c`), each with its history, inside a transaction the caller
+    /// holds (a write transaction that reads a call, or `select`'s read snapshot).
+    let internal selectInTransaction connection where parameters cancel =
         task {
-            // Deferred: a read snapshot, without taking the write lock the writer needs.
-            use _ = (connection: SqliteConnection).BeginTransaction(deferred = true)
             let! history = histories connection where parameters cancel
 
             use command =
@@ -151,6 +148,16 @@ module SqliteStore =
                 calls.Add(readCall reader (if found then List.ofSeq saved else []))
 
             return List.ofSeq calls
+        }
+
+    /// The calls `where` selects (on `calls c`), each with its history. Both reads are made in one read
+    /// transaction, so they see one snapshot of the database: between two autocommit reads a save could
+    /// land, and a call would come back with the new state but only the old history.
+    let internal select connection where parameters cancel =
+        task {
+            // Deferred: a read snapshot, without taking the write lock the writer needs.
+            use _ = (connection: SqliteConnection).BeginTransaction(deferred = true)
+            return! selectInTransaction connection where parameters cancel
         }
 
     let private appendTransitions connection (callId: string) attempt (transitions: Transition list) cancel =
@@ -171,7 +178,22 @@ module SqliteStore =
                 ()
         }
 
-    let internal create connection (call: NewCall) cancel =
+    /// Hands `hook`, inside the write's transaction, the call as now stored and the `added` transitions
+    /// this write appended (its last ones). Every write that appends transitions calls it before its commit.
+    let internal written (hook: ISqliteWriteHook option) connection (id: string) (added: int) cancel =
+        task {
+            match hook with
+            | None -> ()
+            | Some hook ->
+                let! calls =
+                    selectInTransaction connection "c.call_id = $id" [ "$id", box id ] cancel
+
+                for call in calls do
+                    let added = List.skip (max 0 (call.History.Length - added)) call.History
+                    do! hook.Written(connection, call, added, cancel)
+        }
+
+    let internal create hook connection (call: NewCall) cancel =
         task {
             use transaction = (connection: SqliteConnection).BeginTransaction()
             let id = CallId.value call.CallId
@@ -203,6 +225,8 @@ module SqliteStore =
                         ]
                         cancel
 
+                do! written hook connection id 1 cancel
+
             do! transaction.CommitAsync cancel
             return inserted = 1
         }
@@ -210,7 +234,7 @@ module SqliteStore =
     /// The compare-and-set: the UPDATE moves the row only while it still has the expected attempt and
     /// state, inside an IMMEDIATE transaction, so of two writers holding the same expectation one moves it
     /// and the other finds nothing to update.
-    let internal save connection callId (expected: Expected) (change: Change) cancel =
+    let internal save hook connection callId (expected: Expected) (change: Change) cancel =
         task {
             use transaction = (connection: SqliteConnection).BeginTransaction()
             let id = CallId.value callId
@@ -238,6 +262,7 @@ module SqliteStore =
 
             if moved = 1 then
                 do! appendTransitions connection id change.Attempt change.Transitions cancel
+                do! written hook connection id change.Transitions.Length cancel
                 do! transaction.CommitAsync cancel
                 return Saved
             else
