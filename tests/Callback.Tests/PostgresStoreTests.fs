@@ -349,4 +349,36 @@ let tests =
                         [ "queued"; "ringing"; "failed" ]
                         "every move, once, then the end"
                 })
+
+        // Catches webhooks accepted with PostgreSQL: their outbox is written only by the SQLite store, so
+        // no event would ever be delivered.
+        onFreshDatabase
+            "webhooks with Data__Provider=postgres stop start-up with a message saying they need SQLite"
+            (fun connection ->
+                task {
+                    let settings =
+                        TestSidecar.fakeAmiConfig
+                            [
+                                "Data:Provider", "postgres"
+                                "Data:ConnectionString", connection
+                                "Webhooks:Url", "https://hooks.example.com/callback"
+                                "Webhooks:Secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+                            ]
+                            (Loopback.freePort ())
+                        |> List.map Collections.Generic.KeyValuePair
+
+                    let created =
+                        Callback.Program.createApp [||] (fun builder ->
+                            Microsoft.Extensions.Configuration.MemoryConfigurationBuilderExtensions
+                                .AddInMemoryCollection(builder.Configuration, settings)
+                            |> ignore)
+
+                    match created with
+                    | Ok _ -> failtest "the app was built"
+                    | Result.Error errors ->
+                        Expect.contains
+                            errors
+                            "Webhooks__Url needs Data__Provider=sqlite for now: the webhook outbox is not in the PostgreSQL store yet."
+                            "said"
+                })
     ]
