@@ -129,6 +129,78 @@ let private frames (response: Net.Http.HttpResponseMessage) =
 let private stateOf (frame: string) =
     Text.Json.JsonDocument.Parse(frame).RootElement.GetProperty("state").GetString()
 
+/// A call created through one sidecar and streamed from another on the same database, then moved twice
+/// in the first one's store only (nothing published on either feed); `between` runs after the stream
+/// opens and before the moves. Answers the states the stream sent before it ended.
+let private streamedAcrossReplicas (connection: string) (between: unit -> Task) =
+    task {
+        let settings =
+            TestSidecar.fakeAmiConfig
+                [
+                    "Data:Provider", "postgres"
+                    "Data:ConnectionString", connection
+                    "Monitor:Username", "callback-monitor"
+                    "Monitor:Secret", "monitor-s3cret"
+                ]
+                (Loopback.freePort ())
+
+        use mover = new Sidecar(settings)
+        use watcher = new Sidecar(settings)
+        let store = mover.App.Services.GetRequiredService<ICallStore>()
+
+        let at =
+            DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())
+
+        let call: NewCall = {
+            CallId = CallId.create ()
+            Attempt = Attempt.first
+            Language = English
+            MaskedNumber = "1514*****34"
+            CreatedAt = at
+        }
+
+        let! _ = store.Create(call, cancel)
+
+        let! response =
+            watcher.Client.GetAsync(
+                $"/calls/{CallId.value call.CallId}/events",
+                Net.Http.HttpCompletionOption.ResponseHeadersRead
+            )
+
+        let received = frames response
+        do! between ()
+
+        let move from status (seconds: float) =
+            let change: Change = {
+                Attempt = Attempt.first
+                Status = status
+                Transitions = [
+                    {
+                        State = Store.stateOf status
+                        At = at.AddSeconds seconds
+                    }
+                ]
+                At = at.AddSeconds seconds
+            }
+
+            store.Save(
+                call.CallId,
+                {
+                    Attempt = Attempt.first
+                    State = from
+                },
+                change,
+                cancel
+            )
+
+        // Saved in the mover's store only: nothing is published on either sidecar's own feed.
+        let! ringing = move State.Queued (Live Ringing) 1.0
+        let! failed = move State.Ringing (Failed(FailedOutcome.Busy, None)) 2.0
+        Expect.equal [ ringing; failed ] [ Saved; Saved ] "both moves saved"
+        let! sent = received
+        return sent |> List.map stateOf
+    }
+
 [<Tests>]
 let tests =
     testSequencedGroup "the local PostgreSQL"
@@ -280,74 +352,44 @@ let tests =
             "a call's event stream on one replica follows the moves another replica saves"
             (fun connection ->
                 task {
-                    let settings =
-                        TestSidecar.fakeAmiConfig
-                            [
-                                "Data:Provider", "postgres"
-                                "Data:ConnectionString", connection
-                                "Monitor:Username", "callback-monitor"
-                                "Monitor:Secret", "monitor-s3cret"
-                            ]
-                            (Loopback.freePort ())
+                    let! sent = streamedAcrossReplicas connection (fun () -> Task.CompletedTask)
+                    Expect.equal sent [ "queued"; "ringing"; "failed" ] "every move, once, then the end"
+                })
 
-                    use mover = new Sidecar(settings)
-                    use watcher = new Sidecar(settings)
-                    let store = mover.App.Services.GetRequiredService<ICallStore>()
+        // Catches a replica that stops listening when its LISTEN connection is cut (its streams would
+        // hear no other replica's move again), or one that listens again without reading the watched calls
+        // (the moves announced while it was away would be lost).
+        onFreshDatabase
+            "a replica whose LISTEN connection is cut listens again and sends the moves it missed meanwhile"
+            (fun connection ->
+                task {
+                    let listeners () =
+                        scalar
+                            connection
+                            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+                            []
 
-                    let at =
-                        DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())
+                    let cut () =
+                        task {
+                            Expect.isTrue
+                                (Programs.eventually (TimeSpan.FromSeconds 10.0) (fun () ->
+                                    (listeners().Result :?> int64) = 2L))
+                                "both replicas listen"
 
-                    let call: NewCall = {
-                        CallId = CallId.create ()
-                        Attempt = Attempt.first
-                        Language = English
-                        MaskedNumber = "1514*****34"
-                        CreatedAt = at
-                    }
+                            let! _ =
+                                scalar
+                                    connection
+                                    "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+                                    []
 
-                    let! _ = store.Create(call, cancel)
-
-                    let! response =
-                        watcher.Client.GetAsync(
-                            $"/calls/{CallId.value call.CallId}/events",
-                            Net.Http.HttpCompletionOption.ResponseHeadersRead
-                        )
-
-                    let received = frames response
-
-                    let move from status (seconds: float) =
-                        let change: Change = {
-                            Attempt = Attempt.first
-                            Status = status
-                            Transitions = [
-                                {
-                                    State = Store.stateOf status
-                                    At = at.AddSeconds seconds
-                                }
-                            ]
-                            At = at.AddSeconds seconds
+                            Expect.isTrue
+                                (Programs.eventually (TimeSpan.FromSeconds 10.0) (fun () ->
+                                    (listeners().Result :?> int64) = 0L))
+                                "both cut"
                         }
 
-                        store.Save(
-                            call.CallId,
-                            {
-                                Attempt = Attempt.first
-                                State = from
-                            },
-                            change,
-                            cancel
-                        )
-
-                    // Saved in the mover's store only: nothing is published on either sidecar's own feed.
-                    let! ringing = move State.Queued (Live Ringing) 1.0
-                    let! failed = move State.Ringing (Failed(FailedOutcome.Busy, None)) 2.0
-                    Expect.equal [ ringing; failed ] [ Saved; Saved ] "both moves saved"
-                    let! sent = received
-
-                    Expect.equal
-                        (sent |> List.map stateOf)
-                        [ "queued"; "ringing"; "failed" ]
-                        "every move, once, then the end"
+                    let! sent = streamedAcrossReplicas connection (fun () -> cut () :> Task)
+                    Expect.equal sent [ "queued"; "ringing"; "failed" ] "every move, once, then the end"
                 })
 
         // Catches webhooks accepted with PostgreSQL: their outbox is written only by the SQLite store, so

@@ -69,7 +69,8 @@ type PostgresCallStore private (dataSource: NpgsqlDataSource) =
         }
 
     /// Listens for the moves every replica commits: `moved` gets each call id, on the connection's own
-    /// reader (it must not block); runs until `cancel` or until the connection fails (then it throws),
+    /// reader (it must not block); runs until `cancel` or until the connection fails (then it throws,
+    /// a quiet connection being pinged every 30 s),
     /// having called `listening` once the LISTEN is in place.
     member _.ListenForMoves(listening: unit -> unit, moved: CallId -> unit, cancel: CancellationToken) : Task =
         task {
@@ -87,7 +88,14 @@ type PostgresCallStore private (dataSource: NpgsqlDataSource) =
             listening ()
 
             while not cancel.IsCancellationRequested do
-                do! connection.WaitAsync cancel
+                let! notified = connection.WaitAsync(TimeSpan.FromSeconds 30.0, cancel)
+
+                // A quiet connection is pinged: one the network dropped silently fails here (within the
+                // command timeout) and is listened on again, instead of waiting for ever.
+                if not notified then
+                    use ping = PostgresStore.command connection "SELECT 1" []
+                    let! _ = ping.ExecuteScalarAsync cancel
+                    ()
         }
 
     /// A connection as every operation gets it (the tests read the schema with it).
