@@ -379,6 +379,9 @@ type DataSettings = {
     Store: StoreProvider
     /// Final calls last moved longer ago than this are deleted; live calls are kept whatever their age.
     Retention: TimeSpan
+    /// `Data__NumberKey`, the key of the numbers' HMAC; None: generated once into the SQLite directory
+    /// (required with PostgreSQL, whose replicas share no directory).
+    NumberKey: string option
 }
 
 [<RequireQualifiedAccess>]
@@ -404,6 +407,13 @@ module DataSettings =
             match Int32.TryParse v with
             | true, days when days >= 1 && days <= MaxRetentionDays -> Ok(TimeSpan.FromDays(float days))
             | _ -> Error $"Data__RetentionDays must be a whole number from 1 to {MaxRetentionDays} (got '{v}')."
+
+    let private numberKey (config: IConfiguration) =
+        match config["Data:NumberKey"] with
+        | null
+        | "" -> Ok None
+        | key when key.Trim().Length < 32 -> Error "Data__NumberKey must be at least 32 characters."
+        | key -> Ok(Some key)
 
     /// A connection string Npgsql can read, naming a host; the value is never repeated in the message.
     let private connectionString (value: string) =
@@ -484,5 +494,19 @@ module DataSettings =
         validation {
             let! store = store config workingDirectory
             and! retention = retention config
-            return { Store = store; Retention = retention }
+            and! numberKey = numberKey config
+
+            return {
+                Store = store
+                Retention = retention
+                NumberKey = numberKey
+            }
         }
+        |> Result.bind (fun data ->
+            match data.Store, data.NumberKey with
+            | Postgres _, None ->
+                // No key file can be shared: each replica would generate its own and miss the others' duplicates.
+                Error [
+                    "Data__NumberKey is required with Data__Provider=postgres: every replica must key the numbers alike."
+                ]
+            | _ -> Ok data)

@@ -5,23 +5,6 @@ open System.Threading.Tasks
 open Callback.Ami
 open Callback.Domain
 
-/// The answer's five booleans, set one by one as the train passes each stage.
-type StageResults = {
-    Socket: bool
-    AmiLogin: bool
-    AmiOrig: bool
-    AmiLogoff: bool
-    CallSpooled: bool
-} with
-
-    static member None = {
-        Socket = false
-        AmiLogin = false
-        AmiOrig = false
-        AmiLogoff = false
-        CallSpooled = false
-    }
-
 /// Where the train left the rails, and why.
 type StageFailure =
     | SocketFailed of ConnectError
@@ -113,9 +96,9 @@ module Pipeline =
 
     /// Records the call in the store (queued) before anything is dialled: no Originate for a call that
     /// could not be recorded, since nobody could ever read its status.
-    let private record (tracking: Callback.Calls.CallTracking) callId request ct (progress: Progress) =
+    let private record (tracking: Callback.Calls.CallTracking) callId attempt request ct (progress: Progress) =
         task {
-            match! tracking.Spooling callId Attempt.first request ct with
+            match! tracking.Spooling callId attempt request ct with
             | true -> return Ok progress
             | false -> return Error(NotRecorded, progress)
         }
@@ -135,19 +118,19 @@ module Pipeline =
         (tracking: Callback.Calls.CallTracking)
         (settings: Settings)
         (session: Session)
+        (callId, attempt)
         request
         ct
         (progress: Progress)
         =
-        let callId = CallId.create ()
-        let action = originateAction settings.Originate callId Attempt.first request
+        let action = originateAction settings.Originate callId attempt request
 
         let send () =
             task {
                 let! answer = session.Send(action, ct)
 
                 match answer with
-                | Error e when refusedOutright e -> do! tracking.Refused callId Attempt.first
+                | Error e when refusedOutright e -> do! tracking.Refused callId attempt
                 | _ -> ()
 
                 return answer
@@ -163,7 +146,7 @@ module Pipeline =
         }
 
         task {
-            match! record tracking callId request ct progress with
+            match! record tracking callId attempt request ct progress with
             | Ok recorded -> return! stage send OriginateFailed spooled recorded
             | failed -> return failed
         }
@@ -191,14 +174,14 @@ module Pipeline =
         }
 
     /// Once logged in: Originate, then Logoff whatever the Originate's fate. The first failure is kept.
-    let private originateThenLogoff tracking settings session request ct progress =
+    let private originateThenLogoff tracking settings session call request ct progress =
         task {
-            let! afterOriginate = originate tracking settings session request ct progress
+            let! afterOriginate = originate tracking settings session call request ct progress
             let! afterLogoff = logoff session ct (progressOf afterOriginate)
             return outcome afterOriginate afterLogoff
         }
 
-    let private session tracking (settings: Settings) (request: CallbackRequest) (ct: CancellationToken) =
+    let private session tracking (settings: Settings) call (request: CallbackRequest) (ct: CancellationToken) =
         task {
             match! Connection.Open(settings.Ami.Endpoint, ct, settings.Ami.MaxMessageBytes) with
             | Error e ->
@@ -224,7 +207,7 @@ module Pipeline =
                 let! result =
                     match loggedIn with
                     | Error _ as failed -> Task.FromResult(outcome failed failed)
-                    | Ok progress -> originateThenLogoff tracking settings session request ct progress
+                    | Ok progress -> originateThenLogoff tracking settings session call request ct progress
 
                 return {
                     result with
@@ -232,20 +215,25 @@ module Pipeline =
                 }
         }
 
-    /// Places one callback, in one of the gate's session slots (waiting at most the connect timeout for
-    /// one). Never throws for a network or protocol fault: every fault ends as the stage booleans reached
-    /// plus the failure. The Originate is sent at most once.
-    /// `tracking` hears of the attempt just before its Originate is sent, and of its refusal.
-    let runTracked
+    /// Places attempt `attempt` of call `callId`, in one of the gate's session slots (waiting at most the
+    /// connect timeout for one). Never throws for a network or protocol fault: every fault ends as the
+    /// stage booleans reached plus the failure. The Originate is sent at most once, and only once
+    /// `tracking` agreed to it (`Spooling`: the store marked the attempt sent).
+    let place
         (tracking: Callback.Calls.CallTracking)
         (settings: Settings)
         (gate: SessionGate)
+        (callId: CallId, attempt: Attempt)
         (request: CallbackRequest)
         (ct: CancellationToken)
         =
         task {
             match!
-                gate.Run(settings.Ami.Endpoint.ConnectTimeout, ct, (fun () -> session tracking settings request ct))
+                gate.Run(
+                    settings.Ami.Endpoint.ConnectTimeout,
+                    ct,
+                    (fun () -> session tracking settings (callId, attempt) request ct)
+                )
             with
             | Some outcome -> return outcome
             | None ->
@@ -256,6 +244,11 @@ module Pipeline =
                     SkippedMessages = 0L
                 }
         }
+
+    /// `place` for a new call id, attempt 1: `tracking` hears of it just before its Originate is sent,
+    /// and of its refusal.
+    let runTracked tracking settings gate request ct =
+        place tracking settings gate (CallId.create (), Attempt.first) request ct
 
     /// `runTracked` without a monitor.
     let run settings gate request ct =

@@ -25,13 +25,49 @@ let private forwardedHeaders (proxy: ProxySettings) (options: ForwardedHeadersOp
         proxy.KnownProxies |> List.iter options.KnownProxies.Add
         proxy.KnownNetworks |> List.iter options.KnownIPNetworks.Add
 
+/// Calls for later through the durable requests: `Schedule` accepts the request due at its instant (a
+/// duplicate answers with its own call), `WaitingAt` counts the attempts already due within a day of the
+/// opening. `submitting` is the request path once the tracking is made (`startTracking`).
+let private durableScheduling
+    (requests: Calls.IRequestStore)
+    (submitting: (Domain.CallbackRequest -> DateTimeOffset option -> Threading.Tasks.Task<RequestOutcome>) ref)
+    : Scheduling = {
+    Clock = TimeProvider.System
+    Schedule =
+        fun request at _ ->
+            task {
+                match! submitting.Value request (Some(at.ToDateTimeOffset())) with
+                | Scheduled(callId, due) ->
+                    return
+                        Ok {
+                            Domain.ScheduledCall.CallId = callId
+                            Domain.ScheduledCall.ScheduledFor = NodaTime.Instant.FromDateTimeOffset due
+                        }
+                | DuplicateOf(call, _) ->
+                    let due = call.ScheduledFor |> Option.defaultValue call.UpdatedAt
+
+                    return
+                        Ok {
+                            Domain.ScheduledCall.CallId = call.CallId
+                            Domain.ScheduledCall.ScheduledFor = NodaTime.Instant.FromDateTimeOffset due
+                        }
+                | NotAccepted -> return Error "the store could not record it"
+                | PlacedNow _ -> return Error "it was placed now"
+            }
+    WaitingAt =
+        fun opening cancel ->
+            let from = opening.ToDateTimeOffset()
+            requests.CountDue(from, from.AddDays 1.0, cancel)
+}
+
 /// The process-wide services of the callback routes, and their part in start-up and shutdown: the
 /// readiness check, the drain that lets callbacks in flight finish, a shutdown timeout long enough for it.
 let private callbackServices
     (builder: WebApplicationBuilder)
     (settings: Settings)
     (data: DataSettings)
-    (store: Calls.ICallStore, closeStore: IDisposable)
+    (store: Calls.ICallStore, requests: Calls.IRequestStore, closeStore: IDisposable)
+    submitting
     =
     let gate = new SessionGate(settings.Ami.MaxSessions, settings.Ami.MaxQueued)
     let limits = new CallbackLimits(settings.Protection)
@@ -76,9 +112,8 @@ let private callbackServices
     builder.Services.AddSingleton<Calls.CallFeed> feed |> ignore
     // Unless a test chose a shorter heartbeat before the build.
     builder.Services.TryAddSingleton<CallStreamOptions> CallStreamOptions.defaults
-    // Until the store keeps calls for later, a request outside hours or with a callAt answers 503; unless
-    // a test gave its own clock and scheduler.
-    builder.Services.TryAddSingleton<Scheduling>(Scheduling.unavailable TimeProvider.System)
+    // Calls for later are kept in the store as due attempts; unless a test gave its own clock and scheduler.
+    builder.Services.TryAddSingleton<Scheduling>(durableScheduling requests submitting)
 
     builder.Services.AddHostedService(fun services ->
         new Calls.CallRetention(
@@ -98,13 +133,21 @@ let private callbackServices
         Store = store
         Feed = feed
         Monitored = settings.Monitor.IsSome
+        // Until the tracking is made (`startTracking`), before the first request.
+        Submit = fun _ _ -> Threading.Tasks.Task.FromResult NotAccepted
+        Duplicate = fun _ -> Threading.Tasks.Task.FromResult None
     }
 
-/// The call store `data` names, opened (and migrated) before the app starts: a sidecar that cannot keep
-/// its calls does not take callbacks. With webhooks, the outbox rides on its transactions (SQLite only,
-/// so far). Answers the store, what closes it at shutdown, and the SQLite store the delivery reads.
+/// The call store `data` names, opened (and migrated) before the app starts, with the numbers' key: a
+/// sidecar that cannot keep its calls does not take callbacks. With webhooks, the outbox rides on its
+/// transactions (SQLite only, so far). The attempts a previous process had claimed but not sent are due
+/// again (it died before sending anything; with PostgreSQL, only those whose lease is over). Answers the
+/// store as calls and as requests, what closes it, the SQLite store the delivery reads, and the key.
 let private openStore (data: DataSettings) (outbox: Calls.ISqliteWriteHook option) =
     let cancel = Threading.CancellationToken.None
+
+    let released (requests: Calls.IRequestStore) =
+        requests.ReleaseClaimed(DateTimeOffset.UtcNow, cancel).Result |> ignore
 
     match data.Store, outbox with
     | Sqlite directory, _ ->
@@ -113,16 +156,37 @@ let private openStore (data: DataSettings) (outbox: Calls.ISqliteWriteHook optio
             | Some hook -> Calls.SqliteCallStore.Open(directory, cancel, hook)
             | None -> Calls.SqliteCallStore.Open(directory, cancel)
 
-        opening.Result
-        |> Result.map (fun store -> (store :> Calls.ICallStore), (store :> IDisposable), Some store)
+        result {
+            let! store = opening.Result
+            let! key = Calls.NumberKey.load data.NumberKey directory
+            released store
+
+            let parts =
+                (store :> Calls.ICallStore), (store :> Calls.IRequestStore), (store :> IDisposable)
+
+            return parts, Some store, key
+        }
         |> Result.mapError List.singleton
     | Postgres _, Some _ ->
         Error [
             "Webhooks__Url needs Data__Provider=sqlite for now: the webhook outbox is not in the PostgreSQL store yet."
         ]
     | Postgres connectionString, None ->
-        Calls.PostgresCallStore.Open(connectionString.Reveal(), cancel).Result
-        |> Result.map (fun store -> (store :> Calls.ICallStore), (store :> IDisposable), None)
+        result {
+            // Required with PostgreSQL (DataSettings): no key file is read or made.
+            let! key =
+                match data.NumberKey with
+                | Some secret -> Calls.NumberKey.ofSecret secret
+                | None -> Error "Data__NumberKey is required with Data__Provider=postgres."
+
+            let! store = Calls.PostgresCallStore.Open(connectionString.Reveal(), cancel).Result
+            released store
+
+            let parts =
+                (store :> Calls.ICallStore), (store :> Calls.IRequestStore), (store :> IDisposable)
+
+            return parts, None, key
+        }
         |> Result.mapError List.singleton
 
 /// With `Webhooks__Url`: the delivery loop, started and stopped with the app, reporting in the app's
@@ -155,12 +219,42 @@ let private webhookDelivery
 /// Every call recorded in the store before its Originate; with `Monitor__Username`, the call monitor
 /// too, started with the application and stopped once it has stopped, so after the drain (the callbacks in
 /// flight hand it their calls until the last one).
-let private startTracking (app: WebApplication) (settings: Settings) (services: CallbackServices) =
+let private startTracking
+    (app: WebApplication)
+    (settings: Settings)
+    (durable: RequestSettings)
+    (key: Calls.NumberKey)
+    (requests: Calls.IRequestStore)
+    (services: CallbackServices)
+    =
     let loggers = app.Services.GetRequiredService<ILoggerFactory>()
     let outcomes = services.Metrics.Outcomes
+    // The dispatcher is made last (it places through the tracking); a retry saved before wakes it then.
+    let wake = ref (fun (_: DateTimeOffset) -> ())
+
+    let policy: Calls.RetryPolicy = {
+        MaxAttempts = durable.MaxAttempts
+        Delay = durable.RetryDelay
+        Jitter = Calls.Retries.DefaultJitter
+    }
+
+    let retrying: Calls.Retrying = {
+        Next = fun attempt status at -> Calls.Retries.next policy attempt status at (Random.Shared.NextDouble())
+        Reschedule =
+            fun callId expected ended dueAt ->
+                task {
+                    let! saved =
+                        requests.Retry(callId, expected, ended, dueAt, Threading.CancellationToken.None)
+
+                    if saved = Calls.Saved then
+                        wake.Value dueAt
+
+                    return saved
+                }
+    }
 
     let monitor =
-        Calls.MonitorSession.create settings services.Store services.Feed outcomes loggers
+        Calls.MonitorSession.create settings services.Store services.Feed outcomes retrying loggers
 
     match monitor with
     | None -> ()
@@ -171,15 +265,55 @@ let private startTracking (app: WebApplication) (settings: Settings) (services: 
         app.Lifetime.ApplicationStopped.Register(fun () -> monitor.StopAsync().Wait(TimeSpan.FromSeconds 5.0) |> ignore)
         |> ignore
 
+    let tracking =
+        Calls.CallTracking.durable
+            requests
+            services.Store
+            monitor
+            outcomes
+            TimeProvider.System
+            (loggers.CreateLogger "Callback.Calls.Tracking")
+
+    let place = Pipeline.place tracking settings services.Gate
+
+    let dispatcher =
+        new Dispatcher(
+            requests,
+            place,
+            DispatcherTiming.defaults,
+            TimeProvider.System,
+            Random.Shared.NextDouble,
+            loggers.CreateLogger "Callback.Callbacks.Dispatcher"
+        )
+
+    wake.Value <- dispatcher.Wake
+
+    let callbacks =
+        CallbackRequests(
+            requests,
+            key,
+            durable,
+            monitor.IsSome,
+            place,
+            TimeProvider.System,
+            dispatcher.Wake,
+            loggers.CreateLogger "Callback.Callbacks.Requests"
+        )
+
+    app.Lifetime.ApplicationStarted.Register(fun () -> dispatcher.StartAsync(Threading.CancellationToken.None).Wait())
+    |> ignore
+
+    // Before the drain and the monitor stop: the attempts it is placing finish and hand their calls over.
+    app.Lifetime.ApplicationStopping.Register(fun () ->
+        dispatcher.StopAsync(Threading.CancellationToken.None).Wait(CallbackDuration.longest settings.Ami)
+        |> ignore)
+    |> ignore
+
     {
         services with
-            Tracking =
-                Calls.CallTracking.create
-                    services.Store
-                    monitor
-                    outcomes
-                    TimeProvider.System
-                    (loggers.CreateLogger "Callback.Calls.Tracking")
+            Tracking = tracking
+            Submit = fun request dueAt -> callbacks.Submit(request, dueAt)
+            Duplicate = callbacks.Duplicate
     }
 
 /// Builds the web application from configuration; every invalid setting is reported, none is guessed.
@@ -197,7 +331,8 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
             and! data = DataSettings.read builder.Configuration Environment.CurrentDirectory
             and! hours = HoursSettings.read builder.Configuration
             and! webhooks = Webhooks.WebhookSettings.read builder.Configuration
-            return settings, data, hours, webhooks
+            and! durable = RequestSettings.read builder.Configuration
+            return settings, data, hours, webhooks, durable
         }
 
     let signal = Webhooks.OutboxSignal()
@@ -208,25 +343,28 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
 
     match
         configured
-        |> Result.bind (fun (settings, data, hours, webhooks) ->
+        |> Result.bind (fun (settings, data, hours, webhooks, durable) ->
             openStore data (webhooks |> Option.map (outboxFor settings))
-            |> Result.map (fun s -> settings, data, hours, webhooks, s))
+            |> Result.map (fun s -> settings, data, hours, webhooks, durable, s))
     with
     | Error errors -> Error errors
-    | Ok(settings, data, hours, webhooks, (store, closeStore, sqlite)) ->
+    | Ok(settings, data, hours, webhooks, durable, (((_, requests, _) as store), sqlite, key)) ->
         builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
         ErrorAnswers.addServices builder.Services
-        let services = callbackServices builder settings data (store, closeStore)
+        let submitting = ref (fun _ _ -> Threading.Tasks.Task.FromResult NotAccepted)
+        let services = callbackServices builder settings data store submitting
 
-        match webhooks, sqlite with
-        | Some w, Some sqlite -> webhookDelivery builder w signal sqlite services
-        | _ -> ()
+        webhooks
+        |> Option.iter (fun w ->
+            sqlite
+            |> Option.iter (fun sqlite -> webhookDelivery builder w signal sqlite services))
 
         builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders settings.Proxy)
         |> ignore
 
         let app = builder.Build()
-        let services = startTracking app settings services
+        let services = startTracking app settings durable key requests services
+        submitting.Value <- services.Submit
         ErrorAnswers.usePipeline app
         app.UseForwardedHeaders() |> ignore
 

@@ -241,7 +241,8 @@ let callbacks =
         }
 
         // Catches a composition root that schedules nowhere but answers 202 (a call promised, then lost).
-        test "until the store keeps calls for later, a request while closed answers 503 and says why in the log" {
+        test
+            "with the app's own scheduler a request while closed is kept in the store: 202, due at the opening, nothing sent" {
             use server = new Server(script asterisk, Some pki.Value.Server)
             // The app's own clock and scheduler; open all week but closed from yesterday to the day after
             // tomorrow, so it is closed now whenever the test runs.
@@ -264,9 +265,21 @@ let callbacks =
                         server.Port
                 )
 
-            let status, _ = sidecar.Post(form valid)
-            Expect.equal status HttpStatusCode.ServiceUnavailable "503"
-            Expect.isTrue (sidecar.Log |> List.exists (fun l -> l.Contains Scheduling.Unavailable)) "logged"
+            let status, body = sidecar.Post(form valid)
+            Expect.equal status HttpStatusCode.Accepted body
+            let callId = (JsonDocument.Parse body).RootElement.GetProperty("callId").GetString()
+
+            let store =
+                sidecar.App.Services.GetService(typeof<Callback.Calls.ICallStore>) :?> Callback.Calls.ICallStore
+
+            let stored =
+                (store.Find((CallId.tryParse callId).Value, Threading.CancellationToken.None).Result).Value
+
+            Expect.equal
+                (stored.ScheduledFor |> Option.map (fun at -> at.UtcDateTime))
+                (Some(today.AddDays 3.0))
+                "due at the next opening"
+
             Expect.equal server.Sessions 0 "no AMI session"
         }
 

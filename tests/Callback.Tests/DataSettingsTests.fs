@@ -25,6 +25,7 @@ let tests =
                 (Ok {
                     Store = Sqlite(Path.Combine(workingDirectory, "data"))
                     Retention = TimeSpan.FromDays 30.0
+                    NumberKey = None
                 })
                 "defaults"
         }
@@ -73,6 +74,7 @@ let tests =
                     (read [
                         "Data:Provider", provider
                         "Data:ConnectionString", connection
+                        "Data:NumberKey", String('k', 40)
                         "Data:Path", "/data"
                      ]
                      |> Result.map _.Store)
@@ -143,7 +145,11 @@ let tests =
                 File.WriteAllText(file, "Host=db;Password=s3cret\n")
 
                 Expect.equal
-                    (read [ "Data:Provider", "postgres"; "Data:ConnectionStringFile", file ]
+                    (read [
+                        "Data:Provider", "postgres"
+                        "Data:ConnectionStringFile", file
+                        "Data:NumberKey", String('k', 40)
+                     ]
                      |> Result.map _.Store)
                     (Ok(Postgres(ConnectionString "Host=db;Password=s3cret")))
                     "read from the file"
@@ -162,5 +168,16 @@ let tests =
 
             Expect.equal (DataSettings.describe store) "PostgreSQL, database calls on db.internal:6432" "described"
             Expect.equal (DataSettings.describe (Sqlite "/data")) "SQLite in /data" "SQLite"
+        }
+
+        // Catches a PostgreSQL store keyed per replica (a key file each): a number called through one
+        // replica would be no duplicate on another.
+        test "Data__NumberKey is required with Data__Provider=postgres" {
+            Expect.equal
+                (read [ "Data:Provider", "postgres"; "Data:ConnectionString", "Host=db" ])
+                (Error [
+                    "Data__NumberKey is required with Data__Provider=postgres: every replica must key the numbers alike."
+                ])
+                "required"
         }
     ]

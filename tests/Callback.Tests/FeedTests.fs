@@ -24,6 +24,8 @@ let private snapshot (callId: CallId) (state: State) : StoredCall =
                 Transition = { State = state; At = at }
             }
         ]
+        Attempts = []
+        ScheduledFor = None
     }
 
 let private drain (reader: ChannelReader<StoredCall>) = [

@@ -43,6 +43,8 @@ let tests =
                         [
                             "Callback:PerClientPerMinute", "2"
                             "Callback:AllowedOrigins", "https://shop.example.org"
+                            // The number again is then the number's limit, not a duplicate.
+                            "Callback:DuplicateWindow", "00:00:00"
                         ]
                         server.Port
                 )
@@ -156,7 +158,12 @@ let tests =
             use sidecar =
                 new Sidecar(
                     fakeAmiConfig
-                        [ "Monitor:Username", "callback-monitor"; "Monitor:Secret", "monitor-s3cret" ]
+                        [
+                            "Monitor:Username", "callback-monitor"
+                            "Monitor:Secret", "monitor-s3cret"
+                            // A busy call is final at once, not retried.
+                            "Callback:MaxAttempts", "1"
+                        ]
                         server.Port
                 )
 

@@ -7,6 +7,7 @@ open System.Diagnostics
 open System.Threading
 open Expecto
 open Callback
+open Callback.Domain
 open Callback.Ami
 open Callback.Tests.FakeAmi
 open Callback.Tests.Loopback

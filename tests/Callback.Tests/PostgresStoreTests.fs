@@ -139,6 +139,7 @@ let private streamedAcrossReplicas (connection: string) (between: unit -> Task) 
                 [
                     "Data:Provider", "postgres"
                     "Data:ConnectionString", connection
+                    "Data:NumberKey", String('k', 40)
                     "Monitor:Username", "callback-monitor"
                     "Monitor:Secret", "monitor-s3cret"
                 ]
@@ -320,7 +321,11 @@ let tests =
                 task {
                     let settings =
                         TestSidecar.fakeAmiConfig
-                            [ "Data:Provider", "postgres"; "Data:ConnectionString", connection ]
+                            [
+                                "Data:Provider", "postgres"
+                                "Data:ConnectionString", connection
+                                "Data:NumberKey", String('k', 40)
+                            ]
                             (Loopback.freePort ())
 
                     use one = new Sidecar(settings)
@@ -403,6 +408,7 @@ let tests =
                             [
                                 "Data:Provider", "postgres"
                                 "Data:ConnectionString", connection
+                                "Data:NumberKey", String('k', 40)
                                 "Webhooks:Url", "https://hooks.example.com/callback"
                                 "Webhooks:Secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
                             ]

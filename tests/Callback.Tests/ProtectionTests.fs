@@ -67,7 +67,8 @@ let rateLimits =
         }
 
         test "a number just called gets 429 on phoneNumber, whoever asks, and Asterisk hears nothing" {
-            withSidecar [] (fun server sidecar ->
+            // Without the duplicate window, which would answer with the first call (DurableRequestsTests).
+            withSidecar [ "Callback:DuplicateWindow", "00:00:00" ] (fun server sidecar ->
                 Expect.equal (postFor "203.0.113.1" "5145550401" sidecar).Status 200 "first call"
                 let again = postFor "203.0.113.2" "+1 (514) 555-0401" sidecar
                 expectRefused 429 "phoneNumber" again

@@ -43,10 +43,13 @@ let visitorPhone env scenario calls options =
 let ownerPhone env scenario calls options =
     start "owner" scenario (port env "SIP_OWNER") calls options (ownerVoice, visitorVoice)
 
-/// A sidecar on the local Asterisk with its monitor; `extra` adds settings (`Ami:MaxSessions`, …).
+/// A sidecar on the local Asterisk with its monitor; `extra` adds settings (`Ami:MaxSessions`, …). A
+/// failed call is final at once (no retry) unless `extra` sets `Callback:MaxAttempts`: these tests read
+/// each call's first outcome.
 let sidecarFor env (extra: (string * string) list) =
     let settings =
-        sidecarSettings env |> List.map (fun (k, v) -> k.Replace("__", ":"), v)
+        (sidecarSettings env |> List.map (fun (k, v) -> k.Replace("__", ":"), v))
+        @ [ "Callback:MaxAttempts", "1" ]
 
     new Sidecar(
         extra

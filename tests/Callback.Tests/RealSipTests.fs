@@ -35,8 +35,12 @@ let private bed =
 
 let private withSip = onThisMachine "real-SIP" bed
 
+/// Each call is one attempt (no retry): these tests record how one SIP call ends.
 let private sidecarFor (env: (string * string) list) =
-    new Sidecar(sidecarSettings env |> List.map (fun (k, v) -> k.Replace("__", ":"), v))
+    new Sidecar(
+        (sidecarSettings env |> List.map (fun (k, v) -> k.Replace("__", ":"), v))
+        @ [ "Callback:MaxAttempts", "1" ]
+    )
 
 /// The visitor's phone behind the trunk, running `scenario`.
 let private visitor env scenario options =

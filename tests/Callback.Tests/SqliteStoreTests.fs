@@ -95,7 +95,7 @@ let tests =
 
                         Expect.equal (pragma "journal_mode") "wal" "WAL"
                         Expect.equal (pragma "synchronous") "2" "FULL"
-                        Expect.equal (pragma "user_version") (string SqliteStore.SchemaVersion) "schema version"
+                        Expect.equal (pragma "user_version") (string SqliteSchema.SchemaVersion) "schema version"
                     })
         }
 
@@ -109,7 +109,7 @@ let tests =
                         use! store = opened directory
                         use! connection = store.Connect cancel
                         use command = connection.CreateCommand()
-                        command.CommandText <- $"PRAGMA user_version = {SqliteStore.SchemaVersion + 1}"
+                        command.CommandText <- $"PRAGMA user_version = {SqliteSchema.SchemaVersion + 1}"
                         command.ExecuteNonQuery() |> ignore
                     }
 

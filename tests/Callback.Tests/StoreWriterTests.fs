@@ -374,7 +374,12 @@ let private inTheApp =
         use sidecar =
             new TestSidecar.Sidecar(
                 TestSidecar.fakeAmiConfig
-                    [ "Monitor:Username", "callback-monitor"; "Monitor:Secret", "monitor-s3cret" ]
+                    [
+                        "Monitor:Username", "callback-monitor"
+                        "Monitor:Secret", "monitor-s3cret"
+                        // The busy call is final at once, not retried.
+                        "Callback:MaxAttempts", "1"
+                    ]
                     server.Port
             )
 

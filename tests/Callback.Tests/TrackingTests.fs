@@ -79,6 +79,57 @@ let tests =
             Expect.equal (TestStore.states stored) [ State.Queued ] "its history"
         }
 
+        // Catches an Originate sent without the `sent` mark (a restart would then redial it blindly) or for
+        // an attempt another worker already took.
+        test "durable: the attempt is marked sent before its Originate arrives, and one not claimed gets none" {
+            use temp = new TestStore.TempStore()
+            let requests = temp.Store :?> IRequestStore
+            let mutable sentWhenOriginated = None
+
+            let answer (a: ReceivedAction) =
+                if a.Name = "Originate" && sentWhenOriginated.IsNone then
+                    sentWhenOriginated <- Some (temp.Find(callOf a)).Attempts.Length
+
+                asterisk a
+
+            use server = new Server(script answer, Some pki.Value.Server)
+            let log = new TestSidecar.CapturedLog()
+
+            let tracking =
+                CallTracking.durable
+                    requests
+                    temp.Store
+                    None
+                    (OutcomeCounts())
+                    TimeProvider.System
+                    ((log :> ILoggerProvider).CreateLogger "tracking")
+
+            let placeOnce (request: Request) =
+                (Pipeline.place
+                    tracking
+                    (settingsFor server.Port (trustedTls ()))
+                    roomyGate
+                    (request.CallId, Attempt.first)
+                    frenchCallback
+                    CancellationToken.None)
+                    .Result
+
+            let request =
+                RequestStoreTests.request TestNumbers.AllowedDigits DateTimeOffset.UtcNow None
+
+            Expect.equal (requests.Accept(request, CancellationToken.None).Result) Accepted "claimed"
+            let first = placeOnce request
+            Expect.isTrue first.Stages.CallSpooled "placed"
+            Expect.equal sentWhenOriginated (Some 1) "marked sent (its attempt started) when the Originate arrived"
+            let again = placeOnce request
+            Expect.equal again.Failure (Some NotRecorded) "no longer claimed"
+
+            Expect.equal
+                (server.ActionNames |> List.filter ((=) "Originate") |> List.length)
+                1
+                "one Originate for the attempt"
+        }
+
         // Catches an Originate sent for a call nobody could ever read, or a log line with the number.
         test "a store that cannot record the call: no Originate, the stage fails, one error line without the number" {
             use temp = new TestStore.TempStore()

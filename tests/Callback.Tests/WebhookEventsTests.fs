@@ -38,6 +38,8 @@ let private callOf (states: (State * int) list) (status: CallStatus) : StoredCal
         UpdatedAt = (List.last history).Transition.At
         Status = status
         History = history
+        Attempts = []
+        ScheduledFor = None
     }
 
 let private completedLife = [

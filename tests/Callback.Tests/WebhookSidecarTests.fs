@@ -48,9 +48,14 @@ let tests =
             Expect.equal (root.GetProperty("data").GetProperty("callId").GetString()) callId "the call posted"
             Expect.equal (receiver.Received |> List.map _.Verified) [ Some true ] "verified by the package"
 
-            let metrics = sidecar.Client.GetStringAsync("/metrics").Result
+            // The receiver has the event before the sidecar has read its answer and counted it.
+            let delivered = "callback_webhook_deliveries_total{result=\"delivered\"} 1"
 
-            Expect.stringContains metrics "callback_webhook_deliveries_total{result=\"delivered\"} 1" "counted"
+            let metrics () =
+                sidecar.Client.GetStringAsync("/metrics").Result
+
+            until (fun () -> (metrics ()).Contains delivered)
+            Expect.stringContains (metrics ()) delivered "counted"
 
             Expect.isFalse
                 (sidecar.Log

@@ -23,7 +23,8 @@ type CallMonitor
         outcomes: OutcomeCounts,
         timing: MonitorTiming,
         time: TimeProvider,
-        logger: ILogger
+        logger: ILogger,
+        retrying: Retrying
     ) =
     let gate = obj ()
     let calls = WorkingSet()
@@ -39,7 +40,7 @@ type CallMonitor
         lock gate (fun () -> calls.Remove callId)
 
     let writer =
-        StoreWriter(store, feed, outcomes, leave, timing.SaveRetryDelay, logger)
+        StoreWriter(store, feed, outcomes, leave, timing.SaveRetryDelay, logger, retrying)
 
     /// Hands the writer every call whose status moved (a new leg alone is not written).
     let written (before: TrackedCall, after: TrackedCall) =
@@ -148,6 +149,10 @@ type CallMonitor
                 logger.LogError("Call monitor: the live calls could not be read from the store: {Error}", e.Message)
         }
 
+    /// A monitor without retries: every final attempt ends its call.
+    new(supervisor, store, feed, outcomes, timing, time, logger) =
+        new CallMonitor(supervisor, store, feed, outcomes, timing, time, logger, Retries.never)
+
     /// Recovers the store's live calls, then starts the writer, the monitor's loops and the session.
     member _.Start() =
         recover().Wait()
@@ -235,6 +240,7 @@ module MonitorSession =
         (store: ICallStore)
         (feed: CallFeed)
         (outcomes: OutcomeCounts)
+        (retrying: Retrying)
         (loggers: ILoggerFactory)
         =
         let logger = loggers.CreateLogger "Callback.Calls.Monitor"
@@ -248,4 +254,4 @@ module MonitorSession =
                 new Supervisor(options settings.Ami monitor, loggers.CreateLogger "Callback.Ami.Supervisor")
 
             let timing = MonitorTiming.forOriginate settings.Originate.Timeout
-            Some(new CallMonitor(supervisor, store, feed, outcomes, timing, TimeProvider.System, logger))
+            Some(new CallMonitor(supervisor, store, feed, outcomes, timing, TimeProvider.System, logger, retrying))

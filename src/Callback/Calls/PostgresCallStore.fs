@@ -12,7 +12,8 @@ open Callback.Domain
 /// and every request; the compare-and-set makes it safe to share between processes too.
 type PostgresCallStore private (dataSource: NpgsqlDataSource) =
 
-    let live = "c.state NOT IN ('ended', 'failed')"
+    /// Live and possibly in Asterisk: a `due` or `claimed` attempt has sent nothing yet.
+    let live = "c.state NOT IN ('ended', 'failed') AND c.phase = 'sent'"
 
     let run (operation: NpgsqlConnection -> Task<'T>) (cancel: CancellationToken) =
         task {
@@ -69,8 +70,8 @@ type PostgresCallStore private (dataSource: NpgsqlDataSource) =
         }
 
     /// Listens for the moves every replica commits: `moved` gets each call id, on the connection's own
-    /// reader (it must not block); runs until `cancel` or until the connection fails (then it throws,
-    /// a quiet connection being pinged every 30 s),
+    /// reader (it must not block); runs until `cancel` or until the connection fails (then it throws; a
+    /// quiet connection is pinged every 30 s),
     /// having called `listening` once the LISTEN is in place.
     member _.ListenForMoves(listening: unit -> unit, moved: CallId -> unit, cancel: CancellationToken) : Task =
         task {
@@ -116,9 +117,7 @@ type PostgresCallStore private (dataSource: NpgsqlDataSource) =
                             PostgresStore.select
                                 c
                                 "c.call_id = @id"
-                                [
-                                    NpgsqlParameter("id", NpgsqlTypes.NpgsqlDbType.Text, Value = CallId.value callId)
-                                ]
+                                (fun () -> [ PostgresStore.idParameter (CallId.value callId) ])
                                 cancel
 
                         return List.tryHead calls
@@ -126,10 +125,68 @@ type PostgresCallStore private (dataSource: NpgsqlDataSource) =
                 cancel
 
         member _.ListLive cancel =
-            run (fun c -> PostgresStore.select c live [] cancel) cancel
+            run (fun c -> PostgresStore.select c live (fun () -> []) cancel) cancel
 
         member _.Prune(cutoff, cancel) =
             run (fun c -> PostgresStore.prune c cutoff cancel) cancel
+
+    interface IRequestStore with
+        member _.FindDuplicate(numberKey, since, tracked, cancel) =
+            run (fun c -> PostgresRequests.findDuplicate c numberKey since tracked cancel) cancel
+
+        member _.Accept(request, cancel) =
+            run (fun c -> PostgresRequests.accept c request cancel) cancel
+
+        member _.MarkSent(callId, attempt, at, cancel) =
+            run (fun c -> PostgresRequests.markSent c callId attempt at cancel) cancel
+
+        member _.RecordStages(callId, stages, original, cancel) =
+            run (fun c -> PostgresRequests.recordStages c callId stages original cancel) cancel :> Task
+
+        member _.Abandon(callId, attempt, at, cancel) =
+            run (fun c -> PostgresRequests.abandon c callId attempt at cancel) cancel
+
+        member _.Postpone(callId, attempt, dueAt, cancel) =
+            run (fun c -> PostgresRequests.postpone c callId attempt dueAt cancel) cancel
+
+        member _.ClaimDue(now, limit, cancel) =
+            run
+                (fun c ->
+                    task {
+                        let! claimed = PostgresRequests.claimDue c now limit cancel
+                        let placeable = ResizeArray()
+
+                        for callId, attempt, language, number in claimed do
+                            match number with
+                            | Some number ->
+                                placeable.Add {
+                                    CallId = callId
+                                    Attempt = attempt
+                                    Request = {
+                                        PhoneNumber = number
+                                        Language = language
+                                    }
+                                }
+                            | None ->
+                                // Not one this version can dial: it fails rather than stay due for ever.
+                                let! _ = PostgresRequests.abandon c callId attempt now cancel
+                                ()
+
+                        return List.ofSeq placeable
+                    })
+                cancel
+
+        member _.CountDue(from, until, cancel) =
+            run (fun c -> PostgresRequests.countDue c from until cancel) cancel
+
+        member _.NextDue cancel =
+            run (fun c -> PostgresRequests.nextDue c cancel) cancel
+
+        member _.Retry(callId, expected, ended, dueAt, cancel) =
+            run (fun c -> PostgresRequests.retry c callId expected ended dueAt cancel) cancel
+
+        member _.ReleaseClaimed(now, cancel) =
+            run (fun c -> PostgresRequests.releaseClaimed c now cancel) cancel
 
     /// Closes the pooled connections.
     interface IDisposable with

@@ -41,8 +41,43 @@ module PostgresSchema =
         );
         """
 
+    /// Version 2, SQLite's version 2 in PostgreSQL's types: durable requests (the number's HMAC and, while
+    /// an attempt may dial it, its digits; the answer's five booleans; the attempt's phase and due time;
+    /// each attempt's start and end) and, PostgreSQL's own, `locked_until`: the lease of a claim, so a
+    /// replica that dies holding one loses it and another replica can take the attempt again. A version-1
+    /// row was recorded just before its Originate, so it is `sent`, and its one attempt is copied from it.
+    let private v2 =
+        """
+        ALTER TABLE calls ADD COLUMN number_key text;
+        ALTER TABLE calls ADD COLUMN number text;
+        ALTER TABLE calls ADD COLUMN socket boolean NOT NULL DEFAULT false;
+        ALTER TABLE calls ADD COLUMN ami_login boolean NOT NULL DEFAULT false;
+        ALTER TABLE calls ADD COLUMN ami_orig boolean NOT NULL DEFAULT false;
+        ALTER TABLE calls ADD COLUMN ami_logoff boolean NOT NULL DEFAULT false;
+        ALTER TABLE calls ADD COLUMN call_spooled boolean NOT NULL DEFAULT false;
+        ALTER TABLE calls ADD COLUMN reached boolean NOT NULL DEFAULT false;
+        ALTER TABLE calls ADD COLUMN phase text NOT NULL DEFAULT 'sent' CHECK (phase IN ('due', 'claimed', 'sent'));
+        ALTER TABLE calls ADD COLUMN due_at timestamptz;
+        ALTER TABLE calls ADD COLUMN locked_until timestamptz;
+        CREATE INDEX calls_number ON calls (number_key, created_at) WHERE number_key IS NOT NULL;
+        CREATE INDEX calls_due ON calls (due_at) WHERE phase = 'due';
+        CREATE INDEX calls_claimed ON calls (locked_until) WHERE phase = 'claimed';
+        CREATE TABLE attempts (
+            call_id text NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
+            n integer NOT NULL,
+            started_at timestamptz NOT NULL,
+            outcome text,
+            cause_code integer,
+            cause_text text,
+            sip_code integer,
+            PRIMARY KEY (call_id, n)
+        );
+        INSERT INTO attempts (call_id, n, started_at, outcome, cause_code, cause_text, sip_code)
+            SELECT call_id, attempt, created_at, outcome, cause_code, cause_text, sip_code FROM calls;
+        """
+
     /// Every migration, oldest first: (version, SQL). A later version is appended, never edited in place.
-    let migrations = [ 1, v1 ]
+    let migrations = [ 1, v1; 2, v2 ]
 
     /// The version this program writes.
     let version = migrations |> List.map fst |> List.max

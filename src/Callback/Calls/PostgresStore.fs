@@ -23,10 +23,10 @@ module internal PostgresStore =
     [<Literal>]
     let MovesChannel = "callback_call_moved"
 
-    let private parameter (name: string) (kind: NpgsqlDbType) (value: obj) =
+    let internal parameter (name: string) (kind: NpgsqlDbType) (value: obj) =
         NpgsqlParameter(name, kind, Value = (if isNull value then box DBNull.Value else value))
 
-    let private optional (value: 'T option) : obj =
+    let internal optional (value: 'T option) : obj =
         match value with
         | Some v -> box v
         | None -> null
@@ -39,68 +39,104 @@ module internal PostgresStore =
 
         command
 
-    let private execute connection sql parameters (cancel: CancellationToken) =
+    let internal execute connection sql parameters (cancel: CancellationToken) =
         task {
             use command = command connection sql parameters
             return! command.ExecuteNonQueryAsync cancel
         }
 
-    let private idParameter (callId: string) = parameter "id" NpgsqlDbType.Text callId
+    let internal idParameter (callId: string) = parameter "id" NpgsqlDbType.Text callId
 
     let private readOptional (reader: NpgsqlDataReader) i (read: int -> 'T) =
         if reader.IsDBNull i then None else Some(read i)
 
-    /// The call's columns (0-11) and one transition's (12-15) per row.
+    /// The call's columns (0-13) and one transition's (14-17) per row.
     let private selectSql where =
         $"""SELECT c.call_id, c.attempt, c.language, c.masked_number, c.created_at, c.updated_at, c.state,
-                   c.outcome, c.talk_ms, c.cause_code, c.cause_text, c.sip_code, t.seq, t.attempt, t.state, t.at
+                   c.outcome, c.talk_ms, c.cause_code, c.cause_text, c.sip_code, c.due_at, c.phase,
+                   t.seq, t.attempt, t.state, t.at
             FROM calls c LEFT JOIN transitions t ON t.call_id = c.call_id
             WHERE {where}
             ORDER BY c.created_at, c.call_id, t.seq"""
 
-    let private readCall (r: NpgsqlDataReader) history =
-        let cause =
-            readOptional r 9 r.GetInt32
-            |> Option.map (fun code -> {
-                Code = code
-                Text = readOptional r 10 r.GetString |> Option.defaultValue ""
-                SipCode = readOptional r 11 r.GetInt32
-            })
+    /// The hangup cause in three columns from `first` (code, text, SIP code), None without a code.
+    let private causeAt (r: NpgsqlDataReader) first =
+        readOptional r first r.GetInt32
+        |> Option.map (fun code -> {
+            Code = code
+            Text = readOptional r (first + 1) r.GetString |> Option.defaultValue ""
+            SipCode = readOptional r (first + 2) r.GetInt32
+        })
 
-        {
-            CallId = SqliteRows.readCallId (r.GetString 0)
-            Attempt = SqliteRows.readAttempt (int64 (r.GetInt32 1))
-            Language = SqliteRows.readLanguage (r.GetString 2)
-            MaskedNumber = r.GetString 3
-            CreatedAt = r.GetFieldValue<DateTimeOffset> 4
-            UpdatedAt = r.GetFieldValue<DateTimeOffset> 5
-            Status =
-                SqliteRows.readStatus
-                    (SqliteRows.readState (r.GetString 6))
-                    (readOptional r 7 r.GetString)
-                    (readOptional r 8 r.GetInt64)
-                    cause
-            History = history
-        }
+    let private readCall (r: NpgsqlDataReader) history = {
+        CallId = SqliteRows.readCallId (r.GetString 0)
+        Attempt = SqliteRows.readAttempt (int64 (r.GetInt32 1))
+        Language = SqliteRows.readLanguage (r.GetString 2)
+        MaskedNumber = r.GetString 3
+        CreatedAt = r.GetFieldValue<DateTimeOffset> 4
+        UpdatedAt = r.GetFieldValue<DateTimeOffset> 5
+        Status =
+            SqliteRows.readStatus
+                (SqliteRows.readState (r.GetString 6))
+                (readOptional r 7 r.GetString)
+                (readOptional r 8 r.GetInt64)
+                (causeAt r 9)
+        History = history
+        Attempts = []
+        ScheduledFor =
+            if r.GetString 13 = "due" then
+                readOptional r 12 r.GetFieldValue<DateTimeOffset>
+            else
+                None
+    }
 
     let private readTransition (r: NpgsqlDataReader) =
-        if r.IsDBNull 12 then
+        if r.IsDBNull 14 then
             None
         else
             Some {
-                Sequence = r.GetInt64 12
-                Attempt = SqliteRows.readAttempt (int64 (r.GetInt32 13))
+                Sequence = r.GetInt64 14
+                Attempt = SqliteRows.readAttempt (int64 (r.GetInt32 15))
                 Transition = {
-                    State = SqliteRows.readState (r.GetString 14)
-                    At = r.GetFieldValue<DateTimeOffset> 15
+                    State = SqliteRows.readState (r.GetString 16)
+                    At = r.GetFieldValue<DateTimeOffset> 17
                 }
             }
 
-    /// The calls `where` selects (on `calls c`), each with its history, oldest call first: one statement,
-    /// so a save cannot land between reading a call's row and reading its transitions.
-    let select connection where parameters (cancel: CancellationToken) : Task<StoredCall list> =
+    /// The attempts of the calls `where` selects, by call id, the first first.
+    let private attemptsOf connection where parameters (cancel: CancellationToken) =
         task {
-            use command = command connection (selectSql where) parameters
+            use command =
+                command
+                    connection
+                    $"SELECT a.call_id, a.n, a.started_at, a.outcome, a.cause_code, a.cause_text, a.sip_code FROM attempts a JOIN calls c ON c.call_id = a.call_id WHERE {where} ORDER BY a.call_id, a.n"
+                    parameters
+
+            use! reader = command.ExecuteReaderAsync cancel
+            let byCall = Collections.Generic.Dictionary<string, ResizeArray<AttemptRecord>>()
+
+            while! reader.ReadAsync cancel do
+                let id = reader.GetString 0
+
+                if not (byCall.ContainsKey id) then
+                    byCall[id] <- ResizeArray()
+
+                byCall[id].Add {
+                    Attempt = SqliteRows.readAttempt (int64 (reader.GetInt32 1))
+                    StartedAt = reader.GetFieldValue<DateTimeOffset> 2
+                    Outcome = readOptional reader 3 reader.GetString
+                    Cause = causeAt reader 4
+                }
+
+            return byCall
+        }
+
+    /// The calls `where` selects (on `calls c`), each with its history and attempts, oldest call first,
+    /// inside a transaction the caller holds (its snapshot covers both statements).
+    let selectIn connection where (parameters: unit -> NpgsqlParameter list) (cancel: CancellationToken) =
+        task {
+            let! attempts = attemptsOf connection where (parameters ()) cancel
+            use command = command connection (selectSql where) (parameters ())
             use! reader = command.ExecuteReaderAsync cancel
             let calls = ResizeArray<StoredCall>()
             let history = ResizeArray<SavedTransition>()
@@ -110,9 +146,15 @@ module internal PostgresStore =
                 if not (isNull current) then
                     let call = calls[calls.Count - 1]
 
+                    let tried =
+                        match attempts.TryGetValue current with
+                        | true, rows -> List.ofSeq rows
+                        | _ -> []
+
                     calls[calls.Count - 1] <- {
                         call with
                             History = List.ofSeq history
+                            Attempts = tried
                     }
 
                     history.Clear()
@@ -131,7 +173,19 @@ module internal PostgresStore =
             return List.ofSeq calls
         }
 
-    let private appendTransitions connection (callId: string) attempt (transitions: Transition list) cancel =
+    /// `selectIn` in a REPEATABLE READ, read-only transaction: the calls, their transitions and their
+    /// attempts from one snapshot, so a save cannot land between two of the reads.
+    let select (connection: NpgsqlConnection) where parameters (cancel: CancellationToken) : Task<StoredCall list> =
+        task {
+            use! transaction =
+                connection.BeginTransactionAsync(Data.IsolationLevel.RepeatableRead, cancel)
+
+            let! calls = selectIn connection where parameters cancel
+            do! transaction.CommitAsync cancel
+            return calls
+        }
+
+    let internal appendTransitions connection (callId: string) attempt (transitions: Transition list) cancel =
         task {
             for transition in transitions do
                 let! _ =
@@ -148,6 +202,52 @@ module internal PostgresStore =
 
                 ()
         }
+
+    /// Records that attempt `attempt` of the call starts (its Originate is about to be sent) at `at`.
+    let internal startAttempt connection (callId: string) attempt (at: DateTimeOffset) cancel =
+        task {
+            let! _ =
+                execute
+                    connection
+                    "INSERT INTO attempts (call_id, n, started_at) VALUES (@id, @n, @at) ON CONFLICT (call_id, n) DO NOTHING"
+                    [
+                        idParameter callId
+                        parameter "n" NpgsqlDbType.Integer (Attempt.number attempt)
+                        parameter "at" NpgsqlDbType.TimestampTz (time at)
+                    ]
+                    cancel
+
+            ()
+        }
+
+    /// Records how attempt `attempt` ended (`status`, final), creating its row if it never started.
+    let internal endAttempt connection (callId: string) attempt (status: CallStatus) (at: DateTimeOffset) cancel =
+        task {
+            let cause = SqliteRows.cause status
+
+            let! _ =
+                execute
+                    connection
+                    "INSERT INTO attempts (call_id, n, started_at, outcome, cause_code, cause_text, sip_code) VALUES (@id, @n, @at, @outcome, @code, @text, @sip) ON CONFLICT (call_id, n) DO UPDATE SET outcome = excluded.outcome, cause_code = excluded.cause_code, cause_text = excluded.cause_text, sip_code = excluded.sip_code"
+                    [
+                        idParameter callId
+                        parameter "n" NpgsqlDbType.Integer (Attempt.number attempt)
+                        parameter "at" NpgsqlDbType.TimestampTz (time at)
+                        parameter "outcome" NpgsqlDbType.Text (optional (Names.outcome status))
+                        parameter "code" NpgsqlDbType.Integer (optional (cause |> Option.map _.Code))
+                        parameter "text" NpgsqlDbType.Text (optional (cause |> Option.map _.Text))
+                        parameter "sip" NpgsqlDbType.Integer (optional (cause |> Option.bind _.SipCode))
+                    ]
+                    cancel
+
+            ()
+        }
+
+    let internal isFinal status =
+        match status with
+        | Live _ -> false
+        | Ended _
+        | Failed _ -> true
 
     /// Records the call and its `queued` transition in one transaction; false when the id is taken (the
     /// insert waits for a concurrent one of the same id, then does nothing).
@@ -194,7 +294,7 @@ module internal PostgresStore =
             let! moved =
                 execute
                     connection
-                    "UPDATE calls SET attempt = @attempt, state = @state, outcome = @outcome, talk_ms = @talk, cause_code = @code, cause_text = @text, sip_code = @sip, updated_at = @at WHERE call_id = @id AND attempt = @expectedAttempt AND state = @expectedState"
+                    "UPDATE calls SET attempt = @attempt, state = @state, outcome = @outcome, talk_ms = @talk, cause_code = @code, cause_text = @text, sip_code = @sip, updated_at = @at, number = CASE WHEN @final THEN NULL ELSE number END WHERE call_id = @id AND attempt = @expectedAttempt AND state = @expectedState"
                     [
                         idParameter id
                         parameter "attempt" NpgsqlDbType.Integer (Attempt.number change.Attempt)
@@ -207,11 +307,17 @@ module internal PostgresStore =
                         parameter "at" NpgsqlDbType.TimestampTz (time change.At)
                         parameter "expectedAttempt" NpgsqlDbType.Integer (Attempt.number expected.Attempt)
                         parameter "expectedState" NpgsqlDbType.Text (Names.state expected.State)
+                        // The digits are kept only while a later attempt may dial them.
+                        parameter "final" NpgsqlDbType.Boolean (isFinal change.Status)
                     ]
                     cancel
 
             if moved = 1 then
                 do! appendTransitions connection id change.Attempt change.Transitions cancel
+
+                if isFinal change.Status then
+                    do! endAttempt connection id change.Attempt change.Status change.At cancel
+
                 // Inside the transaction: PostgreSQL delivers it on commit, never for a move rolled back.
                 let! _ =
                     execute connection $"SELECT pg_notify('{MovesChannel}', @id)" [ idParameter id ] cancel
@@ -226,7 +332,8 @@ module internal PostgresStore =
                 return if isNull found then UnknownCall else Stale
         }
 
-    /// Deletes the final calls last moved before `cutoff`; their transitions go with them (ON DELETE CASCADE).
+    /// Deletes the final calls last moved before `cutoff`; their transitions and attempts go with them
+    /// (ON DELETE CASCADE).
     let prune (connection: NpgsqlConnection) (cutoff: DateTimeOffset) (cancel: CancellationToken) =
         execute
             connection

@@ -22,7 +22,14 @@ type SqliteCallStore private (connectionString: string, hook: ISqliteWriteHook o
             return connection
         }
 
-    let live = "c.state NOT IN ('ended', 'failed')"
+    /// Live and possibly in Asterisk: a `due` or `claimed` attempt has sent nothing yet.
+    let live = "c.state NOT IN ('ended', 'failed') AND c.phase = 'sent'"
+
+    let run (operation: SqliteConnection -> Task<'T>) (cancel: CancellationToken) =
+        task {
+            use! connection = connect cancel
+            return! operation connection
+        }
 
     /// Opens (creating it if needed) the database in `directory`, switched to WAL and migrated; a clear
     /// message naming `Data__Path` when the directory is a file, cannot be made, or is not writable. With
@@ -54,7 +61,7 @@ type SqliteCallStore private (connectionString: string, hook: ISqliteWriteHook o
                     if string mode <> "wal" then
                         return Result.Error $"Data__Path '{directory}': SQLite refused WAL mode (got '{mode}')."
                     else
-                        match! SqliteStore.migrate connection cancel with
+                        match! SqliteSchema.migrate connection cancel with
                         | Ok() ->
                             match hook with
                             | Some hook ->
@@ -121,6 +128,65 @@ type SqliteCallStore private (connectionString: string, hook: ISqliteWriteHook o
                 use! connection = connect cancel
                 return! SqliteStore.prune connection cutoff cancel
             }
+
+    interface IRequestStore with
+        member _.FindDuplicate(numberKey, since, tracked, cancel) =
+            run (fun c -> SqliteRequests.findDuplicate c numberKey since tracked cancel) cancel
+
+        member _.Accept(request, cancel) =
+            run (fun c -> SqliteRequests.accept hook c request cancel) cancel
+
+        member _.MarkSent(callId, attempt, at, cancel) =
+            run (fun c -> SqliteRequests.markSent c callId attempt at cancel) cancel
+
+        member _.RecordStages(callId, stages, original, cancel) =
+            run (fun c -> SqliteRequests.recordStages c callId stages original cancel) cancel :> Task
+
+        member _.Abandon(callId, attempt, at, cancel) =
+            run (fun c -> SqliteRequests.abandon hook c callId attempt at cancel) cancel
+
+        member _.Postpone(callId, attempt, dueAt, cancel) =
+            run (fun c -> SqliteRequests.postpone c callId attempt dueAt cancel) cancel
+
+        member _.ClaimDue(now, limit, cancel) =
+            run
+                (fun c ->
+                    task {
+                        let! claimed = SqliteRequests.claimDue c now limit cancel
+                        let placeable = ResizeArray()
+
+                        for callId, attempt, language, number in claimed do
+                            match number with
+                            | Some number ->
+                                placeable.Add {
+                                    CallId = callId
+                                    Attempt = attempt
+                                    Request = {
+                                        PhoneNumber = number
+                                        Language = language
+                                    }
+                                }
+                            | None ->
+                                // Not one of ours any more (a number this version no longer takes):
+                                // nothing can dial it, so it fails rather than stay due for ever.
+                                let! _ = SqliteRequests.abandon hook c callId attempt now cancel
+                                ()
+
+                        return List.ofSeq placeable
+                    })
+                cancel
+
+        member _.CountDue(from, until, cancel) =
+            run (fun c -> SqliteRequests.countDue c from until cancel) cancel
+
+        member _.NextDue cancel =
+            run (fun c -> SqliteRequests.nextDue c cancel) cancel
+
+        member _.Retry(callId, expected, ended, dueAt, cancel) =
+            run (fun c -> SqliteRequests.retry hook c callId expected ended dueAt cancel) cancel
+
+        member _.ReleaseClaimed(now, cancel) =
+            run (fun c -> SqliteRequests.releaseClaimed c now cancel) cancel
 
     /// Returns the pooled connections to the file, so it can be moved or deleted (a test's directory).
     interface IDisposable with

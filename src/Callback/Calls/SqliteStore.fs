@@ -18,38 +18,6 @@ module SqliteStore =
     [<Literal>]
     let FileName = "callback.db"
 
-    /// The schema this program writes (`PRAGMA user_version`); each later version adds one migration.
-    [<Literal>]
-    let SchemaVersion = 1
-
-    let private schemaV1 =
-        """
-        CREATE TABLE calls (
-            call_id TEXT PRIMARY KEY,
-            attempt INTEGER NOT NULL,
-            language TEXT NOT NULL,
-            masked_number TEXT NOT NULL,
-            created_at INTEGER NOT NULL,
-            updated_at INTEGER NOT NULL,
-            state TEXT NOT NULL,
-            outcome TEXT,
-            talk_ms INTEGER,
-            cause_code INTEGER,
-            cause_text TEXT,
-            sip_code INTEGER
-        ) STRICT;
-        CREATE INDEX calls_live ON calls (state) WHERE state NOT IN ('ended', 'failed');
-        CREATE INDEX calls_updated ON calls (updated_at);
-        CREATE TABLE transitions (
-            call_id TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            attempt INTEGER NOT NULL,
-            state TEXT NOT NULL,
-            at INTEGER NOT NULL,
-            PRIMARY KEY (call_id, seq)
-        ) STRICT, WITHOUT ROWID;
-        """
-
     let private dbValue (value: 'T option) : obj =
         match value with
         | Some v -> box v
@@ -64,7 +32,7 @@ module SqliteStore =
 
         command
 
-    let private execute connection sql parameters (cancel: CancellationToken) =
+    let internal execute connection sql parameters (cancel: CancellationToken) =
         task {
             use command = command connection sql parameters
             return! command.ExecuteNonQueryAsync cancel
@@ -74,16 +42,19 @@ module SqliteStore =
         if reader.IsDBNull i then None else Some(read i)
 
     let private callColumns =
-        "call_id, attempt, language, masked_number, created_at, updated_at, state, outcome, talk_ms, cause_code, cause_text, sip_code"
+        "call_id, attempt, language, masked_number, created_at, updated_at, state, outcome, talk_ms, cause_code, cause_text, sip_code, due_at, phase"
 
-    let private readCall (r: SqliteDataReader) history =
-        let cause =
-            optional r 9 r.GetInt32
-            |> Option.map (fun code -> {
-                Code = code
-                Text = optional r 10 r.GetString |> Option.defaultValue ""
-                SipCode = optional r 11 r.GetInt32
-            })
+    /// The hangup cause in three columns from `first` (code, text, SIP code), None without a code.
+    let private causeAt (r: SqliteDataReader) first =
+        optional r first r.GetInt32
+        |> Option.map (fun code -> {
+            Code = code
+            Text = optional r (first + 1) r.GetString |> Option.defaultValue ""
+            SipCode = optional r (first + 2) r.GetInt32
+        })
+
+    let private readCall (r: SqliteDataReader) history attempts =
+        let cause = causeAt r 9
 
         {
             CallId = SqliteRows.readCallId (r.GetString 0)
@@ -99,6 +70,40 @@ module SqliteStore =
                     (optional r 8 r.GetInt64)
                     cause
             History = history
+            Attempts = attempts
+            ScheduledFor =
+                if r.GetString 13 = "due" then
+                    optional r 12 r.GetInt64 |> Option.map SqliteRows.readTime
+                else
+                    None
+        }
+
+    /// The attempts of the calls `where` selects, by call id, the first first.
+    let private attemptsOf connection where parameters cancel =
+        task {
+            use command =
+                command
+                    connection
+                    $"SELECT a.call_id, a.n, a.started_at, a.outcome, a.cause_code, a.cause_text, a.sip_code FROM attempts a JOIN calls c USING (call_id) WHERE {where} ORDER BY a.call_id, a.n"
+                    parameters
+
+            use! reader = command.ExecuteReaderAsync(cancel: CancellationToken)
+            let byCall = Dictionary<string, ResizeArray<AttemptRecord>>()
+
+            while! reader.ReadAsync cancel do
+                let id = reader.GetString 0
+
+                if not (byCall.ContainsKey id) then
+                    byCall[id] <- ResizeArray()
+
+                byCall[id].Add {
+                    Attempt = SqliteRows.readAttempt (reader.GetInt64 1)
+                    StartedAt = SqliteRows.readTime (reader.GetInt64 2)
+                    Outcome = optional reader 3 reader.GetString
+                    Cause = causeAt reader 4
+                }
+
+            return byCall
         }
 
     /// Transitions of the calls `where` selects, by call id, oldest first.
@@ -131,11 +136,12 @@ module SqliteStore =
             return byCall
         }
 
-    /// The calls `where` selects (on `calls c`), each with its history, inside a transaction the caller
-    /// holds (a write transaction that reads a call, or `select`'s read snapshot).
+    /// The calls `where` selects (on `calls c`), each with its history and attempts, inside a transaction
+    /// the caller holds (a write transaction that reads a call, or `select`'s read snapshot).
     let internal selectInTransaction connection where parameters cancel =
         task {
             let! history = histories connection where parameters cancel
+            let! attempts = attemptsOf connection where parameters cancel
 
             use command =
                 command connection $"SELECT {callColumns} FROM calls c WHERE {where}" parameters
@@ -144,8 +150,12 @@ module SqliteStore =
             let calls = ResizeArray()
 
             while! reader.ReadAsync cancel do
-                let found, saved = history.TryGetValue(reader.GetString 0)
-                calls.Add(readCall reader (if found then List.ofSeq saved else []))
+                let listed (byCall: Dictionary<string, ResizeArray<'T>>) =
+                    match byCall.TryGetValue(reader.GetString 0) with
+                    | true, rows -> List.ofSeq rows
+                    | _ -> []
+
+                calls.Add(readCall reader (listed history) (listed attempts))
 
             return List.ofSeq calls
         }
@@ -160,7 +170,7 @@ module SqliteStore =
             return! selectInTransaction connection where parameters cancel
         }
 
-    let private appendTransitions connection (callId: string) attempt (transitions: Transition list) cancel =
+    let internal appendTransitions connection (callId: string) attempt (transitions: Transition list) cancel =
         task {
             for transition in transitions do
                 let! _ =
@@ -177,6 +187,53 @@ module SqliteStore =
 
                 ()
         }
+
+    /// Records that attempt `attempt` of the call starts (its Originate is about to be sent) at `at`.
+    let internal startAttempt connection (callId: string) attempt (at: DateTimeOffset) cancel =
+        task {
+            let! _ =
+                execute
+                    connection
+                    "INSERT INTO attempts (call_id, n, started_at) VALUES ($id, $n, $at) ON CONFLICT (call_id, n) DO NOTHING"
+                    [
+                        "$id", box callId
+                        "$n", box (Attempt.number attempt)
+                        "$at", box (SqliteRows.time at)
+                    ]
+                    cancel
+
+            ()
+        }
+
+    /// Records how attempt `attempt` ended (`status`, final), creating its row if it never started.
+    let internal endAttempt connection (callId: string) attempt (status: CallStatus) (at: DateTimeOffset) cancel =
+        task {
+            let cause = SqliteRows.cause status
+
+            let! _ =
+                execute
+                    connection
+                    "INSERT INTO attempts (call_id, n, started_at, outcome, cause_code, cause_text, sip_code) VALUES ($id, $n, $at, $outcome, $code, $text, $sip) ON CONFLICT (call_id, n) DO UPDATE SET outcome = excluded.outcome, cause_code = excluded.cause_code, cause_text = excluded.cause_text, sip_code = excluded.sip_code"
+                    [
+                        "$id", box callId
+                        "$n", box (Attempt.number attempt)
+                        "$at", box (SqliteRows.time at)
+                        "$outcome", dbValue (Names.outcome status)
+                        "$code", dbValue (cause |> Option.map _.Code)
+                        "$text", dbValue (cause |> Option.map _.Text)
+                        "$sip", dbValue (cause |> Option.bind _.SipCode)
+                    ]
+                    cancel
+
+            ()
+        }
+
+    /// Whether `status` is final (`ended` or `failed`).
+    let internal isFinal status =
+        match status with
+        | Live _ -> false
+        | Ended _
+        | Failed _ -> true
 
     /// Hands `hook`, inside the write's transaction, the call as now stored and the `added` transitions
     /// this write appended (its last ones). Every write that appends transitions calls it before its commit.
@@ -225,6 +282,7 @@ module SqliteStore =
                         ]
                         cancel
 
+                do! startAttempt connection id call.Attempt call.CreatedAt cancel
                 do! written hook connection id 1 cancel
 
             do! transaction.CommitAsync cancel
@@ -244,7 +302,7 @@ module SqliteStore =
             let! moved =
                 execute
                     connection
-                    "UPDATE calls SET attempt = $attempt, state = $state, outcome = $outcome, talk_ms = $talk, cause_code = $code, cause_text = $text, sip_code = $sip, updated_at = $at WHERE call_id = $id AND attempt = $expectedAttempt AND state = $expectedState"
+                    "UPDATE calls SET attempt = $attempt, state = $state, outcome = $outcome, talk_ms = $talk, cause_code = $code, cause_text = $text, sip_code = $sip, updated_at = $at, number = CASE WHEN $final THEN NULL ELSE number END WHERE call_id = $id AND attempt = $expectedAttempt AND state = $expectedState"
                     [
                         "$id", box id
                         "$attempt", box (Attempt.number change.Attempt)
@@ -257,11 +315,17 @@ module SqliteStore =
                         "$at", box (SqliteRows.time change.At)
                         "$expectedAttempt", box (Attempt.number expected.Attempt)
                         "$expectedState", box (Names.state expected.State)
+                        // The digits are kept only while a later attempt may dial them.
+                        "$final", box (isFinal change.Status)
                     ]
                     cancel
 
             if moved = 1 then
                 do! appendTransitions connection id change.Attempt change.Transitions cancel
+
+                if isFinal change.Status then
+                    do! endAttempt connection id change.Attempt change.Status change.At cancel
+
                 do! written hook connection id change.Transitions.Length cancel
                 do! transaction.CommitAsync cancel
                 return Saved
@@ -279,37 +343,17 @@ module SqliteStore =
             let old = "state IN ('ended', 'failed') AND updated_at < $cutoff"
             let parameters = [ "$cutoff", box (SqliteRows.time cutoff) ]
 
-            let! _ =
-                execute
-                    connection
-                    $"DELETE FROM transitions WHERE call_id IN (SELECT call_id FROM calls WHERE {old})"
-                    parameters
-                    cancel
+            for table in [ "transitions"; "attempts" ] do
+                let! _ =
+                    execute
+                        connection
+                        $"DELETE FROM {table} WHERE call_id IN (SELECT call_id FROM calls WHERE {old})"
+                        parameters
+                        cancel
+
+                ()
 
             let! deleted = execute connection $"DELETE FROM calls WHERE {old}" parameters cancel
             do! transaction.CommitAsync cancel
             return deleted
-        }
-
-    /// Creates the schema on an empty file, or checks that a file written by a newer program is refused
-    /// rather than misread.
-    let internal migrate connection cancel =
-        task {
-            use version = command connection "PRAGMA user_version" []
-            let! found = version.ExecuteScalarAsync(cancel: CancellationToken)
-
-            match Convert.ToInt32 found with
-            | 0 ->
-                use transaction = (connection: SqliteConnection).BeginTransaction()
-
-                let! _ =
-                    execute connection $"{schemaV1} PRAGMA user_version = {SchemaVersion};" [] cancel
-
-                do! transaction.CommitAsync cancel
-                return Ok()
-            | SchemaVersion -> return Ok()
-            | newer ->
-                return
-                    Result.Error
-                        $"The database's schema version is {newer}, newer than this program's {SchemaVersion}: run the newer program, or restore a backup."
         }

@@ -22,6 +22,15 @@ type SavedTransition = {
     Transition: Transition
 }
 
+/// One dial of a call as the store records it: when its Originate was about to be sent, and how it ended
+/// (None while it is the live attempt).
+type AttemptRecord = {
+    Attempt: Attempt
+    StartedAt: DateTimeOffset
+    Outcome: string option
+    Cause: HangupCause option
+}
+
 /// A callback as the store holds it: who asked, its current attempt and status, and every transition.
 type StoredCall = {
     CallId: CallId
@@ -33,6 +42,10 @@ type StoredCall = {
     Status: CallStatus
     /// Oldest first, `queued` included.
     History: SavedTransition list
+    /// The attempts dialled so far (or given up before their Originate), the first first.
+    Attempts: AttemptRecord list
+    /// When the current attempt is due, while it waits for its time (a scheduled call, a retry).
+    ScheduledFor: DateTimeOffset option
 }
 
 /// What a writer believes the call is in: the compare-and-set's guard. The state alone is enough, since a

@@ -49,7 +49,8 @@ type internal StoreWriter
         outcomes: OutcomeCounts,
         leave: CallId -> unit,
         retryDelay: TimeSpan,
-        logger: ILogger
+        logger: ILogger,
+        retrying: Retrying
     ) =
     let queue =
         Channel.CreateUnbounded<StoreWrite>(UnboundedChannelOptions(SingleReader = true))
@@ -121,6 +122,22 @@ type internal StoreWriter
             )
         }
 
+    /// The attempt ended and the next one is queued (due): the monitor is done with this attempt; the
+    /// dispatcher places the next.
+    let rescheduled (tracked: TrackedCall) (dueAt: DateTimeOffset) =
+        task {
+            stopFollowing tracked.CallId
+            let! _ = publishStored tracked.CallId
+
+            logger.LogInformation(
+                "Call {CallId}: attempt {Attempt} ended {Outcome}; the next is due at {DueAt:O}",
+                CallId.short tracked.CallId,
+                Attempt.number tracked.Attempt,
+                Names.outcome tracked.Call.Status |> Option.defaultValue "",
+                dueAt
+            )
+        }
+
     let save (tracked: TrackedCall) (expected: Expected, count: int) =
         task {
             let fresh =
@@ -134,10 +151,20 @@ type internal StoreWriter
                     At = tracked.UpdatedAt
                 }
 
-                match! store.Save(tracked.CallId, expected, change, CancellationToken.None) with
-                | Saved -> do! saved tracked
-                | Stale -> do! stale tracked
-                | UnknownCall ->
+                // Decided on the attempt's end and applied in the same save, so the call goes from its
+                // live state straight back to queued: nobody is ever told it failed before the retry.
+                let retryAt = retrying.Next tracked.Attempt tracked.Call.Status tracked.UpdatedAt
+
+                let! result =
+                    match retryAt with
+                    | Some dueAt -> retrying.Reschedule tracked.CallId expected change dueAt
+                    | None -> store.Save(tracked.CallId, expected, change, CancellationToken.None)
+
+                match result, retryAt with
+                | Saved, Some dueAt -> do! rescheduled tracked dueAt
+                | Saved, None -> do! saved tracked
+                | Stale, _ -> do! stale tracked
+                | UnknownCall, _ ->
                     stopFollowing tracked.CallId
 
                     logger.LogWarning(
@@ -214,6 +241,10 @@ type internal StoreWriter
             more <- queue.Reader.TryRead &next
 
         moves
+
+    /// A writer without retries.
+    new(store, feed, outcomes, leave, retryDelay, logger) =
+        StoreWriter(store, feed, outcomes, leave, retryDelay, logger, Retries.never)
 
     /// How many times in a row a failed save of one call is retried.
     static member Retries = 5

@@ -105,3 +105,47 @@ module CallTracking =
                 monitor |> Option.iter (fun m -> m.Forget callId)
                 refuse store outcomes time logger callId attempt
     }
+
+    /// For a call the request store accepted (`claimed`): each attempt is marked `sent` (a compare-and-set
+    /// from `claimed`) just before its Originate, then handed to `monitor`, if any; an attempt that is not
+    /// claimed any more, or that the store cannot mark, gets no Originate. A refused Originate as `create`.
+    let durable
+        (requests: IRequestStore)
+        (store: ICallStore)
+        (monitor: CallMonitor option)
+        outcomes
+        (time: TimeProvider)
+        (logger: ILogger)
+        =
+        let created = create store monitor outcomes time logger
+
+        {
+            created with
+                Spooling =
+                    fun callId attempt _ cancel ->
+                        task {
+                            let at = time.GetUtcNow()
+
+                            try
+                                let! sent = requests.MarkSent(callId, attempt, at, cancel)
+
+                                if sent then
+                                    monitor |> Option.iter (fun m -> m.Track(callId, attempt, at))
+                                else
+                                    logger.LogError(
+                                        "Call {CallId}: attempt {Attempt} is no longer claimed; no Originate is sent for it",
+                                        CallId.short callId,
+                                        Attempt.number attempt
+                                    )
+
+                                return sent
+                            with e ->
+                                logger.LogError(
+                                    "Call {CallId}: the store could not mark it sent, so no Originate is sent: {Error}",
+                                    CallId.short callId,
+                                    e.Message
+                                )
+
+                                return false
+                        }
+        }

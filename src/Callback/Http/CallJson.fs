@@ -34,6 +34,25 @@ module CallJson =
             "at", instant t.Transition.At
         ]
 
+    let private attemptJson (a: AttemptRecord) : JsonValue =
+        Encode.object [
+            "n", (fun w -> w.WriteNumberValue(Attempt.number a.Attempt))
+            "startedAt", instant a.StartedAt
+            "outcome", Encode.option Encode.string a.Outcome
+            "hangupCause", Encode.option hangupCause a.Cause
+        ]
+
+    /// The attempts as of attempt `attempt`: the earlier ones as they ended, this one without its end
+    /// (when the frame is not the call's last, that end was not known yet).
+    let private attemptsAsOf (isCurrent: bool) (attempt: Attempt) (attempts: AttemptRecord list) =
+        attempts
+        |> List.filter (fun a -> Attempt.number a.Attempt <= Attempt.number attempt)
+        |> List.map (fun a ->
+            if isCurrent || a.Attempt <> attempt then
+                a
+            else
+                { a with Outcome = None; Cause = None })
+
     /// The call as it was once its first `count` transitions were saved: its state, that history and the
     /// time of the last of them. The outcome, cause and talk time belong to the call's current status, so
     /// they are given only with its last transition (an earlier final state, an attempt that a retry
@@ -63,6 +82,8 @@ module CallJson =
             "sipCode", Encode.option (fun (code: int) w -> w.WriteNumberValue code) (cause |> Option.bind _.SipCode)
             "talkSeconds", Encode.option (fun (s: float) w -> w.WriteNumberValue s) (status |> Option.bind talkSeconds)
             "tracking", Encode.bool tracking
+            "attempts", Encode.list (List.map attemptJson (attemptsAsOf isCurrent attempt call.Attempts))
+            "scheduledFor", Encode.option instant (if isCurrent then call.ScheduledFor else None)
         ]
 
     /// `GET /calls/{callId}`: the call as stored now. `tracking` says whether a monitor follows calls at

@@ -29,6 +29,11 @@ type CallbackServices = {
     Feed: Callback.Calls.CallFeed
     /// Whether a monitor follows the calls (`Monitor__Username`); without one a call stays `queued`.
     Monitored: bool
+    /// Records a valid request before any AMI traffic and places it now (None) or at its time (Some T),
+    /// or answers the call it duplicates (`CallbackRequests.Submit`).
+    Submit: CallbackRequest -> DateTimeOffset option -> Task<RequestOutcome>
+    /// The call a request would duplicate now, checked before the rate limits.
+    Duplicate: CallbackRequest -> Task<(Callback.Calls.StoredCall * StageResults) option>
 }
 
 /// The routes, each a handler chain turned into an ASP.NET Core endpoint.
@@ -104,8 +109,8 @@ module Endpoints =
             }
 
     /// `POST /callback`: the abuse checks that need no body (origin, shutdown, the client's limit), then
-    /// bind → validate (`callAt` and the hours too) → destination policy → the number's and the global
-    /// limits → place now, or keep for later (202) → answer.
+    /// bind → validate (`callAt` and the hours too) → destination policy → a duplicate's call → the
+    /// number's and the global limits → record, then place now or keep for later (202) → answer.
     let private callback
         (settings: Settings)
         (hours: HoursSettings)
@@ -114,11 +119,9 @@ module Endpoints =
         (logger: ILogger)
         : HttpHandler =
         let place =
-            Handlers.placeCallback
-                (Pipeline.runTracked services.Tracking settings services.Gate)
-                (fun ctx request outcome ->
-                    Verdict.placed outcome ctx
-                    report logger ctx request outcome)
+            Handlers.submitCallback (fun request -> services.Submit request None) (fun ctx request outcome ->
+                Verdict.placed outcome ctx
+                report logger ctx request outcome)
 
         Protection.checkOrigin settings.Protection.AllowedOrigins
         >=> Protection.whileAccepting services.InFlight
@@ -127,9 +130,11 @@ module Endpoints =
             Handlers.validateCallback hours.Hours scheduling (fun (request, placement) ->
                 Handlers.checkDestination
                     settings.Destination
-                    (Protection.limitCall
-                        services.Limits
-                        (Booking.placeOrSchedule hours scheduling logger place placement))
+                    (Handlers.answerDuplicate
+                        services.Duplicate
+                        (Protection.limitCall
+                            services.Limits
+                            (Booking.placeOrSchedule hours scheduling logger place placement)))
                     request)
         )
         |> counted services.Metrics

@@ -10,6 +10,7 @@ open Microsoft.AspNetCore.Http
 open Microsoft.Extensions.DependencyInjection
 open FsToolkit.ErrorHandling
 open Callback
+open Callback.Callbacks
 open Callback.Domain
 
 /// The rest of the request's handling, or `None` when a handler already answered: Giraffe's shape,
@@ -225,17 +226,10 @@ module Handlers =
         elif not outcome.Stages.Socket then 503
         else 502
 
-    /// Runs the AMI pipeline for a valid request and answers with its outcome.
-    let placeCallback
-        (run: CallbackRequest -> CancellationToken -> Task<CallbackOutcome>)
-        (report: HttpContext -> CallbackRequest -> CallbackOutcome -> unit)
-        (request: CallbackRequest)
-        : HttpHandler =
+    /// The answer to a request the pipeline ran for: its booleans, 200/502/503.
+    let private placed report request (outcome: CallbackOutcome) : HttpHandler =
         fun next ctx ->
             task {
-                // The call is placed even if the visitor's browser gives up: an Originate half-sent
-                // and then abandoned would leave us not knowing whether it rings.
-                let! outcome = run request CancellationToken.None
                 report ctx request outcome
 
                 match outcome.Failure with
@@ -253,4 +247,51 @@ module Handlers =
                             next
                             ctx
                 | _ -> return! (setStatusCode (statusOf outcome) >=> json (CallbackJson.outcome outcome)) next ctx
+            }
+
+    /// 200 with the call the request duplicates, its id and the booleans its own request got.
+    let private duplicateOf (call: Callback.Calls.StoredCall) (stages: StageResults) : HttpHandler =
+        setStatusCode 200
+        >=> json (CallbackJson.duplicate (CallId.value call.CallId) stages)
+
+    /// A request for a number that already has a call gets that call (`duplicate: true`) and places
+    /// nothing; checked before the rate limits, so pressing twice is never a refusal.
+    let answerDuplicate
+        (find: CallbackRequest -> Task<(Callback.Calls.StoredCall * StageResults) option>)
+        (next: CallbackRequest -> HttpHandler)
+        (request: CallbackRequest)
+        : HttpHandler =
+        fun after ctx ->
+            task {
+                match! find request with
+                | Some(call, stages) -> return! duplicateOf call stages after ctx
+                | None -> return! next request after ctx
+            }
+
+    /// Records the request before any AMI traffic, places it now, and answers with its outcome; a
+    /// duplicate gets its call; a store that cannot record it, 503 with nothing sent.
+    let submitCallback
+        (submit: CallbackRequest -> Task<RequestOutcome>)
+        (report: HttpContext -> CallbackRequest -> CallbackOutcome -> unit)
+        (request: CallbackRequest)
+        : HttpHandler =
+        fun next ctx ->
+            task {
+                match! submit request with
+                | PlacedNow outcome -> return! placed report request outcome next ctx
+                | DuplicateOf(call, stages) -> return! duplicateOf call stages next ctx
+                // A request for now is never kept for later (`Booking` keeps those, and answers 202).
+                | Scheduled _
+                | NotAccepted ->
+                    return!
+                        refuse
+                            503
+                            [
+                                {
+                                    Field = "server"
+                                    Message = "The callback could not be recorded; try again in a minute."
+                                }
+                            ]
+                            next
+                            ctx
             }

@@ -126,6 +126,18 @@ module CallbackJson =
             ]
         )
 
+    /// The answer to a request whose number already has a call: that call's id and status URL, the five
+    /// booleans its own request got, and `duplicate: true`.
+    let duplicate (callId: string) (stages: StageResults) : JsonValue =
+        Encode.object (
+            stageFields stages
+            @ [
+                "callId", Encode.string callId
+                "statusUrl", Encode.string (statusUrl callId)
+                "duplicate", Encode.bool true
+            ]
+        )
+
     /// The answer to a request refused before any AMI traffic: five false booleans and every error.
     let refused (errors: FieldError list) : JsonValue =
         Encode.object (

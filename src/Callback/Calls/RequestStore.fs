@@ -1,0 +1,85 @@
+namespace Callback.Calls
+
+open System
+open System.Threading
+open System.Threading.Tasks
+open Callback.Domain
+
+/// A valid callback request as the store accepts it, before any AMI traffic.
+type Request = {
+    CallId: CallId
+    Language: Language
+    Number: PhoneNumber
+    /// The number's HMAC under the install's key (`NumberKey`): how duplicates are found once the digits
+    /// are gone.
+    NumberKey: string
+    AcceptedAt: DateTimeOffset
+    /// None: the request places its first attempt now (`claimed` by it); Some T: it is due at T.
+    DueAt: DateTimeOffset option
+    /// A call of the same number created at or after this instant that reached Asterisk makes this
+    /// request a duplicate (`AcceptedAt` minus `Callback__DuplicateWindow`).
+    DuplicateSince: DateTimeOffset
+    /// Whether a monitor follows calls, so that a live call of the number is a duplicate whatever its age.
+    /// Without one nothing ever ends a call: then only pending calls and the window count.
+    Tracked: bool
+}
+
+/// What the store made of a request.
+type Acceptance =
+    /// Recorded: claimed by this request, or due at its time.
+    | Accepted
+    /// The number already has a call that is live, pending, or reached Asterisk within the window: that
+    /// call, with the five booleans its own request was answered with. Nothing was recorded.
+    | Duplicate of StoredCall * StageResults
+
+/// An attempt a dispatcher took from the store (`claimed`): what it needs to place it.
+type ClaimedAttempt = {
+    CallId: CallId
+    Attempt: Attempt
+    Request: CallbackRequest
+}
+
+/// The durable side of a callback, around each attempt: `due` (waiting for its time) → `claimed` (a
+/// worker of this process took it, nothing sent) → `sent` (marked just before the Originate is written: it
+/// may have reached Asterisk from here on) → the live states → final. Every move is a compare-and-set on
+/// the phase and attempt, so no two workers and no restart can place one attempt twice.
+type IRequestStore =
+    /// The call that makes a request for `numberKey` now a duplicate, with its request's five booleans:
+    /// one pending (due or claimed), one not final (when `tracked`), or one created at or after `since`
+    /// that reached Asterisk. A read only: `Accept`
+    /// checks again in its write transaction.
+    abstract FindDuplicate:
+        numberKey: string * since: DateTimeOffset * tracked: bool * cancel: CancellationToken ->
+            Task<(StoredCall * StageResults) option>
+
+    /// In one write transaction: the duplicate check, then the new call (state `queued`) if none.
+    abstract Accept: request: Request * cancel: CancellationToken -> Task<Acceptance>
+    /// `claimed` → `sent` for this attempt, its start recorded; false when it is not claimed (any more).
+    abstract MarkSent: callId: CallId * attempt: Attempt * at: DateTimeOffset * cancel: CancellationToken -> Task<bool>
+    /// Records the five booleans of a request's answer (`original`: the answer its visitor got), and
+    /// whether an Originate of the call was accepted.
+    abstract RecordStages: callId: CallId * stages: StageResults * original: bool * cancel: CancellationToken -> Task
+    /// A claimed attempt nothing of which reached Asterisk (no socket, no Login): the call fails with
+    /// `error` and its number is dropped. False when it was not claimed.
+    abstract Abandon: callId: CallId * attempt: Attempt * at: DateTimeOffset * cancel: CancellationToken -> Task<bool>
+
+    /// A claimed attempt nothing of which was sent goes back to `due` at `dueAt` (the dispatcher's backoff).
+    abstract Postpone:
+        callId: CallId * attempt: Attempt * dueAt: DateTimeOffset * cancel: CancellationToken -> Task<bool>
+
+    /// Claims up to `limit` attempts due at `now` (`due` → `claimed`), the earliest first.
+    abstract ClaimDue: now: DateTimeOffset * limit: int * cancel: CancellationToken -> Task<ClaimedAttempt list>
+    /// How many attempts are due from `from` until before `until` (the calls already waiting for an opening).
+    abstract CountDue: from: DateTimeOffset * until: DateTimeOffset * cancel: CancellationToken -> Task<int>
+    /// When the next `due` attempt is due, if any.
+    abstract NextDue: cancel: CancellationToken -> Task<DateTimeOffset option>
+
+    /// Ends attempt `expected.Attempt` as `ended` says (its final status) and, in the same transaction,
+    /// queues the next attempt due at `dueAt`: the call goes back to `queued`, never through `failed`.
+    abstract Retry:
+        callId: CallId * expected: Expected * ended: Change * dueAt: DateTimeOffset * cancel: CancellationToken ->
+            Task<SaveResult>
+
+    /// At start-up: every `claimed` attempt (its worker died before sending anything) goes back to `due`.
+    /// Answers how many.
+    abstract ReleaseClaimed: now: DateTimeOffset * cancel: CancellationToken -> Task<int>
