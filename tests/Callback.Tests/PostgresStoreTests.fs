@@ -429,4 +429,42 @@ let tests =
                             "Webhooks__Url needs Data__Provider=sqlite for now: the webhook outbox is not in the PostgreSQL store yet."
                             "said"
                 })
+
+        // Catches a duplicate window read from one replica's memory or files: the visitor who pressed
+        // twice, answered by two replicas behind a round-robin proxy, would be rung twice.
+        onFreshDatabase
+            "a second request for the number on the other replica gets the first call and places nothing"
+            (fun connection ->
+                task {
+                    use server =
+                        new FakeAmi.Server(FakeAmi.script FakeAmi.asterisk, Some FakeAmi.pki.Value.Server)
+
+                    let settings =
+                        TestSidecar.fakeAmiConfig
+                            [
+                                "Data:Provider", "postgres"
+                                "Data:ConnectionString", connection
+                                "Data:NumberKey", String('k', 40)
+                            ]
+                            server.Port
+
+                    use one = new Sidecar(settings)
+                    use other = new Sidecar(settings)
+                    let visitor = [ "phoneNumber", TestNumbers.Allowed; "language", "en" ]
+                    let firstStatus, first = one.Post(form visitor)
+                    Expect.equal (int firstStatus) 200 first
+                    let status, again = other.Post(form visitor)
+                    Expect.equal (int status) 200 again
+
+                    let json (body: string) =
+                        Text.Json.JsonDocument.Parse(body).RootElement
+
+                    Expect.equal
+                        ((json again).GetProperty("callId").GetString())
+                        ((json first).GetProperty("callId").GetString())
+                        "the first call"
+
+                    Expect.isTrue ((json again).GetProperty("duplicate").GetBoolean()) "a duplicate"
+                    Expect.equal server.Sessions 1 "one call placed, by the first replica"
+                })
     ]
