@@ -9,6 +9,23 @@ open Callback.Domain
 /// calls in any 24 hours, counted from the calls the store holds, so a restart does not reset it.
 type NumberLimit = { Interval: TimeSpan; PerDay: int }
 
+module NumberLimit =
+    /// The calls a number's limit counts look back this far.
+    let day = TimeSpan.FromDays 1.0
+
+    /// How long until the number's calls of the last day (`created`, newest first) leave room for one more
+    /// under `limit` at `now`; None when there is room. Both stores answer with it.
+    let retryAfter (limit: NumberLimit) (now: DateTimeOffset) (created: DateTimeOffset list) =
+        let waits = [
+            match created with
+            | newest :: _ when newest > now - limit.Interval -> newest + limit.Interval - now
+            | _ -> ()
+            if created.Length >= limit.PerDay then
+                created[limit.PerDay - 1] + day - now
+        ]
+
+        if List.isEmpty waits then None else Some(List.max waits)
+
 /// A valid callback request as the store accepts it, before any AMI traffic.
 type Request = {
     CallId: CallId

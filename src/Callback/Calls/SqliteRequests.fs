@@ -110,13 +110,14 @@ module internal SqliteRequests =
     /// before reaching Asterisk (no socket, no Login, a refused Originate), which blocks nothing either.
     let private numberLimited connection (numberKey: string) (limit: NumberLimit) (now: DateTimeOffset) cancel =
         task {
-            let day = TimeSpan.FromDays 1.0
-
             use command =
                 SqliteStore.command
                     connection
                     "SELECT created_at FROM calls WHERE number_key = $key AND created_at > $since AND NOT (state = 'failed' AND reached = 0) ORDER BY created_at DESC"
-                    [ "$key", box numberKey; "$since", box (SqliteRows.time (now - day)) ]
+                    [
+                        "$key", box numberKey
+                        "$since", box (SqliteRows.time (now - NumberLimit.day))
+                    ]
 
             use! reader = command.ExecuteReaderAsync(cancel: CancellationToken)
             let created = ResizeArray<DateTimeOffset>()
@@ -124,14 +125,7 @@ module internal SqliteRequests =
             while! reader.ReadAsync cancel do
                 created.Add(SqliteRows.readTime (reader.GetInt64 0))
 
-            let waits = [
-                if created.Count > 0 && created[0] > now - limit.Interval then
-                    created[0] + limit.Interval - now
-                if created.Count >= limit.PerDay then
-                    created[limit.PerDay - 1] + day - now
-            ]
-
-            return if List.isEmpty waits then None else Some(List.max waits)
+            return NumberLimit.retryAfter limit now (List.ofSeq created)
         }
 
     let findDuplicate connection numberKey since tracked cancel =
