@@ -140,4 +140,43 @@ let tests =
                 Expect.equal (found.Attempts |> List.map _.Attempt) [ Attempt.first ] "its one attempt"
                 let live = (store :> ICallStore).ListLive(cancel).Result
                 Expect.equal (live |> List.map _.CallId) [ callId ] "live and sent: reconciled after a restart")
+
+        // Catches a PostgreSQL accept that leaves the number's limit out (each replica, or a restarted one,
+        // would place the call again) or counts a call that failed before reaching Asterisk.
+        onTwoReplicas
+            "the number's limit is read from the database: another replica is refused within it"
+            (fun one other ->
+                task {
+                    let limit = {
+                        Interval = TimeSpan.FromMinutes 2.0
+                        PerDay = 5
+                    }
+
+                    let limited at = {
+                        RequestStoreTests.request (number 3) at None with
+                            PerNumber = Some limit
+                            DuplicateSince = at
+                            Tracked = false
+                    }
+
+                    let unsent = limited (t0.AddSeconds -10.0)
+                    let! _ = one.Accept(unsent, cancel)
+                    let! _ = one.Abandon(unsent.CallId, Attempt.first, t0, cancel)
+                    let first = limited t0
+                    let! accepted = one.Accept(first, cancel)
+                    Expect.equal accepted Accepted "an unsent call does not count"
+                    let! _ = one.MarkSent(first.CallId, Attempt.first, t0, cancel)
+
+                    let spooled = {
+                        Socket = true
+                        AmiLogin = true
+                        AmiOrig = true
+                        AmiLogoff = true
+                        CallSpooled = true
+                    }
+
+                    do! one.RecordStages(first.CallId, spooled, true, cancel)
+                    let! again = other.Accept(limited (t0.AddSeconds 30.0), cancel)
+                    Expect.equal again (NumberLimited(TimeSpan.FromSeconds 90.0)) "the interval's rest"
+                })
     ]
