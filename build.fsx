@@ -51,6 +51,7 @@ let build () =
     ]
 
 let asteriskScript = "asterisk/dev/asterisk.sh"
+let postgresScript = "postgres/dev/postgres.sh"
 
 let closingLine = Regex(@"(\d+) passed, (\d+) failed, (\d+) skipped")
 
@@ -60,6 +61,8 @@ let test (extra: string list) =
     // The real-Asterisk tests start the local Asterisk when they need it; stop it afterwards unless it
     // was already running (someone's demo, say).
     let asteriskWasRunning = run "bash" [ asteriskScript; "status" ] = 0
+    // Likewise the local PostgreSQL of the PostgreSQL store's tests.
+    let postgresWasRunning = run "bash" [ postgresScript; "status" ] = 0
     let mutable counts = None
 
     let code =
@@ -83,6 +86,9 @@ let test (extra: string list) =
 
     if not asteriskWasRunning then
         run "bash" [ asteriskScript; "stop" ] |> ignore
+
+    if not postgresWasRunning then
+        run "bash" [ postgresScript; "stop" ] |> ignore
 
     match counts with
     | Some(passed, failed, skipped) -> printfn "%s passed, %s failed, %s skipped" passed failed skipped
@@ -165,6 +171,8 @@ let demo (args: string list) =
     ensureSipp ()
 
     let asteriskWasRunning = run "bash" [ asteriskScript; "status" ] = 0
+    // Likewise the local PostgreSQL of the PostgreSQL store's tests.
+    let postgresWasRunning = run "bash" [ postgresScript; "status" ] = 0
 
     if run "bash" [ asteriskScript; "start" ] <> 0 then
         failwith "the local Asterisk did not start (see the lines above)"

@@ -352,13 +352,35 @@ module Settings =
             }
         }
 
+/// The PostgreSQL store's connection string (Npgsql's keywords). It prints as `***`: it holds the
+/// database password, so a log line, an exception or a debugger view cannot leak it.
+[<Sealed; AllowNullLiteral>]
+type ConnectionString(value: string) =
+    /// The clear text, for the one place that needs it: opening the store.
+    member _.Reveal() = value
+    override _.ToString() = "***"
+
+    override _.Equals other =
+        match other with
+        | :? ConnectionString as other -> other.Reveal() = value
+        | _ -> false
+
+    override _.GetHashCode() = value.GetHashCode()
+
+/// Which database holds the calls.
+type StoreProvider =
+    /// The embedded store (the default): one SQLite file in this directory (the image's volume, `/data`).
+    | Sqlite of directory: string
+    /// A PostgreSQL database, which several replicas can share.
+    | Postgres of ConnectionString
+
 /// Where the call store keeps its database, and how long it keeps the calls that are over.
 type DataSettings = {
-    /// The data directory (the image's volume, `/data` there); the database file is inside it.
-    Directory: string
+    Store: StoreProvider
     /// Final calls last moved longer ago than this are deleted; live calls are kept whatever their age.
     Retention: TimeSpan
-    /// `Data__NumberKey`, the key of the numbers' HMAC; None: generated once into the directory.
+    /// `Data__NumberKey`, the key of the numbers' HMAC; None: generated once into the SQLite directory
+    /// (required with PostgreSQL, whose replicas share no directory).
     NumberKey: string option
 }
 
@@ -393,18 +415,98 @@ module DataSettings =
         | key when key.Trim().Length < 32 -> Error "Data__NumberKey must be at least 32 characters."
         | key -> Ok(Some key)
 
-    /// Reads the store's settings, all problems at once. Without `Data__Path` the directory is `data` under
-    /// `workingDirectory`; a relative one is taken from there too. Whether the directory is usable is
-    /// checked when the store opens it.
+    /// A connection string Npgsql can read, naming a host; the value is never repeated in the message.
+    let private connectionString (value: string) =
+        let valid =
+            try
+                not (String.IsNullOrWhiteSpace(Npgsql.NpgsqlConnectionStringBuilder(value).Host))
+            with _ ->
+                // A bad keyword or value: its message may quote the value, so it is not passed on.
+                false
+
+        if valid then
+            Ok(ConnectionString value)
+        else
+            Error
+                "Data__ConnectionString is not a PostgreSQL connection string with a Host (Host=…;Port=…;Username=…;Password=…;Database=…)."
+
+    /// The connection string from `Data__ConnectionString` or from the file `Data__ConnectionStringFile`
+    /// names (a Docker secret, say), at most one of the two; a file's trailing line end is not part of it.
+    let private connectionText (config: IConfiguration) =
+        let given key =
+            match config[key] with
+            | null
+            | "" -> None
+            | v -> Some v
+
+        match given "Data:ConnectionString", given "Data:ConnectionStringFile" with
+        | Some _, Some _ -> Error "Set Data__ConnectionString or Data__ConnectionStringFile, not both."
+        | Some value, None -> Ok(Some value)
+        | None, Some path ->
+            try
+                Ok(Some(File.ReadAllText(path).TrimEnd('\r', '\n')))
+            with e ->
+                Error $"Data__ConnectionStringFile: cannot read '{path}' ({e.GetType().Name})."
+        | None, None -> Ok None
+
+    let private provider (config: IConfiguration) =
+        match config["Data:Provider"] with
+        | null
+        | "" -> Ok "sqlite"
+        | given ->
+            match given.ToLowerInvariant() with
+            | "sqlite"
+            | "postgres" as known -> Ok known
+            | _ -> Error $"Data__Provider must be sqlite or postgres (got '{given}')."
+
+    let private store (config: IConfiguration) (workingDirectory: string) =
+        let connectionGiven =
+            [ "Data:ConnectionString"; "Data:ConnectionStringFile" ]
+            |> List.exists (fun key -> not (String.IsNullOrEmpty config[key]))
+
+        match provider config with
+        | Error e -> Error e
+        | Ok "sqlite" when connectionGiven ->
+            Error
+                "Data__ConnectionString (or Data__ConnectionStringFile) is set but Data__Provider is not postgres: set Data__Provider=postgres, or remove it."
+        | Ok "sqlite" -> directory config workingDirectory |> Result.map Sqlite
+        | Ok _ ->
+            match connectionText config with
+            | Error e -> Error e
+            | Ok None ->
+                Error "Data__ConnectionString (or Data__ConnectionStringFile) is required with Data__Provider=postgres."
+            | Ok(Some value) -> connectionString value |> Result.map Postgres
+
+    /// The store as start-up logs it: the SQLite directory, or PostgreSQL's host, port and database, never
+    /// the rest of the connection string (its password).
+    let describe (store: StoreProvider) =
+        match store with
+        | Sqlite directory -> $"SQLite in {directory}"
+        | Postgres connection ->
+            let parts = Npgsql.NpgsqlConnectionStringBuilder(connection.Reveal())
+            let database = parts.Database |> Option.ofObj |> Option.defaultValue "(the user's)"
+            $"PostgreSQL, database {database} on {parts.Host}:{parts.Port}"
+
+    /// Reads the store's settings, all problems at once. SQLite unless `Data__Provider=postgres`; without
+    /// `Data__Path` its directory is `data` under `workingDirectory`, a relative one is taken from there too
+    /// (whether it is usable is checked when the store opens it). `Data__Path` is not read for PostgreSQL.
     let read (config: IConfiguration) (workingDirectory: string) : Result<DataSettings, string list> =
         validation {
-            let! directory = directory config workingDirectory
+            let! store = store config workingDirectory
             and! retention = retention config
             and! numberKey = numberKey config
 
             return {
-                Directory = directory
+                Store = store
                 Retention = retention
                 NumberKey = numberKey
             }
         }
+        |> Result.bind (fun data ->
+            match data.Store, data.NumberKey with
+            | Postgres _, None ->
+                // No key file can be shared: each replica would generate its own and miss the others' duplicates.
+                Error [
+                    "Data__NumberKey is required with Data__Provider=postgres: every replica must key the numbers alike."
+                ]
+            | _ -> Ok data)

@@ -29,7 +29,7 @@ let private forwardedHeaders (proxy: ProxySettings) (options: ForwardedHeadersOp
 /// duplicate answers with its own call), `WaitingAt` counts the attempts already due within a day of the
 /// opening. `submitting` is the request path once the tracking is made (`startTracking`).
 let private durableScheduling
-    (store: Calls.SqliteCallStore)
+    (requests: Calls.IRequestStore)
     (submitting: (Domain.CallbackRequest -> DateTimeOffset option -> Threading.Tasks.Task<RequestOutcome>) ref)
     : Scheduling = {
     Clock = TimeProvider.System
@@ -57,7 +57,7 @@ let private durableScheduling
     WaitingAt =
         fun opening cancel ->
             let from = opening.ToDateTimeOffset()
-            (store :> Calls.IRequestStore).CountDue(from, from.AddDays 1.0, cancel)
+            requests.CountDue(from, from.AddDays 1.0, cancel)
 }
 
 /// The process-wide services of the callback routes, and their part in start-up and shutdown: the
@@ -66,7 +66,7 @@ let private callbackServices
     (builder: WebApplicationBuilder)
     (settings: Settings)
     (data: DataSettings)
-    (store: Calls.SqliteCallStore)
+    (store: Calls.ICallStore, requests: Calls.IRequestStore, closeStore: IDisposable)
     submitting
     =
     let gate = new SessionGate(settings.Ami.MaxSessions, settings.Ami.MaxQueued)
@@ -84,7 +84,7 @@ let private callbackServices
         new ShutdownDrain(
             inFlight,
             longest,
-            [ gate; limits; readiness; store ],
+            [ gate; limits; readiness; closeStore ],
             services.GetRequiredService<IHostApplicationLifetime>()
         ))
     |> ignore
@@ -94,12 +94,26 @@ let private callbackServices
     |> ignore
 
     let feed = Calls.CallFeed()
+
+    // Several replicas on one PostgreSQL: a stream here follows the moves any of them saves.
+    match store with
+    | :? Calls.PostgresCallStore as postgres ->
+        builder.Services.AddHostedService(fun services ->
+            new Calls.ReplicaMoves(
+                postgres,
+                feed,
+                TimeProvider.System,
+                services.GetRequiredService<ILoggerFactory>().CreateLogger "Callback.Calls.ReplicaMoves"
+            ))
+        |> ignore
+    | _ -> ()
+
     builder.Services.AddSingleton<Calls.ICallStore> store |> ignore
     builder.Services.AddSingleton<Calls.CallFeed> feed |> ignore
     // Unless a test chose a shorter heartbeat before the build.
     builder.Services.TryAddSingleton<CallStreamOptions> CallStreamOptions.defaults
     // Calls for later are kept in the store as due attempts; unless a test gave its own clock and scheduler.
-    builder.Services.TryAddSingleton<Scheduling>(durableScheduling store submitting)
+    builder.Services.TryAddSingleton<Scheduling>(durableScheduling requests submitting)
 
     builder.Services.AddHostedService(fun services ->
         new Calls.CallRetention(
@@ -116,7 +130,7 @@ let private callbackServices
         InFlight = inFlight
         Metrics = CallbackMetrics gate
         Tracking = Calls.CallTracking.none
-        Store = store :> Calls.ICallStore
+        Store = store
         Feed = feed
         Monitored = settings.Monitor.IsSome
         // Until the tracking is made (`startTracking`), before the first request.
@@ -124,28 +138,56 @@ let private callbackServices
         Duplicate = fun _ -> Threading.Tasks.Task.FromResult None
     }
 
-/// The call store in `data.Directory`, opened (and migrated) before the app starts, with the numbers'
-/// key: a sidecar that cannot keep its calls does not take callbacks. With webhooks, the outbox rides on
-/// its transactions. The attempts a previous process had claimed but not sent are due again (it died
-/// before sending anything).
+/// The call store `data` names, opened (and migrated) before the app starts, with the numbers' key: a
+/// sidecar that cannot keep its calls does not take callbacks. With webhooks, the outbox rides on its
+/// transactions (SQLite only, so far). The attempts a previous process had claimed but not sent are due
+/// again (it died before sending anything; with PostgreSQL, only those whose lease is over). Answers the
+/// store as calls and as requests, what closes it, the SQLite store the delivery reads, and the key.
 let private openStore (data: DataSettings) (outbox: Calls.ISqliteWriteHook option) =
     let cancel = Threading.CancellationToken.None
 
-    let opening =
-        match outbox with
-        | Some hook -> Calls.SqliteCallStore.Open(data.Directory, cancel, hook)
-        | None -> Calls.SqliteCallStore.Open(data.Directory, cancel)
+    let released (requests: Calls.IRequestStore) =
+        requests.ReleaseClaimed(DateTimeOffset.UtcNow, cancel).Result |> ignore
 
-    result {
-        let! store = opening.Result
-        let! key = Calls.NumberKey.load data.NumberKey data.Directory
+    match data.Store, outbox with
+    | Sqlite directory, _ ->
+        let opening =
+            match outbox with
+            | Some hook -> Calls.SqliteCallStore.Open(directory, cancel, hook)
+            | None -> Calls.SqliteCallStore.Open(directory, cancel)
 
-        (store :> Calls.IRequestStore).ReleaseClaimed(DateTimeOffset.UtcNow, cancel).Result
-        |> ignore
+        result {
+            let! store = opening.Result
+            let! key = Calls.NumberKey.load data.NumberKey directory
+            released store
 
-        return store, key
-    }
-    |> Result.mapError List.singleton
+            let parts =
+                (store :> Calls.ICallStore), (store :> Calls.IRequestStore), (store :> IDisposable)
+
+            return parts, Some store, key
+        }
+        |> Result.mapError List.singleton
+    | Postgres _, Some _ ->
+        Error [
+            "Webhooks__Url needs Data__Provider=sqlite for now: the webhook outbox is not in the PostgreSQL store yet."
+        ]
+    | Postgres connectionString, None ->
+        result {
+            // Required with PostgreSQL (DataSettings): no key file is read or made.
+            let! key =
+                match data.NumberKey with
+                | Some secret -> Calls.NumberKey.ofSecret secret
+                | None -> Error "Data__NumberKey is required with Data__Provider=postgres."
+
+            let! store = Calls.PostgresCallStore.Open(connectionString.Reveal(), cancel).Result
+            released store
+
+            let parts =
+                (store :> Calls.ICallStore), (store :> Calls.IRequestStore), (store :> IDisposable)
+
+            return parts, None, key
+        }
+        |> Result.mapError List.singleton
 
 /// With `Webhooks__Url`: the delivery loop, started and stopped with the app, reporting in the app's
 /// metrics registry.
@@ -306,23 +348,27 @@ let createApp (args: string[]) (configure: WebApplicationBuilder -> unit) : Resu
             |> Result.map (fun s -> settings, data, hours, webhooks, durable, s))
     with
     | Error errors -> Error errors
-    | Ok(settings, data, hours, webhooks, durable, (store, key)) ->
+    | Ok(settings, data, hours, webhooks, durable, (((_, requests, _) as store), sqlite, key)) ->
         builder.WebHost.ConfigureKestrel KestrelOptions.configure |> ignore
         ErrorAnswers.addServices builder.Services
         let submitting = ref (fun _ _ -> Threading.Tasks.Task.FromResult NotAccepted)
         let services = callbackServices builder settings data store submitting
 
         webhooks
-        |> Option.iter (fun w -> webhookDelivery builder w signal store services)
+        |> Option.iter (fun w ->
+            sqlite
+            |> Option.iter (fun sqlite -> webhookDelivery builder w signal sqlite services))
 
         builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders settings.Proxy)
         |> ignore
 
         let app = builder.Build()
-        let services = startTracking app settings durable key store services
+        let services = startTracking app settings durable key requests services
         submitting.Value <- services.Submit
         ErrorAnswers.usePipeline app
         app.UseForwardedHeaders() |> ignore
+
+        app.Logger.LogInformation("Call store: {Store}", DataSettings.describe data.Store)
 
         if settings.Ami.Endpoint.Transport = PlainTcp then
             app.Logger.LogWarning "Ami__UseTls is false: the AMI secret crosses the network in clear text."

@@ -24,7 +24,8 @@ type CallWatch internal (reader: ChannelReader<StoredCall>, leave: unit -> unit)
 
 /// Tells the watchers of a call about each of its snapshots once the store has saved it, so whoever reads
 /// the store after a frame (`GET /calls/{id}`) sees at least what the frame said. In memory and per
-/// process: a watcher on another replica learns nothing from this one.
+/// process: a watcher on another replica learns of this one's moves only through the database (with
+/// PostgreSQL, `ReplicaMoves` publishes here what the other replicas save).
 [<Sealed>]
 type CallFeed() =
     /// Snapshots kept per watcher before the oldest is dropped.
@@ -69,6 +70,15 @@ type CallFeed() =
             for channel in current do
                 channel.Writer.TryWrite call |> ignore
         | _ -> ()
+
+    /// Whether a stream watches the call now.
+    member _.IsWatched(callId: CallId) =
+        watchers.ContainsKey(CallId.value callId)
+
+    /// The calls watched now: what a feed fed from elsewhere (another replica's moves) must read again after
+    /// it may have missed some.
+    member _.Watched: CallId list =
+        watchers.Keys |> Seq.choose CallId.tryParse |> List.ofSeq
 
     /// How many watches are open, over all calls.
     member _.Watching = watchers.Values |> Seq.sumBy (fun current -> current.Length)
