@@ -154,25 +154,13 @@ type PostgresCallStore private (dataSource: NpgsqlDataSource) =
                 (fun c ->
                     task {
                         let! claimed = PostgresRequests.claimDue c now limit cancel
-                        let placeable = ResizeArray()
+                        let placeable, undialable = ClaimedAttempt.split claimed
 
-                        for callId, attempt, language, number in claimed do
-                            match number with
-                            | Some number ->
-                                placeable.Add {
-                                    CallId = callId
-                                    Attempt = attempt
-                                    Request = {
-                                        PhoneNumber = number
-                                        Language = language
-                                    }
-                                }
-                            | None ->
-                                // Not one this version can dial: it fails rather than stay due for ever.
-                                let! _ = PostgresRequests.abandon c callId attempt now cancel
-                                ()
+                        for callId, attempt in undialable do
+                            let! _ = PostgresRequests.abandon c callId attempt now cancel
+                            ()
 
-                        return List.ofSeq placeable
+                        return placeable
                     })
                 cancel
 

@@ -65,6 +65,34 @@ type ClaimedAttempt = {
     Request: CallbackRequest
 }
 
+[<RequireQualifiedAccess>]
+module ClaimedAttempt =
+    /// The claimed rows (call, attempt, language, the digits if still held) this version can dial, and the
+    /// attempts it cannot (a number this version no longer takes): those are to fail rather than stay due
+    /// for ever.
+    let split (claimed: (CallId * Attempt * Language * PhoneNumber option) seq) =
+        let claimed = List.ofSeq claimed
+
+        let placeable =
+            claimed
+            |> List.choose (fun (callId, attempt, language, number) ->
+                number
+                |> Option.map (fun number -> {
+                    CallId = callId
+                    Attempt = attempt
+                    Request = {
+                        PhoneNumber = number
+                        Language = language
+                    }
+                }))
+
+        let undialable =
+            claimed
+            |> List.filter (fun (_, _, _, number) -> number.IsNone)
+            |> List.map (fun (callId, attempt, _, _) -> callId, attempt)
+
+        placeable, undialable
+
 /// The durable side of a callback, around each attempt: `due` (waiting for its time) → `claimed` (a
 /// worker of this process took it, nothing sent) → `sent` (marked just before the Originate is written: it
 /// may have reached Asterisk from here on) → the live states → final. Every move is a compare-and-set on

@@ -168,26 +168,13 @@ type SqliteCallStore private (connectionString: string, hook: ISqliteWriteHook o
                 (fun c ->
                     task {
                         let! claimed = SqliteRequests.claimDue c now limit cancel
-                        let placeable = ResizeArray()
+                        let placeable, undialable = ClaimedAttempt.split claimed
 
-                        for callId, attempt, language, number in claimed do
-                            match number with
-                            | Some number ->
-                                placeable.Add {
-                                    CallId = callId
-                                    Attempt = attempt
-                                    Request = {
-                                        PhoneNumber = number
-                                        Language = language
-                                    }
-                                }
-                            | None ->
-                                // Not one of ours any more (a number this version no longer takes):
-                                // nothing can dial it, so it fails rather than stay due for ever.
-                                let! _ = SqliteRequests.abandon hook c callId attempt now cancel
-                                ()
+                        for callId, attempt in undialable do
+                            let! _ = SqliteRequests.abandon hook c callId attempt now cancel
+                            ()
 
-                        return List.ofSeq placeable
+                        return placeable
                     })
                 cancel
 
