@@ -78,63 +78,54 @@ module SqliteStore =
                     None
         }
 
-    /// The attempts of the calls `where` selects, by call id, the first first.
-    let private attemptsOf connection where parameters cancel =
+    /// The rows of `sql`, whose first column is the call id, read by `read` and grouped by call, in the
+    /// order the query gives them.
+    let private byCall connection sql parameters (read: SqliteDataReader -> 'T) cancel =
         task {
-            use command =
-                command
-                    connection
-                    $"SELECT a.call_id, a.n, a.started_at, a.outcome, a.cause_code, a.cause_text, a.sip_code FROM attempts a JOIN calls c USING (call_id) WHERE {where} ORDER BY a.call_id, a.n"
-                    parameters
-
+            use command = command connection sql parameters
             use! reader = command.ExecuteReaderAsync(cancel: CancellationToken)
-            let byCall = Dictionary<string, ResizeArray<AttemptRecord>>()
+            let grouped = Dictionary<string, ResizeArray<'T>>()
 
             while! reader.ReadAsync cancel do
                 let id = reader.GetString 0
 
-                if not (byCall.ContainsKey id) then
-                    byCall[id] <- ResizeArray()
+                if not (grouped.ContainsKey id) then
+                    grouped[id] <- ResizeArray()
 
-                byCall[id].Add {
-                    Attempt = SqliteRows.readAttempt (reader.GetInt64 1)
-                    StartedAt = SqliteRows.readTime (reader.GetInt64 2)
-                    Outcome = optional reader 3 reader.GetString
-                    Cause = causeAt reader 4
-                }
+                grouped[id].Add(read reader)
 
-            return byCall
+            return grouped
         }
+
+    /// The attempts of the calls `where` selects, by call id, the first first.
+    let private attemptsOf connection where parameters cancel =
+        byCall
+            connection
+            $"SELECT a.call_id, a.n, a.started_at, a.outcome, a.cause_code, a.cause_text, a.sip_code FROM attempts a JOIN calls c USING (call_id) WHERE {where} ORDER BY a.call_id, a.n"
+            parameters
+            (fun reader -> {
+                Attempt = SqliteRows.readAttempt (reader.GetInt64 1)
+                StartedAt = SqliteRows.readTime (reader.GetInt64 2)
+                Outcome = optional reader 3 reader.GetString
+                Cause = causeAt reader 4
+            })
+            cancel
 
     /// Transitions of the calls `where` selects, by call id, oldest first.
     let private histories connection where parameters cancel =
-        task {
-            use command =
-                command
-                    connection
-                    $"SELECT t.call_id, t.seq, t.attempt, t.state, t.at FROM transitions t JOIN calls c USING (call_id) WHERE {where} ORDER BY t.call_id, t.seq"
-                    parameters
-
-            use! reader = command.ExecuteReaderAsync(cancel: CancellationToken)
-            let byCall = Dictionary<string, ResizeArray<SavedTransition>>()
-
-            while! reader.ReadAsync cancel do
-                let id = reader.GetString 0
-
-                if not (byCall.ContainsKey id) then
-                    byCall[id] <- ResizeArray()
-
-                byCall[id].Add {
-                    Sequence = reader.GetInt64 1
-                    Attempt = SqliteRows.readAttempt (reader.GetInt64 2)
-                    Transition = {
-                        State = SqliteRows.readState (reader.GetString 3)
-                        At = SqliteRows.readTime (reader.GetInt64 4)
-                    }
+        byCall
+            connection
+            $"SELECT t.call_id, t.seq, t.attempt, t.state, t.at FROM transitions t JOIN calls c USING (call_id) WHERE {where} ORDER BY t.call_id, t.seq"
+            parameters
+            (fun reader -> {
+                Sequence = reader.GetInt64 1
+                Attempt = SqliteRows.readAttempt (reader.GetInt64 2)
+                Transition = {
+                    State = SqliteRows.readState (reader.GetString 3)
+                    At = SqliteRows.readTime (reader.GetInt64 4)
                 }
-
-            return byCall
-        }
+            })
+            cancel
 
     /// The calls `where` selects (on `calls c`), each with its history and attempts, inside a transaction
     /// the caller holds (a write transaction that reads a call, or `select`'s read snapshot).
